@@ -1,0 +1,1 @@
+"""Gymnasium environments of worldsim: the Craft2D ground-truth game (and, later, Dream-v0)."""
