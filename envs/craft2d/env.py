@@ -224,7 +224,7 @@ class Craft2DEnv(gym.Env):
 
         h, w, _ = self._frame.shape
         if self._window is None:
-            pygame.init()
+            pygame.display.init()
             pygame.display.set_caption("Craft2D")
             self._window = pygame.display.set_mode((w * self.window_scale, h * self.window_scale))
             self._clock = pygame.time.Clock()
