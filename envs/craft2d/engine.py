@@ -139,6 +139,7 @@ class Game:
             j = i + f
             if not SOLID[cells[j]] and not occ[j]:
                 self._move(0, i, j)
+                i = j  # gravity, water and lava below act where the player now is
         elif action == _JUMP or action == _JUMP_LEFT or action == _JUMP_RIGHT:
             if action != _JUMP:
                 f = -1 if action == _JUMP_LEFT else 1

@@ -223,7 +223,8 @@ class Craft2DEnv(gym.Env):
         import pygame
 
         h, w, _ = self._frame.shape
-        if self._window is None:
+        # pygame has one display: another env's close() quits it under us, so reopen the window when it is gone
+        if self._window is None or pygame.display.get_surface() is not self._window:
             pygame.display.init()
             pygame.display.set_caption("Craft2D")
             self._window = pygame.display.set_mode((w * self.window_scale, h * self.window_scale))
