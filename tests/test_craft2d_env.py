@@ -283,9 +283,9 @@ def test_step_before_reset():
     ("....\n.>.<\nGGGG", r"2 players"),
     ("   \n", r"empty"),
 ])
-def test_bad_scenario_map(env, map_, message):
-    with pytest.raises(ValueError, match=message):
-        env.reset(options={"scenario": Scenario(map_)})
+def test_bad_scenario_map(map_, message):
+    with pytest.raises(ValueError, match=message):  # refused where it is written, before any env sees it
+        Scenario(map_)
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -294,10 +294,18 @@ def test_bad_scenario_map(env, map_, message):
     (dict(selected="coal"), r"'coal'"),
     (dict(health=0), r"health=0"),
     (dict(biome="jungle"), r"'jungle'"),
+    (dict(time_of_day=1.5), r"time_of_day=1.5"),
+    (dict(origin=(10, 10)), r"origin=\(10, 10\).*world_seed"),
 ])
-def test_bad_scenario_fields(env, fields, message):
+def test_bad_scenario_fields(fields, message):
     with pytest.raises(ValueError, match=message):
-        env.reset(options={"scenario": Scenario(".>.\nGGG", **fields)})
+        Scenario(".>.\nGGG", **fields)
+
+
+@pytest.mark.parametrize("option", [{"time_of_day": 0.75}, {"world_seed": 3}])
+def test_reset_options_beside_a_scenario_are_refused_not_ignored(env, option):
+    with pytest.raises(ValueError, match=f"{list(option)[0]}.*set them on the Scenario"):
+        env.reset(options={"scenario": Scenario(".>.\nGGG"), **option})
 
 
 def test_scenario_as_plain_string_and_wrong_type(env):

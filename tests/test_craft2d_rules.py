@@ -205,11 +205,13 @@ def test_falling_off_a_ledge(start, height, damage):
     for t in range(1, height + 1):
         s.step(A.RIGHT if t == 1 else A.NOOP)
         assert s.player == (1, t), f"step {t}: expected to have fallen {t} tiles"
-        assert s.info["health"] == 6
-    s.step(A.NOOP)  # landed: the hurt comes when the fall stops
+        landed = t == height
+        assert s.info["health"] == (6 - damage if landed else 6), "the hurt comes on the landing step"
+        assert ("player took fall damage" in s.info["events"]) == (landed and damage > 0)
+    s.step(A.NOOP)  # standing still afterwards hurts no more
     assert s.player == (1, height)
     assert s.info["health"] == 6 - damage
-    assert ("player took fall damage" in s.info["events"]) == (damage > 0)
+    assert "player took fall damage" not in s.info["events"]
     assert not s.terminated
 
 
@@ -371,6 +373,30 @@ def test_animal_hops_onto_a_one_tile_step(start):
         assert row in (0, 1) and (col, row) != (5, 1)
         rows.add(row)
     assert rows == {0, 1}, "the pig never hopped onto the step"
+
+
+def test_animal_does_not_climb_onto_the_player(start):
+    s = start("""
+        B........B
+        B.>p.....B
+        GGGGGGGGGG
+    """)
+    for _ in range(400):
+        s.step(A.NOOP)
+        [(_, col, row)] = s.animals()
+        assert row == 1, f"the pig left the ground to ({col}, {row}): entities are not steps"
+
+
+def test_short_map_gets_open_sky_above_not_copies_of_its_top_row(start):
+    s = start("""
+        ###
+        .>.
+        GGG
+    """)
+    x, y = s.info["player_pos"]
+    grid = s.game.grid
+    assert grid[y - 1, x] == Tile.STONE  # the map's own roof
+    assert (grid[: y - 1, 1:-1] == Tile.SKY).all()  # padding above it is sky
 
 
 def test_animal_falls_when_the_ground_under_it_is_mined(start):

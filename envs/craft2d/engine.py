@@ -178,16 +178,15 @@ class Game:
             self.selected = (self.selected + 1) % len(PLACEABLE)
         self.facings[0] = f
 
-        # Gravity on the player: one tile per step, every other step in water; landing hard hurts.
+        # Gravity on the player: one tile per step, every other step in water; landing hard hurts, on landing.
         if not jumped:
             below = i + w
-            in_water = cells[i] == _WATER
-            if not SOLID[cells[below]] and not occ[below]:
-                if not in_water or self.time % 2 == 0:
-                    self._move(0, i, below)
-                    i = below
-                    self.fall = 0 if in_water else self.fall + 1
-            else:
+            if not SOLID[cells[below]] and not occ[below] and (cells[i] != _WATER or self.time % 2 == 0):
+                self._move(0, i, below)
+                i = below
+                self.fall = 0 if cells[i] == _WATER else self.fall + 1  # water breaks a fall
+            below = i + w
+            if SOLID[cells[below]] or occ[below]:
                 if self.fall > SAFE_FALL:
                     self.health = max(0, self.health - (self.fall - SAFE_FALL))
                     events.append("player took fall damage")
@@ -195,8 +194,6 @@ class Game:
         if cells[i] == _LAVA:
             self.health = 0
             events.append("player fell into lava")
-        elif cells[i] == _WATER:
-            self.fall = 0
 
         if self.falling:
             self._fall_sand(events)
@@ -244,9 +241,9 @@ class Game:
                 j = i + facings[k]
                 if ANIMAL_PASSES[cells[j]] and not occ[j]:
                     self._move(k, i, j)
-                elif i >= 2 * w and ANIMAL_PASSES[cells[j - w]] and not occ[j - w] \
+                elif SOLID[cells[j]] and i >= 2 * w and ANIMAL_PASSES[cells[j - w]] and not occ[j - w] \
                         and ANIMAL_PASSES[cells[i - w]] and not occ[i - w]:
-                    self._move(k, i, j - w)  # hop up a one-tile step
+                    self._move(k, i, j - w)  # hop up a one-tile step of terrain (never onto another entity)
                 else:
                     facings[k] = -facings[k]
 

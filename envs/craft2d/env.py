@@ -124,6 +124,10 @@ class Craft2DEnv(gym.Env):
             raise ValueError(f"reset options {sorted(unknown)}: expected keys among {_RESET_OPTIONS}")
         view = (self.view_width, self.view_height - 1)
         if "scenario" in options:
+            clash = set(options) - {"scenario"}
+            if clash:
+                raise ValueError(f"reset options {sorted(clash)} with a scenario: set them on the Scenario "
+                                 f"(Scenario(..., time_of_day=..., world_seed=...)) instead")
             scenario = options["scenario"]
             if isinstance(scenario, str):
                 scenario = Scenario(scenario)
@@ -165,7 +169,7 @@ class Craft2DEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return self._frame.copy()
         if self.render_mode == "human":
-            self._show()
+            self._show(tick=False)  # step() already showed this frame and kept the pace
         return None
 
     def close(self):
@@ -219,7 +223,7 @@ class Craft2DEnv(gym.Env):
             self._show()
         return self._frame
 
-    def _show(self) -> None:
+    def _show(self, tick: bool = True) -> None:
         import pygame
 
         h, w, _ = self._frame.shape
@@ -233,4 +237,5 @@ class Craft2DEnv(gym.Env):
         self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
         pygame.event.pump()
         pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
+        if tick:
+            self._clock.tick(self.metadata["render_fps"])

@@ -7,8 +7,8 @@
         #########
     ''', inventory={"dirt": 3}, time_of_day=0.7)
 
-Alone, the map is the whole world: it is widened to at least the view (its edge columns repeated outward), walled
-with bedrock on both sides and floored with bedrock. With `world_seed`, the map is stamped into that generated world
+Alone, the map is the whole world: it is widened to at least the view (its edge columns repeated outward), raised
+to at least the view with open sky on top, walled with bedrock on both sides and floored with bedrock. With `world_seed`, the map is stamped into that generated world
 with its top-left tile at `origin` (default: centred on the world, straddling the ground line).
 """
 
@@ -64,20 +64,17 @@ class Scenario:
                                      f"expected one of {known!r}")
         return [line.ljust(width, ".") for line in lines]
 
-    def build(self, view: tuple[int, int], world_size: tuple[int, int], day_length: int) -> GameState:
-        """The starting GameState for a view of (cols, rows) world tiles."""
+    def __post_init__(self):
+        """Check everything that does not depend on the env, so a bad scenario fails where it is written."""
         rows = self.rows()
-        players = [(c, r) for r, line in enumerate(rows) for c, ch in enumerate(line) if ENTITIES.get(ch, (None,))[0]
-                   == Kind.PLAYER]
-        if len(players) != 1:
-            raise ValueError(f"scenario map has {len(players)} players: expected exactly one '>' or '<'")
-        inventory = [0] * len(ITEM_NAMES)
+        players = sum(ENTITIES[ch][0] == Kind.PLAYER for line in rows for ch in line if ch in ENTITIES)
+        if players != 1:
+            raise ValueError(f"scenario map has {players} players: expected exactly one '>' or '<'")
         for name, n in self.inventory.items():
             if name not in ITEM_NAMES:
                 raise ValueError(f"scenario inventory item {name!r}: expected one of {ITEM_NAMES}")
-            if not 0 <= n <= 99:
-                raise ValueError(f"scenario inventory {name}={n}: expected a count from 0 to 99")
-            inventory[ITEM_NAMES.index(name)] = n
+            if not isinstance(n, (int, np.integer)) or not 0 <= n <= 99:
+                raise ValueError(f"scenario inventory {name}={n!r}: expected a count from 0 to 99")
         placeable = [ITEM_NAMES[i] for i in PLACEABLE]
         if self.selected not in placeable:
             raise ValueError(f"scenario selected={self.selected!r}: expected one of {placeable}")
@@ -85,6 +82,18 @@ class Scenario:
             raise ValueError(f"scenario health={self.health}: expected 1 to {MAX_HEALTH}")
         if self.biome not in BIOME_NAMES:
             raise ValueError(f"scenario biome={self.biome!r}: expected one of {BIOME_NAMES}")
+        if not 0.0 <= self.time_of_day < 1.0:
+            raise ValueError(f"scenario time_of_day={self.time_of_day}: expected a fraction of the day in [0, 1)")
+        if self.origin is not None and self.world_seed is None:
+            raise ValueError(f"scenario origin={self.origin}: an origin needs a world_seed to stamp the map into")
+
+    def build(self, view: tuple[int, int], world_size: tuple[int, int], day_length: int) -> GameState:
+        """The starting GameState for a view of (cols, rows) world tiles."""
+        rows = self.rows()
+        inventory = [0] * len(ITEM_NAMES)
+        for name, n in self.inventory.items():
+            inventory[ITEM_NAMES.index(name)] = int(n)
+        placeable = [ITEM_NAMES[i] for i in PLACEABLE]
 
         tiles = np.array([[LEGEND.get(ch, Tile.SKY) for ch in line] for line in rows], np.uint8)  # (h, w)
         world, (ox, oy) = (self._stamp(tiles, world_size) if self.world_seed is not None
@@ -108,7 +117,8 @@ class Scenario:
         h, w = tiles.shape
         grow_w = max(view[0] - w, 0)
         left = grow_w // 2
-        tiles = np.pad(tiles, ((max(view[1] - h, 0), 0), (left, grow_w - left)), mode="edge")
+        tiles = np.pad(tiles, ((0, 0), (left, grow_w - left)), mode="edge")  # the ground goes on sideways
+        tiles = np.pad(tiles, ((max(view[1] - h, 0), 0), (0, 0)), constant_values=Tile.SKY)  # open sky above
         tiles = np.pad(tiles, ((0, 1), (1, 1)), constant_values=Tile.BEDROCK)
         sky_line = _ground_line(tiles)
         _air(tiles, sky_line)

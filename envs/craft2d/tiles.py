@@ -89,7 +89,7 @@ _SOLID = {Tile.GRASS, Tile.DIRT, Tile.STONE, Tile.SAND, Tile.SNOW, Tile.ICE, Til
           Tile.COAL, Tile.IRON, Tile.GOLD, Tile.BEDROCK}
 SOLID = tuple(t in _SOLID for t in Tile)
 EMPTY = tuple(t in (Tile.SKY, Tile.CAVE) for t in Tile)
-# Sand falls into anything that is not solid and not a plant (a falling block displaces water and lava).
+# Sand falls into anything that is not solid and not a plant; falling or placed into water or lava, it replaces it.
 SAND_PASSES = tuple(t in (Tile.SKY, Tile.CAVE, Tile.WATER, Tile.LAVA) for t in Tile)
 
 # What mining a tile yields; -1: nothing (leaves, ice, cactus crumble). BEDROCK and empty tiles cannot be mined.
