@@ -1,1 +1,3 @@
-"""Policies that act in worldsim's environments. For now: a person at the keyboard (`agents.human`)."""
+"""Policies that act in worldsim's environments, all following `agents.base.Agent`:
+random (sticky), explorer (Craft2D: far walks, digging, building, loops back over seen ground), mixture, and
+human (the keyboard, for `worldsim play`). Build one with `agents.base.make_agent(name, action_space, env_id)`."""

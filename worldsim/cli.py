@@ -1,6 +1,7 @@
 """The `worldsim` command.
 
     worldsim play [--real] [--seed N] [--scale 8] [--fps 10]   play Craft2D with the keyboard
+    worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]   trajectories into a dataset
     worldsim bench [--steps 20000] [--repeats 5] [--out .]     speed table, written to bench.json
 
 Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work; later
@@ -37,6 +38,21 @@ def _bench(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(ns: argparse.Namespace) -> int:
+    from worldsim.config import describe, parse_overrides
+    from worldsim.data.collect import CollectConfig, collect
+
+    if ns.help_config:
+        print("worldsim collect key=value ...\n\n" + describe(CollectConfig))
+        return 0
+    try:
+        collect(parse_overrides(CollectConfig, ns.overrides))
+    except KeyboardInterrupt as err:
+        print(f"\n{err or 'interrupted'}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worldsim", description="A learned world simulator you can step like a game.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -56,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--screenshot", default=None, metavar="PNG", help="save the window to PNG when play ends")
     play.set_defaults(func=_play)
 
+    collect = sub.add_parser("collect", help="collect trajectories from a Gymnasium env into a dataset",
+                             add_help=False, description="worldsim collect out=DIR [env=ID agent=NAME steps=N "
+                                                         "workers=K ...]; --help lists every key")
+    collect.add_argument("overrides", nargs="*", help="key=value settings")
+    collect.add_argument("--help", "-h", dest="help_config", action="store_true", help="list every key=value")
+    collect.set_defaults(func=_collect)
+
     bench = sub.add_parser("bench", help="measure speed; prints a table and writes bench.json")
     bench.add_argument("--steps", type=_positive, default=20_000, help="env steps per run (default 20000)")
     bench.add_argument("--repeats", type=_positive, default=5, help="runs per benchmark; median reported (default 5)")
@@ -69,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return ns.func(ns)
-    except (ValueError, TypeError) as err:  # bad input: a clear message, not a traceback
+    except (ValueError, TypeError, OSError) as err:  # bad input: a clear message, not a traceback
         print(f"worldsim {ns.command}: error: {err}", file=sys.stderr)
         return 2
 

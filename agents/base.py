@@ -1,0 +1,45 @@
+"""The one small protocol every agent follows, and the registry that `collect`, `play` and the probes pick from."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Acts in an env with a Discrete action space. `reset(seed)` at each episode start, then `act` every step."""
+
+    name: str  # the registry name; a mixture reports the agent driving the current episode in `current`
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> int: ...
+
+
+def check_discrete(action_space: gym.Space, who: str) -> int:
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ValueError(f"{who} needs a Discrete action space, got {action_space}")
+    return int(action_space.n)
+
+
+def _registry() -> dict[str, Callable[..., Agent]]:
+    from agents.explorer import ExplorerAgent
+    from agents.mixture import MixtureAgent
+    from agents.random_agent import RandomAgent
+
+    return {"random": RandomAgent, "explorer": ExplorerAgent, "mixture": MixtureAgent}
+
+
+def agent_names() -> list[str]:
+    return sorted(_registry())
+
+
+def make_agent(name: str, action_space: gym.Space, env_id: str | None = None, **options: Any) -> Agent:
+    """Build the agent registered as `name` for an env with `action_space` (and `env_id`, for agents that need one)."""
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"agent={name!r}: expected one of {sorted(registry)}")
+    return registry[name](action_space, env_id=env_id, **options)
