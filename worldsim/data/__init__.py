@@ -1,0 +1,1 @@
+"""Trajectory datasets: shards on disk, collection, clip sampling for training, Minari interchange."""

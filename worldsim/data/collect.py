@@ -1,0 +1,362 @@
+"""`worldsim collect`: trajectories from any Gymnasium env with rgb frames and Discrete actions, into shards.
+
+Episode e is reset with a seed derived from (seed, e) and its agent likewise, and worker k of K plays episodes
+k, k + K, k + 2K, ... So a run is reproducible, and after a crash or Ctrl-C the same command re-plays exactly the
+episodes whose shard was lost and continues: the resumed dataset equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from omegaconf import MISSING
+
+from worldsim.config import show, to_dict
+from worldsim.data.shards import (
+    ShardWriter, open_shard, read_manifest, remove_incomplete, shard_paths, write_manifest,
+)
+from worldsim.progress import Progress
+
+AUTO_SHORT_SIDE = 64  # frames larger than MAX_NATIVE on a side are resized to this short side by default
+MAX_NATIVE = 128
+# Settings that decide what the data is: a dataset directory only continues a run with the same ones.
+_IDENTITY = ("env", "env_kwargs", "agent", "agent_options", "seed", "workers", "frame_size", "shard_steps",
+             "max_episode_steps")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    out: str = field(default=MISSING, metadata={"help": "dataset directory (created; an existing one is continued)"})
+    env: str = field(default="worldsim/Craft2D-v0", metadata={"help": "Gymnasium env id (rgb frames, Discrete "
+                                                                        "actions); 'module:id' imports module"})
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments for gym.make"})
+    agent: str = field(default="mixture", metadata={"help": "random | explorer (Craft2D) | mixture"})
+    agent_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the agent"})
+    steps: int = field(default=200_000, metadata={"help": "frames to store in all (an episode of T actions is "
+                                                          "T + 1 frames)"})
+    workers: int = field(default=1, metadata={"help": "processes collecting in parallel"})
+    seed: int = field(default=0, metadata={"help": "seeds every episode and agent (episode e: from seed and e)"})
+    frame_size: list[int] | None = field(default=None, metadata={
+        "help": f"[H, W] to resize frames to; null: native size, or a {AUTO_SHORT_SIDE}-pixel short side for "
+                f"frames over {MAX_NATIVE} pixels"})
+    shard_steps: int = field(default=10_000, metadata={"help": "frames per shard (whole episodes; a crash loses "
+                                                               "at most one shard per worker)"})
+    max_episode_steps: int | None = field(default=None, metadata={"help": "override the env's time limit"})
+
+
+@dataclass(frozen=True)
+class EnvFacts:
+    """What the collector learns from the env before any work, checked and stored in the manifest."""
+
+    action_meanings: list[str]
+    frame_shape: tuple[int, int, int]  # stored frames (H, W, 3)
+    native_shape: tuple[int, int, int]
+    from_observation: bool  # the observation is the frame; else env.render()
+    has_positions: bool
+    has_captions: bool
+
+
+def derive_seed(seed: int, episode: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed, episode, stream]).generate_state(1, np.uint32)[0])
+
+
+def make_env(cfg: CollectConfig) -> gym.Env:
+    kwargs = dict(cfg.env_kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    try:
+        return gym.make(cfg.env, render_mode="rgb_array", **kwargs)
+    except gym.error.Error as err:
+        raise ValueError(f"env={cfg.env!r}: {err}") from None
+
+
+def _is_image(x: Any) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3
+
+
+def target_shape(native: tuple[int, ...], frame_size: list[int] | None) -> tuple[int, int, int]:
+    h, w = native[:2]
+    if frame_size is not None:
+        if len(frame_size) != 2 or min(frame_size) < 8:
+            raise ValueError(f"frame_size={frame_size}: expected [H, W], each at least 8")
+        return int(frame_size[0]), int(frame_size[1]), 3
+    if max(h, w) <= MAX_NATIVE:
+        return h, w, 3
+    scale = AUTO_SHORT_SIDE / min(h, w)  # keep the aspect ratio, sides a multiple of 8
+    return max(8, round(h * scale / 8) * 8), max(8, round(w * scale / 8) * 8), 3
+
+
+def resize(frame: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Area-averaging resize of a (H, W, 3) uint8 frame (antialiased, so thin lines survive downscaling)."""
+    if frame.shape == shape:
+        return frame
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    y = F.interpolate(x, size=shape[:2], mode="bilinear", antialias=True, align_corners=False)
+    return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def inspect_env(cfg: CollectConfig) -> EnvFacts:
+    """Make the env once and check it can be collected from; a clear error before any work if not."""
+    env = make_env(cfg)
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise ValueError(f"env={cfg.env!r} has action space {env.action_space}: worldsim needs a Discrete one")
+        obs, info = env.reset(seed=cfg.seed)
+        from_obs = _is_image(obs)
+        frame = obs if from_obs else env.render()
+        if not _is_image(frame):
+            what = "None" if frame is None else f"{type(frame).__name__} {getattr(frame, 'shape', '')}"
+            raise ValueError(f"env={cfg.env!r} gives no rgb frames: its observations are not (H, W, 3) uint8 images "
+                             f"and render() with render_mode='rgb_array' returned {what}")
+        unwrapped = env.unwrapped
+        meanings = (list(unwrapped.get_action_meanings()) if hasattr(unwrapped, "get_action_meanings")
+                    else [str(i) for i in range(env.action_space.n)])
+        pos = info.get("player_pos")
+        return EnvFacts(action_meanings=meanings, frame_shape=target_shape(frame.shape, cfg.frame_size),
+                        native_shape=tuple(frame.shape), from_observation=from_obs,
+                        has_positions=isinstance(pos, tuple) and len(pos) == 2,
+                        has_captions=isinstance(info.get("caption"), str))
+    finally:
+        env.close()
+
+
+def _share(steps: int, workers: int, k: int) -> int:
+    return steps // workers + (k < steps % workers)
+
+
+def _done_by_worker(root: Path, k: int) -> tuple[int, int, int]:
+    """(rows, next episode id or -1, next shard index) from worker k's complete shards."""
+    rows, last_episode, index = 0, -1, 0
+    for path in shard_paths(root):
+        shard = open_shard(path)
+        if shard.meta["worker"] != k:
+            continue
+        rows += shard.rows
+        last_episode = max([last_episode] + [e["id"] for e in shard.meta["episodes"]])
+        index = max(index, shard.meta["index"] + 1)
+    return rows, last_episode, index
+
+
+def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[int], None]) -> None:
+    """Worker k: play its episodes until its share of `steps` is stored, writing a shard every `shard_steps`."""
+    from agents.base import make_agent
+
+    root = Path(cfg.out)
+    rows, last_episode, index = _done_by_worker(root, k)
+    share = _share(cfg.steps, cfg.workers, k)
+    report(rows)
+    if rows >= share:
+        return
+    env = make_env(cfg)
+    agent = make_agent(cfg.agent, env.action_space, cfg.env, **cfg.agent_options)
+    writer = ShardWriter(root, k, index)
+    episode = last_episode + cfg.workers if last_episode >= 0 else k
+    shape = facts.frame_shape
+
+    def frame_of(obs) -> np.ndarray:
+        raw = obs if facts.from_observation else env.render()
+        return resize(raw, shape) if raw.shape != shape else np.array(raw)  # a copy: envs may reuse buffers
+
+    while rows < share:
+        seed = derive_seed(cfg.seed, episode, 0)
+        obs, info = env.reset(seed=seed)
+        agent.reset(derive_seed(cfg.seed, episode, 1))
+        writer.add(frame_of(obs), -1, 0.0, False, False, episode, info.get("caption", ""),
+                   info.get("player_pos") if facts.has_positions else None)
+        rows += 1
+        cut = False
+        while True:
+            if rows >= share:  # the budget ends this episode: mark its last frame truncated
+                writer.rows[-1]["truncated"] = cut = True
+                break
+            action = agent.act(obs, info)
+            obs, reward, terminated, truncated, info = env.step(action)
+            writer.add(frame_of(obs), action, float(reward), bool(terminated), bool(truncated), episode,
+                       info.get("caption", ""), info.get("player_pos") if facts.has_positions else None)
+            rows += 1
+            if rows % 256 == 0:
+                report(rows)
+            if terminated or truncated:
+                break
+        writer.end_episode(episode, seed, getattr(agent, "current", cfg.agent), cut)
+        episode += cfg.workers
+        if len(writer.rows) >= cfg.shard_steps:
+            writer.flush()
+    writer.flush()
+    report(rows)
+    env.close()
+
+
+def _worker_main(cfg: CollectConfig, k: int, facts: EnvFacts, counts, errors) -> None:
+    """Process entry point: report progress through shared memory, errors through a queue."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # one core per worker: resizing must not oversubscribe the machine
+        run_worker(cfg, k, facts, lambda rows: counts.__setitem__(k, rows))
+    except BaseException as err:  # noqa: BLE001 - the parent reports it
+        errors.put((k, f"{type(err).__name__}: {err}", traceback.format_exc()))
+        raise SystemExit(1)
+
+
+def _check_manifest(root: Path, manifest: dict) -> None:
+    old = read_manifest(root)
+    clash = {key: (old.get(key), manifest[key]) for key in _IDENTITY if old.get(key) != manifest[key]}
+    if clash:
+        said = ", ".join(f"{k}={v[0]!r} (now {v[1]!r})" for k, v in clash.items())
+        raise ValueError(f"out={str(root)!r} holds a dataset collected with {said}: collect again with the same "
+                         f"settings to continue it, or choose another out=")
+
+
+def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
+    """Collect `cfg.steps` frames into `cfg.out` (continuing a dataset already there); returns the summary."""
+    if cfg.steps < 1 or cfg.workers < 1 or cfg.shard_steps < 1:
+        raise ValueError(f"steps={cfg.steps}, workers={cfg.workers}, shard_steps={cfg.shard_steps}: each must be >= 1")
+    if not quiet:
+        print(show(cfg), end="")
+    facts = inspect_env(cfg)
+    from agents.base import make_agent
+
+    make_agent(cfg.agent, gym.spaces.Discrete(len(facts.action_meanings)), cfg.env, **cfg.agent_options)  # check
+    root = Path(cfg.out)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {**to_dict(cfg), "action_meanings": facts.action_meanings, "frame_shape": list(facts.frame_shape),
+                "native_frame_shape": list(facts.native_shape), "frame_source": "observation" if
+                facts.from_observation else "render", "action_convention": "arrival", "captions": facts.has_captions}
+    if (root / "manifest.json").exists():
+        _check_manifest(root, manifest)
+    write_manifest(root, manifest)
+    stale = remove_incomplete(root)
+    if stale and not quiet:
+        print(f"removed {len(stale)} incomplete shard(s) left by an interrupted run; continuing")
+
+    start = time.perf_counter()
+    progress = Progress(cfg.steps, "collect", "frames") if not quiet else None
+    if cfg.workers == 1:
+        run_worker(cfg, 0, facts, lambda rows: progress and progress.update(rows))
+    else:
+        _run_processes(cfg, facts, progress)
+    seconds = time.perf_counter() - start
+    summary = summarize(root)
+    summary["collect_seconds"] = seconds
+    if progress:
+        progress.close(summary["frames"])
+        print(format_summary(summary))
+    from worldsim.io import atomic_write_json
+
+    atomic_write_json(root / "summary.json", summary)
+    return summary
+
+
+def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | None) -> None:
+    ctx = mp.get_context("spawn")  # a clean interpreter per worker: nothing inherited, same on every OS
+    counts = ctx.RawArray("q", cfg.workers)
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(cfg, k, facts, counts, errors), daemon=True)
+             for k in range(cfg.workers)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if progress:
+                progress.update(sum(counts))
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise KeyboardInterrupt("collect interrupted: complete shards are kept; run the same command to continue")
+    for p in procs:
+        p.join()
+    failed = [p for p in procs if p.exitcode != 0]
+    if failed:
+        msgs = []
+        while not errors.empty():
+            k, msg, _ = errors.get()
+            msgs.append(f"worker {k}: {msg}")
+        raise RuntimeError("; ".join(msgs) or f"workers exited with codes {[p.exitcode for p in failed]}")
+
+
+def summarize(root: Path) -> dict:
+    """Totals of a dataset on disk: frames, episodes, actions, returns, bytes, and Craft2D coverage."""
+    from worldsim.data.stats import AWAY, coverage
+
+    manifest = read_manifest(root)
+    meanings = manifest["action_meanings"]
+    hist = np.zeros(len(meanings), np.int64)
+    frames = transitions = disk = 0
+    episodes, cut, returns, agents = 0, 0, [], {}
+    wanders, gaps, revisit_steps, pos_steps = [], [], 0, 0
+    for path in shard_paths(root):
+        shard = open_shard(path, tuple(manifest["frame_shape"]))
+        frames += shard.rows
+        disk += sum(f["bytes"] for f in shard.meta["files"].values())
+        actions = np.asarray(shard.arrays["actions"])
+        hist += np.bincount(actions[actions >= 0], minlength=len(meanings))[:len(meanings)]
+        positions = shard.arrays.get("positions")
+        for e in shard.meta["episodes"]:
+            episodes += 1
+            transitions += e["length"] - 1
+            agents[e["agent"]] = agents.get(e["agent"], 0) + 1
+            if e["cut"]:
+                cut += 1
+            else:
+                returns.append(e["ret"])
+            if positions is not None:
+                cov = coverage(np.asarray(positions[e["start"]:e["start"] + e["length"], 0]))
+                wanders.append(cov.wander)
+                gaps.extend(cov.return_gaps)
+                revisit_steps += cov.revisit_steps
+                pos_steps += cov.steps
+    summary = {
+        "frames": frames, "transitions": transitions, "episodes": episodes, "episodes_cut": cut,
+        "action_histogram": dict(zip(meanings, hist.tolist())), "mean_return": float(np.mean(returns)) if returns
+        else None, "bytes_on_disk": disk, "agents": agents,
+    }
+    if pos_steps:
+        summary["coverage"] = {
+            "away_tiles": AWAY, "mean_wander_tiles": float(np.mean(wanders)), "max_wander_tiles": int(max(wanders)),
+            "returns": len(gaps), "returns_per_1000_steps": 1000 * len(gaps) / pos_steps,
+            "revisit_fraction": revisit_steps / pos_steps, "median_return_gap": float(np.median(gaps)) if gaps
+            else None, "max_return_gap": int(max(gaps)) if gaps else None,
+            "returns_after_64_steps": int(sum(g > 64 for g in gaps)),
+        }
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    total = max(sum(s["action_histogram"].values()), 1)
+    acts = "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in s["action_histogram"].items())
+    rate = s["frames"] / s["collect_seconds"] if s.get("collect_seconds") else 0
+    lines = [
+        f"frames     {s['frames']:,} in {s['episodes']:,} episodes ({s['episodes_cut']} cut by the budget), "
+        f"{s['transitions']:,} transitions",
+        f"disk       {s['bytes_on_disk'] / 2 ** 20:,.1f} MiB",
+        f"time       {s.get('collect_seconds', 0):.1f} s ({rate:,.0f} frames/s)",
+        f"actions    {acts}",
+        f"return     {s['mean_return']:.3g} mean over complete episodes" if s["mean_return"] is not None
+        else "return     no complete episode",
+        f"agents     " + ", ".join(f"{k} {v}" for k, v in sorted(s["agents"].items())),
+    ]
+    c = s.get("coverage")
+    if c:
+        lines.append(f"wander     mean {c['mean_wander_tiles']:.0f} tiles per episode, max {c['max_wander_tiles']}")
+        lines.append(f"revisits   {c['returns']:,} returns ({c['returns_per_1000_steps']:.1f} per 1,000 steps) to "
+                     f"ground left at least {c['away_tiles']} tiles behind; {100 * c['revisit_fraction']:.1f}% of "
+                     f"steps on such ground; gap median {c['median_return_gap']} max {c['max_return_gap']} steps, "
+                     f"{c['returns_after_64_steps']} after more than 64 steps")
+    return "\n".join(lines)
+

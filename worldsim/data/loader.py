@@ -1,0 +1,101 @@
+"""Training clips: random runs of `clip_len` consecutive frames, each inside one episode, from memory-mapped shards.
+
+A clip never crosses an episode boundary: starts are drawn only where `clip_len` frames of the same episode follow.
+Episodes shorter than a clip cannot give one; they are counted and reported, never stitched to their neighbours.
+The split holds out whole episodes (for Craft2D, whole worlds: each episode's world comes from its seed), chosen by a
+hash of the episode seed, so the same episodes are held out whatever the shard layout or the order of loading.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from worldsim.data.shards import open_dataset
+
+SPLITS = ("train", "val", "all")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of clips, arrival convention: actions[:, t] led to frames[:, t] (-1 on an episode's first frame)."""
+
+    frames: np.ndarray  # (B, T, H, W, 3) uint8
+    actions: np.ndarray  # (B, T) int64
+    rewards: np.ndarray  # (B, T) float32
+    terminated: np.ndarray  # (B, T) bool
+    truncated: np.ndarray  # (B, T) bool
+    episode: np.ndarray  # (B,) int64 global episode id
+    captions: list[list[str]] | None  # (B, T) for datasets with captions
+
+
+def held_out(seed: int, fraction: float) -> bool:
+    """Whether the episode with this seed belongs to the held-out split (a stable hash of the seed)."""
+    return np.random.default_rng([int(seed), 0x5EED]).random() < fraction
+
+
+class ClipDataset:
+    """`ClipDataset(root, clip_len=16, split="train").sample(32, rng)` -> Batch."""
+
+    def __init__(self, root: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
+                 verify_frames: bool = False, captions: bool = True):
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+        if clip_len < 1:
+            raise ValueError(f"clip_len={clip_len}: expected at least 1")
+        if not 0.0 <= holdout < 1.0:
+            raise ValueError(f"holdout={holdout}: expected a fraction in [0, 1)")
+        self.root, self.clip_len, self.split = Path(root), clip_len, split
+        self.manifest, self.shards = open_dataset(self.root, verify_frames)
+        self.action_meanings = self.manifest["action_meanings"]
+        self.frame_shape = tuple(self.manifest["frame_shape"])
+        shard_ids, starts = [], []
+        self.episodes = self.too_short = 0
+        for i, shard in enumerate(self.shards):
+            for e in shard.meta["episodes"]:
+                if split != "all" and held_out(e["seed"], holdout) != (split == "val"):
+                    continue
+                self.episodes += 1
+                n = e["length"] - clip_len + 1  # clip starts inside this episode
+                if n <= 0:
+                    self.too_short += 1
+                    continue
+                starts.append(np.arange(e["start"], e["start"] + n))
+                shard_ids.append(np.full(n, i))
+        if self.too_short:
+            warnings.warn(f"{self.root}: {self.too_short} of {self.episodes} {split} episodes are shorter than "
+                          f"clip_len={clip_len} and give no clips", stacklevel=2)
+        if not starts:
+            raise ValueError(f"{self.root}: no {split} clips of {clip_len} frames (episodes: {self.episodes}, too "
+                             f"short: {self.too_short}); collect more data, lower clip_len or change holdout")
+        self._shard = np.concatenate(shard_ids)  # (N,) shard of each clip start
+        self._start = np.concatenate(starts)  # (N,) first row of each clip
+        self._captions = ([shard.captions() for shard in self.shards]
+                          if captions and self.manifest.get("captions") else None)
+
+    def __len__(self) -> int:
+        return len(self._start)
+
+    def get(self, indices: np.ndarray) -> Batch:
+        """The clips with these indices (0 <= i < len(self))."""
+        T = self.clip_len
+        parts = {k: [] for k in ("frames", "actions", "rewards", "terminated", "truncated", "episode")}
+        captions = [] if self._captions is not None else None
+        for i in np.asarray(indices).tolist():
+            shard, s = self.shards[self._shard[i]], int(self._start[i])
+            a = shard.arrays
+            for k in ("frames", "actions", "rewards", "terminated", "truncated"):
+                parts[k].append(a[k][s:s + T])  # a slice of the memmap: read, not copied, until stacked
+            parts["episode"].append(a["episode"][s])
+            if captions is not None:
+                captions.append(self._captions[self._shard[i]][s:s + T])
+        return Batch(frames=np.stack(parts["frames"]), actions=np.stack(parts["actions"]).astype(np.int64),
+                     rewards=np.stack(parts["rewards"]), terminated=np.stack(parts["terminated"]),
+                     truncated=np.stack(parts["truncated"]), episode=np.asarray(parts["episode"], np.int64),
+                     captions=captions)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        return self.get(rng.integers(len(self), size=batch_size))
