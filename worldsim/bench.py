@@ -1,7 +1,8 @@
 """`worldsim bench`: speed measurements, printed as a table and written to bench.json.
 
-Each figure is the median over `repeats` runs, with every run's value kept in the JSON. This issue measures the
-Craft2D engine (step + render); later benchmarks (Dream-v0 step latency, batched stepping) join the same table.
+Each figure is the median over `repeats` runs, with every run's value kept in the JSON:
+  engine   Craft2D step + render at 64x64, bare and through gymnasium.make
+  loader   training clips per second out of a dataset (frames/s into the training loop)
 """
 
 from __future__ import annotations
@@ -9,22 +10,32 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
+from worldsim.config import to_dict
 from worldsim.io import atomic_write_json
+
+BENCHMARKS = ("engine", "loader")
 
 
 @dataclass(frozen=True)
 class BenchArgs:
-    steps: int = 20_000  # env steps per run
-    repeats: int = 5  # runs per benchmark; the median is reported
-    seed: int = 0
-    out: str = "."  # directory for bench.json
+    only: list[str] = field(default_factory=lambda: list(BENCHMARKS), metadata={"help": f"which of {BENCHMARKS}"})
+    steps: int = field(default=20_000, metadata={"help": "env steps per engine run"})
+    repeats: int = field(default=5, metadata={"help": "runs per benchmark; the median is reported"})
+    seed: int = field(default=0, metadata={"help": "seed of actions and clip draws"})
+    out: str = field(default=".", metadata={"help": "directory for bench.json"})
+    data: str | None = field(default=None, metadata={"help": "dataset for the loader benchmark (default: collect "
+                                                             "a temporary 20,000-frame Craft2D dataset)"})
+    clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
+    batches: int = field(default=200, metadata={"help": "batches per loader run"})
 
 
 def _steps_per_second(env: gym.Env, steps: int, seed: int) -> float:
@@ -55,18 +66,49 @@ def bench_engine(args: BenchArgs) -> list[dict]:
     return rows
 
 
+def bench_loader(args: BenchArgs) -> list[dict]:
+    """Frames per second out of ClipDataset.sample: random clips gathered from memory-mapped shards."""
+    from worldsim.data.loader import ClipDataset
+
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        data = args.data
+        if data is None:
+            from worldsim.data.collect import CollectConfig, collect
+
+            data = str(Path(tmp) / "data")
+            collect(CollectConfig(out=data, agent="random", steps=20_000, seed=args.seed), quiet=True)
+        dataset = ClipDataset(data, args.clip_len, split="all")
+        rng = np.random.default_rng(args.seed)
+        dataset.sample(args.batch_size, rng)  # warm-up: page cache, first touches of the memory maps
+        runs = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for _ in range(args.batches):
+                dataset.sample(args.batch_size, rng)
+            runs.append(args.batches * args.batch_size * args.clip_len / (time.perf_counter() - start))
+    name = f"loader clips of {args.clip_len} x batch {args.batch_size} ({Path(data).name if args.data else 'temp'})"
+    return [{"name": name, "unit": "frames/s", "median": statistics.median(runs), "runs": runs, "target": 5_000}]
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "numpy": np.__version__, "gymnasium": gym.__version__}
 
 
 def run(args: BenchArgs) -> Path:
-    rows = bench_engine(args)
+    unknown = set(args.only) - set(BENCHMARKS)
+    if unknown:
+        raise ValueError(f"only={args.only}: unknown {sorted(unknown)}, expected some of {BENCHMARKS}")
+    rows = []
+    if "engine" in args.only:
+        rows += bench_engine(args)
+    if "loader" in args.only:
+        rows += bench_loader(args)
     width = max(len(r["name"]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  {'target':>8}  unit")
     for r in rows:
         print(f"{r['name']:<{width}}  {r['median']:>10,.0f}  {r['target']:>8,}  {r['unit']}")
     path = atomic_write_json(Path(args.out) / "bench.json",
-                             {"machine": machine(), "args": asdict(args), "results": rows})
+                             {"machine": machine(), "args": to_dict(args), "results": rows})
     print(f"wrote {path}")
     return path

@@ -2,7 +2,8 @@
 
     worldsim play [--real] [--seed N] [--scale 8] [--fps 10]   play Craft2D with the keyboard
     worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]   trajectories into a dataset
-    worldsim bench [--steps 20000] [--repeats 5] [--out .]     speed table, written to bench.json
+    worldsim export data=DIR id=NS/NAME-v0 / import id=NS/NAME-v0 out=DIR       Minari interchange
+    worldsim bench [only=[engine,loader] steps=20000 out=.]  speed table, written to bench.json
 
 Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work; later
 issues add collect, train, dream and probe the same way.
@@ -34,23 +35,49 @@ def _play(ns: argparse.Namespace) -> int:
 def _bench(ns: argparse.Namespace) -> int:
     from worldsim.bench import BenchArgs, run
 
-    run(BenchArgs(steps=ns.steps, repeats=ns.repeats, seed=ns.seed, out=ns.out))
-    return 0
+    return _keyvalue_command(BenchArgs, run, None)(ns)
 
 
 def _collect(ns: argparse.Namespace) -> int:
-    from worldsim.config import describe, parse_overrides
     from worldsim.data.collect import CollectConfig, collect
 
-    if ns.help_config:
-        print("worldsim collect key=value ...\n\n" + describe(CollectConfig))
+    return _keyvalue_command(CollectConfig, collect, None)(ns)
+
+
+def _keyvalue_command(config_cls, run, done: str | None):
+    """A subcommand taking key=value overrides onto `config_cls`; --help lists the keys."""
+
+    def command(ns: argparse.Namespace) -> int:
+        from worldsim.config import describe, parse_overrides
+
+        if ns.help_config:
+            print(f"worldsim {ns.command} key=value ...\n\n" + describe(config_cls))
+            return 0
+        result = run(parse_overrides(config_cls, ns.overrides))
+        if done:
+            print(done.format(result))
         return 0
-    try:
-        collect(parse_overrides(CollectConfig, ns.overrides))
-    except KeyboardInterrupt as err:
-        print(f"\n{err or 'interrupted'}", file=sys.stderr)
-        return 130
-    return 0
+
+    return command
+
+
+def _export(ns: argparse.Namespace) -> int:
+    from worldsim.data.minari_io import ExportConfig, export_minari
+
+    return _keyvalue_command(ExportConfig, export_minari, "exported {} episodes to Minari")(ns)
+
+
+def _import(ns: argparse.Namespace) -> int:
+    from worldsim.data.minari_io import ImportConfig, import_minari
+
+    return _keyvalue_command(ImportConfig, import_minari, "imported {} episodes from Minari")(ns)
+
+
+def _add_keyvalue(sub, name: str, help: str, usage: str, func) -> None:
+    p = sub.add_parser(name, help=help, add_help=False, description=f"worldsim {name} {usage}; --help lists every key")
+    p.add_argument("overrides", nargs="*", help="key=value settings")
+    p.add_argument("--help", "-h", dest="help_config", action="store_true", help="list every key=value")
+    p.set_defaults(func=func)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,19 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--screenshot", default=None, metavar="PNG", help="save the window to PNG when play ends")
     play.set_defaults(func=_play)
 
-    collect = sub.add_parser("collect", help="collect trajectories from a Gymnasium env into a dataset",
-                             add_help=False, description="worldsim collect out=DIR [env=ID agent=NAME steps=N "
-                                                         "workers=K ...]; --help lists every key")
-    collect.add_argument("overrides", nargs="*", help="key=value settings")
-    collect.add_argument("--help", "-h", dest="help_config", action="store_true", help="list every key=value")
-    collect.set_defaults(func=_collect)
+    _add_keyvalue(sub, "collect", "collect trajectories from a Gymnasium env into a dataset",
+                  "out=DIR [env=ID agent=NAME steps=N workers=K ...]", _collect)
+    _add_keyvalue(sub, "export", "export a dataset to Minari", "data=DIR id=NAMESPACE/NAME-v0", _export)
+    _add_keyvalue(sub, "import", "import a Minari dataset", "id=NAMESPACE/NAME-v0 out=DIR", _import)
 
-    bench = sub.add_parser("bench", help="measure speed; prints a table and writes bench.json")
-    bench.add_argument("--steps", type=_positive, default=20_000, help="env steps per run (default 20000)")
-    bench.add_argument("--repeats", type=_positive, default=5, help="runs per benchmark; median reported (default 5)")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--out", default=".", help="directory for bench.json (default: current directory)")
-    bench.set_defaults(func=_bench)
+    _add_keyvalue(sub, "bench", "measure speed; prints a table and writes bench.json",
+                  "[only=[engine,loader] steps=20000 repeats=5 data=DIR out=.]", _bench)
     return parser
 
 
@@ -92,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return ns.func(ns)
-    except (ValueError, TypeError, OSError) as err:  # bad input: a clear message, not a traceback
+    except KeyboardInterrupt as err:
+        print(f"\nworldsim {ns.command}: {err or 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError) as err:  # bad input: a clear message, not a traceback
         print(f"worldsim {ns.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -41,7 +41,8 @@ class CollectConfig:
     agent: str = field(default="mixture", metadata={"help": "random | explorer (Craft2D) | mixture"})
     agent_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the agent"})
     steps: int = field(default=200_000, metadata={"help": "frames to store in all (an episode of T actions is "
-                                                          "T + 1 frames)"})
+                                                          "T + 1 frames; each has at least 2, so a worker may "
+                                                          "store one more than its share)"})
     workers: int = field(default=1, metadata={"help": "processes collecting in parallel"})
     seed: int = field(default=0, metadata={"help": "seeds every episode and agent (episode e: from seed and e)"})
     frame_size: list[int] | None = field(default=None, metadata={
@@ -175,9 +176,9 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
         writer.add(frame_of(obs), -1, 0.0, False, False, episode, info.get("caption", ""),
                    info.get("player_pos") if facts.has_positions else None)
         rows += 1
-        cut = False
+        cut, length = False, 1
         while True:
-            if rows >= share:  # the budget ends this episode: mark its last frame truncated
+            if rows >= share and length >= 2:  # the budget ends this episode (after at least one transition)
                 writer.rows[-1]["truncated"] = cut = True
                 break
             action = agent.act(obs, info)
@@ -185,6 +186,7 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
             writer.add(frame_of(obs), action, float(reward), bool(terminated), bool(truncated), episode,
                        info.get("caption", ""), info.get("player_pos") if facts.has_positions else None)
             rows += 1
+            length += 1
             if rows % 256 == 0:
                 report(rows)
             if terminated or truncated:
