@@ -29,7 +29,7 @@ class MixtureAgent:
             raise ValueError(f"mixture weights {weights}: expected non-negative weights with a positive sum")
         if "mixture" in weights:
             raise ValueError("mixture weights may not include 'mixture' itself")
-        self.names = sorted(weights)
+        self.names = sorted(n for n, w in weights.items() if w > 0)  # a zero weight: never built, never drawn
         self.probs = np.array([weights[n] for n in self.names], np.float64)
         self.probs /= self.probs.sum()
         self.agents: dict[str, Agent] = {n: make_agent(n, action_space, env_id, **options.get(n, {}))

@@ -387,6 +387,18 @@ def test_animal_does_not_climb_onto_the_player(start):
         assert row == 1, f"the pig left the ground to ({col}, {row}): entities are not steps"
 
 
+def test_animal_does_not_walk_off_a_ledge_onto_the_player(start):
+    s = start("""
+        B.....B
+        Bp.BBBB
+        B#>BBBB
+    """)
+    for _ in range(400):
+        s.step(A.NOOP)
+        [(_, col, row)] = s.animals()
+        assert (col, row) == (1, 1), f"the pig moved to ({col}, {row}), onto the player's head"
+
+
 def test_short_map_gets_open_sky_above_not_copies_of_its_top_row(start):
     s = start("""
         ###

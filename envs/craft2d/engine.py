@@ -239,7 +239,7 @@ class Game:
                 walking[k], facings[k] = 1, (-1 if r < 0.08 else 1)
             elif walking[k] and r < 0.6:
                 j = i + facings[k]
-                if ANIMAL_PASSES[cells[j]] and not occ[j]:
+                if ANIMAL_PASSES[cells[j]] and not occ[j] and not occ[j + w]:  # never onto another's head
                     self._move(k, i, j)
                 elif SOLID[cells[j]] and i >= 2 * w and ANIMAL_PASSES[cells[j - w]] and not occ[j - w] \
                         and ANIMAL_PASSES[cells[i - w]] and not occ[i - w]:

@@ -246,10 +246,14 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
 
     start = time.perf_counter()
     progress = Progress(cfg.steps, "collect", "frames") if not quiet else None
-    if cfg.workers == 1:
-        run_worker(cfg, 0, facts, lambda rows: progress and progress.update(rows))
-    else:
-        _run_processes(cfg, facts, progress)
+    try:
+        if cfg.workers == 1:
+            run_worker(cfg, 0, facts, lambda rows: progress and progress.update(rows))
+        else:
+            _run_processes(cfg, facts, progress)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("collect interrupted: complete shards are kept; run the same command to "
+                                "continue") from None
     seconds = time.perf_counter() - start
     summary = summarize(root)
     summary["collect_seconds"] = seconds
@@ -280,7 +284,7 @@ def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | Non
             p.terminate()
         for p in procs:
             p.join()
-        raise KeyboardInterrupt("collect interrupted: complete shards are kept; run the same command to continue")
+        raise
     for p in procs:
         p.join()
     failed = [p for p in procs if p.exitcode != 0]
