@@ -26,7 +26,9 @@ def parse_overrides(cls: type[T], overrides: list[str]) -> T:
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0]
-        raise ValueError(f"{first} (known keys: {[f.name for f in dataclasses.fields(cls)]})") from None
+        key = getattr(err, "full_key", None)
+        where = f"{key}: " if key and key not in first else ""
+        raise ValueError(f"{where}{first} (known keys: {[f.name for f in dataclasses.fields(cls)]})") from None
 
 
 def describe(cls: type) -> str:

@@ -42,7 +42,9 @@ class CollectConfig:
     agent_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the agent"})
     steps: int = field(default=200_000, metadata={"help": "frames to store in all (an episode of T actions is "
                                                           "T + 1 frames; each has at least 2, so a worker may "
-                                                          "store one more than its share)"})
+                                                          "store one more than its share). Raising it on a "
+                                                          "finished dataset continues it: the episode the old "
+                                                          "budget cut stays cut (marked truncated)"})
     workers: int = field(default=1, metadata={"help": "processes collecting in parallel"})
     seed: int = field(default=0, metadata={"help": "seeds every episode and agent (episode e: from seed and e)"})
     frame_size: list[int] | None = field(default=None, metadata={
@@ -209,7 +211,8 @@ def _worker_main(cfg: CollectConfig, k: int, facts: EnvFacts, counts, errors) ->
         torch.set_num_threads(1)  # one core per worker: resizing must not oversubscribe the machine
         run_worker(cfg, k, facts, lambda rows: counts.__setitem__(k, rows))
     except BaseException as err:  # noqa: BLE001 - the parent reports it
-        errors.put((k, f"{type(err).__name__}: {err}", traceback.format_exc()))
+        user_error = isinstance(err, (ValueError, TypeError, OSError))  # bad input or disk: a message, not a bug
+        errors.put((k, user_error, f"{type(err).__name__}: {err}", traceback.format_exc()))
         raise SystemExit(1)
 
 
@@ -234,7 +237,8 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     make_agent(cfg.agent, gym.spaces.Discrete(len(facts.action_meanings)), cfg.env, **cfg.agent_options)  # check
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
-    manifest = {**to_dict(cfg), "action_meanings": facts.action_meanings, "frame_shape": list(facts.frame_shape),
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "out"}  # the directory may move; its data won't
+    manifest = {**settings, "action_meanings": facts.action_meanings, "frame_shape": list(facts.frame_shape),
                 "native_frame_shape": list(facts.native_shape), "frame_source": "observation" if
                 facts.from_observation else "render", "action_convention": "arrival", "captions": facts.has_captions}
     if (root / "manifest.json").exists():
@@ -274,8 +278,11 @@ def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | Non
              for k in range(cfg.workers)]
     for p in procs:
         p.start()
+    reports = []
     try:
         while any(p.is_alive() for p in procs):
+            while not errors.empty():  # read as they come: a worker blocks on a full queue until it is read
+                reports.append(errors.get())
             if progress:
                 progress.update(sum(counts))
             time.sleep(0.2)
@@ -287,13 +294,16 @@ def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | Non
         raise
     for p in procs:
         p.join()
+    while not errors.empty():
+        reports.append(errors.get())
     failed = [p for p in procs if p.exitcode != 0]
     if failed:
-        msgs = []
-        while not errors.empty():
-            k, msg, _ = errors.get()
-            msgs.append(f"worker {k}: {msg}")
-        raise RuntimeError("; ".join(msgs) or f"workers exited with codes {[p.exitcode for p in failed]}")
+        msgs = [f"worker {k}: {msg}" for k, _, msg, _ in reports]
+        if reports and all(user for _, user, _, _ in reports):
+            raise ValueError("; ".join(msgs))
+        detail = "\n".join(tb for _, _, _, tb in reports)
+        raise RuntimeError("; ".join(msgs) or f"workers exited with codes {[p.exitcode for p in failed]}"
+                           f"\n{detail}")
 
 
 def summarize(root: Path) -> dict:

@@ -233,6 +233,8 @@ def read_manifest(root: Path) -> dict:
             from None
     except ValueError as err:
         raise ShardError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict):  # valid JSON, but not a manifest: a clear error, not an AttributeError
+        raise ShardError(f"{path}: a JSON {type(manifest).__name__}, expected an object with format_version")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ShardError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
     return manifest
