@@ -101,7 +101,7 @@ def resize(frame: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Area-averaging resize of a (H, W, 3) uint8 frame (antialiased, so thin lines survive downscaling)."""
     if frame.shape == shape:
         return frame
-    import torch
+    import torch  # imported only when a frame needs resizing: it costs ~2 s of start-up per worker
     import torch.nn.functional as F
 
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
@@ -204,11 +204,8 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
 
 def _worker_main(cfg: CollectConfig, k: int, facts: EnvFacts, counts, errors) -> None:
     """Process entry point: report progress through shared memory, errors through a queue."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: resizing must not oversubscribe
     try:
-        import torch
-
-        torch.set_num_threads(1)  # one core per worker: resizing must not oversubscribe the machine
         run_worker(cfg, k, facts, lambda rows: counts.__setitem__(k, rows))
     except BaseException as err:  # noqa: BLE001 - the parent reports it
         user_error = isinstance(err, (ValueError, TypeError, OSError))  # bad input or disk: a message, not a bug
