@@ -275,6 +275,19 @@ def test_cartpole_frames_come_from_render_resized_to_a_64_pixel_short_side(tmp_p
     env.close()
 
 
+def test_resize_returns_an_owned_uint8_frame_close_to_a_float_reference():
+    import torch
+    import torch.nn.functional as F
+
+    frame = np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    small = resize(frame, (64, 96, 3))
+    assert small.shape == (64, 96, 3) and small.dtype == np.uint8
+    assert small.base is None and small.flags["C_CONTIGUOUS"]  # holds no torch buffer alive
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].double()
+    ref = F.interpolate(x, size=(64, 96), mode="bilinear", antialias=True)[0].permute(1, 2, 0).numpy()
+    assert np.abs(small.astype(np.float64) - ref).max() <= 1.0
+
+
 def test_frame_size_resizes_to_that_size(tmp_path):
     out = tmp_path / "ds"
     collect(CollectConfig(out=str(out), env="CartPole-v1", agent="random", steps=40, shard_steps=20,
@@ -324,6 +337,17 @@ def test_two_worker_processes_share_the_budget_and_play_the_same_episodes(tmp_pa
     before = listing(out)
     assert collect(cfg, quiet=True)["frames"] == summary["frames"]  # nothing re-collected
     assert listing(out) == before
+
+
+def test_fork_and_spawn_workers_collect_the_same_data(tmp_path, monkeypatch):
+    import worldsim.data.collect as collect_module
+
+    results = {}
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(collect_module, "start_method", lambda m=method: m)
+        collect(craft_cfg(tmp_path / method, steps=600, shard_steps=200, workers=2), quiet=True)
+        results[method] = episodes_of(tmp_path / method)
+    assert_same_episodes(results["fork"], results["spawn"])
 
 
 def test_a_worker_process_finding_a_damaged_shard_reports_it_as_bad_input(tmp_path, capsys):
@@ -481,7 +505,7 @@ def test_cli_collect_reports_bad_input_with_exit_code_2(tmp_path, capsys, argv, 
 # ---- a full disk -------------------------------------------------------------------------------------------------
 def _no_space(real, on: str):
     def fake(*args, **kwargs):
-        if on in str(args[0]):
+        if on in str(getattr(args[0], "name", args[0])):  # a path, or a file object with its name
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 

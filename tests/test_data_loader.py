@@ -21,7 +21,7 @@ def write_dataset(root: Path, episodes: list[tuple[int, int, int]], shard_rows: 
     so a clip says where it came from."""
     write_manifest(root, {"env": "synthetic", "action_meanings": ["a", "b", "c", "d"], "frame_shape": list(FRAME),
                           "captions": True, "action_convention": "arrival"})
-    writer = ShardWriter(root, worker, 0)
+    writer = ShardWriter(root, worker, 0, FRAME)
     for eid, seed, length in episodes:
         for t in range(length):
             frame = np.zeros(FRAME, np.uint8)
@@ -29,7 +29,7 @@ def write_dataset(root: Path, episodes: list[tuple[int, int, int]], shard_rows: 
             writer.add(frame, -1 if t == 0 else t % 4, 0.0 if t == 0 else 1.0, False, t == length - 1, eid,
                        f"e{eid}t{t}", (t, eid))
         writer.end_episode(eid, seed, "random", cut=False)
-        if len(writer.rows) >= shard_rows:
+        if len(writer) >= shard_rows:
             writer.flush()
     writer.flush()
 

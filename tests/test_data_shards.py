@@ -33,7 +33,7 @@ def fill(writer: ShardWriter, eid: int, length: int, rng: np.random.Generator, p
 def dataset(tmp_path) -> Path:
     """A manifest and two complete shards of worker 0 (episodes 0-1, then 2)."""
     write_manifest(tmp_path, {"env": "synthetic", "action_meanings": list("abcd"), "frame_shape": list(FRAME)})
-    writer, rng = ShardWriter(tmp_path, 0, 0), np.random.default_rng(0)
+    writer, rng = ShardWriter(tmp_path, 0, 0, FRAME), np.random.default_rng(0)
     for eid, length in ((0, 5), (1, 7)):
         fill(writer, eid, length, rng)
         writer.end_episode(eid, seed=eid, agent="random", cut=False)
@@ -45,14 +45,14 @@ def dataset(tmp_path) -> Path:
 
 
 def test_writer_round_trip_whole_episodes_only(tmp_path):
-    writer, rng = ShardWriter(tmp_path, worker=3, index=7), np.random.default_rng(0)
+    writer, rng = ShardWriter(tmp_path, worker=3, index=7, frame_shape=FRAME), np.random.default_rng(0)
     a = fill(writer, 10, 5, rng)
     writer.end_episode(10, seed=111, agent="random", cut=False)
     b = fill(writer, 13, 3, rng)
     writer.end_episode(13, seed=222, agent="explorer", cut=True)
     fill(writer, 16, 4, rng)  # unfinished: stays in the writer for the next shard
     path = writer.flush()
-    assert path == tmp_path / "shard-w03-00007" and writer.index == 8 and len(writer.rows) == 4
+    assert path == tmp_path / "shard-w03-00007" and writer.index == 8 and len(writer) == 4
     shard = open_shard(path, FRAME, verify_frames=True)
     assert shard.rows == 8 and shard.meta["worker"] == 3 and shard.meta["index"] == 7
     for name, dtype in (("frames", np.uint8), ("actions", np.int16), ("rewards", np.float32),
@@ -76,7 +76,7 @@ def test_writer_round_trip_whole_episodes_only(tmp_path):
 
 
 def test_envs_without_positions_write_no_positions_file(tmp_path):
-    writer = ShardWriter(tmp_path, 0, 0)
+    writer = ShardWriter(tmp_path, 0, 0, FRAME)
     fill(writer, 0, 3, np.random.default_rng(0), positions=False)
     writer.end_episode(0, 0, "random", False)
     shard = open_shard(writer.flush())

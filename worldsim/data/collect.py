@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 import os
+import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -109,7 +111,7 @@ def resize(frame: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     # note: stay in uint8. A float copy of every native frame fragmented the heap between the small frames we
     # keep, and memory grew by a native float frame per stored frame (OOM at 20k CartPole frames).
     y = F.interpolate(x, size=shape[:2], mode="bilinear", antialias=True, align_corners=False)
-    return np.array(y[0].permute(1, 2, 0).numpy(), copy=True)  # a plain array: .numpy() would keep y alive
+    return np.array(y[0].permute(1, 2, 0).numpy(), order="C", copy=True)  # a plain array: .numpy() keeps y alive
 
 
 def inspect_env(cfg: CollectConfig) -> EnvFacts:
@@ -138,8 +140,9 @@ def inspect_env(cfg: CollectConfig) -> EnvFacts:
 
 
 def _release_memory() -> None:
-    """Give freed heap pages back to the OS (glibc). A worker frees a shard's worth of frames at every flush, among
-    small objects it keeps; without this its resident memory crept up ~50 KB per frame collected (CartPole)."""
+    """Give freed heap pages back to the OS (glibc). Large native frames (CartPole's 400x600 renders) raise glibc's
+    mmap threshold, land in the heap and fragment it among the small frames kept: resident memory crept up ~50 KB
+    per frame. Only needed when resizing; elsewhere the re-faulted pages would cost 5-9% of the collection rate."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
@@ -175,7 +178,7 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
         return
     env = make_env(cfg)
     agent = make_agent(cfg.agent, env.action_space, cfg.env, **cfg.agent_options)
-    writer = ShardWriter(root, k, index)
+    writer = ShardWriter(root, k, index, facts.frame_shape)
     episode = last_episode + cfg.workers if last_episode >= 0 else k
     shape = facts.frame_shape
 
@@ -193,7 +196,8 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
         cut, length = False, 1
         while True:
             if rows >= share and length >= 2:  # the budget ends this episode (after at least one transition)
-                writer.rows[-1]["truncated"] = cut = True
+                writer.mark_truncated()
+                cut = True
                 break
             action = agent.act(obs, info)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -207,9 +211,10 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
                 break
         writer.end_episode(episode, seed, getattr(agent, "current", cfg.agent), cut)
         episode += cfg.workers
-        if len(writer.rows) >= cfg.shard_steps:
+        if len(writer) >= cfg.shard_steps:
             writer.flush()
-            _release_memory()
+            if facts.native_shape != shape:
+                _release_memory()
     writer.flush()
     report(rows)
     env.close()
@@ -280,8 +285,16 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     return summary
 
 
+def start_method() -> str:
+    """fork where it is safe (no other threads, torch not loaded: OpenMP does not survive a fork), as it starts a
+    worker ~0.5 s sooner than spawn, which re-imports everything in a clean interpreter; spawn otherwise."""
+    if "fork" in mp.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
 def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | None) -> None:
-    ctx = mp.get_context("spawn")  # a clean interpreter per worker: nothing inherited, same on every OS
+    ctx = mp.get_context(start_method())
     counts = ctx.RawArray("q", cfg.workers)
     errors = ctx.Queue()
     procs = [ctx.Process(target=_worker_main, args=(cfg, k, facts, counts, errors), daemon=True)

@@ -121,7 +121,7 @@ def import_minari(cfg: ImportConfig) -> int:
                     "action_convention": "arrival", "captions": False}
     manifest["imported_from"] = f"minari:{cfg.id}"
     out.mkdir(parents=True, exist_ok=True)
-    writer = ShardWriter(out, worker=0, index=0)
+    writer = ShardWriter(out, worker=0, index=0, frame_shape=tuple(obs_space.shape))
     n = -1
     for n, ep in enumerate(dataset.iterate_episodes()):
         infos = ep.infos or {}
@@ -138,7 +138,7 @@ def import_minari(cfg: ImportConfig) -> int:
         agent = infos["agent"][0].decode() if "agent" in infos else manifest.get("agent", "minari")
         seed = int(infos["seed"][0]) if "seed" in infos else n
         writer.end_episode(int(eid[0]), seed, agent, bool(infos["cut"][0]) if "cut" in infos else False)
-        if len(writer.rows) >= cfg.shard_steps:
+        if len(writer) >= cfg.shard_steps:
             writer.flush()
     writer.flush()
     write_manifest(out, {k: v for k, v in manifest.items() if k != "format_version"})

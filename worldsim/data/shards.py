@@ -25,10 +25,8 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from worldsim.io import atomic_write_json
@@ -79,32 +77,77 @@ class EpisodeMeta:
     cut: bool = False  # ended by the collection budget rather than by the env
 
 
-@dataclass
-class ShardWriter:
-    """Accumulates whole episodes for one worker and writes them as a shard when asked."""
+class _Hashing:
+    """A file wrapper that hashes what is written through it: one pass writes and checksums an array."""
 
-    root: Path
-    worker: int
-    index: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    episodes: list[EpisodeMeta] = field(default_factory=list)
-    _episode_start: int = 0
+    def __init__(self, f):
+        self.f, self.sha, self.bytes = f, hashlib.sha256(), 0
+        self.name = f.name  # file-like: the path being written
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.bytes += memoryview(data).nbytes
+        return self.f.write(data)
+
+
+_COLUMNS = ("actions", "rewards", "terminated", "truncated", "episode", "positions", "captions")
+
+
+class ShardWriter:
+    """Accumulates whole episodes for one worker and writes them as a shard when asked.
+
+    Frames go straight into a preallocated buffer that doubles when full (no per-flush copy); the other fields are
+    plain lists. The flush writes, checksums and fsyncs every file, then renames the directory into place.
+    """
+
+    def __init__(self, root: Path, worker: int, index: int, frame_shape: tuple[int, ...], capacity: int = 1024):
+        self.root, self.worker, self.index = Path(root), worker, index
+        self.frames = np.empty((capacity, *frame_shape), np.uint8)  # (capacity, H, W, 3)
+        self.cols: dict[str, list] = {name: [] for name in _COLUMNS}
+        self.episodes: list[EpisodeMeta] = []
+        self.n = 0  # rows held
+        self._episode_start = 0
+
+    def __len__(self) -> int:
+        return self.n
 
     def add(self, frame: np.ndarray, action: int, reward: float, terminated: bool, truncated: bool, episode: int,
             caption: str, position: tuple[int, int] | None) -> None:
-        self.rows.append(dict(frames=frame, actions=action, rewards=reward, terminated=terminated,
-                              truncated=truncated, episode=episode, positions=position, caption=caption))
+        if self.n == len(self.frames):
+            self.frames = np.concatenate([self.frames, np.empty_like(self.frames)])
+        self.frames[self.n] = frame
+        c = self.cols
+        c["actions"].append(action)
+        c["rewards"].append(reward)
+        c["terminated"].append(terminated)
+        c["truncated"].append(truncated)
+        c["episode"].append(episode)
+        c["positions"].append(position)
+        c["captions"].append(caption)
+        self.n += 1
+
+    def mark_truncated(self) -> None:
+        """The last row ends its episode by truncation (the collection budget ran out)."""
+        self.cols["truncated"][-1] = True
 
     def end_episode(self, episode: int, seed: int, agent: str, cut: bool) -> None:
-        rows = self.rows[self._episode_start:]
-        ret = float(sum(r["rewards"] for r in rows))
-        self.episodes.append(EpisodeMeta(episode, seed, agent, self._episode_start, len(rows), ret, cut))
-        self._episode_start = len(self.rows)
+        start = self._episode_start
+        ret = float(sum(self.cols["rewards"][start:self.n]))
+        self.episodes.append(EpisodeMeta(episode, seed, agent, start, self.n - start, ret, cut))
+        self._episode_start = self.n
+
+    def _arrays(self, m: int) -> dict[str, np.ndarray]:
+        arrays = {"frames": self.frames[:m]}
+        for name, dtype in ARRAYS.items():
+            if name == "frames" or (name == "positions" and self.cols["positions"][0] is None):
+                continue
+            arrays[name] = np.asarray(self.cols[name][:m], dtype=dtype)
+        return arrays
 
     def flush(self) -> Path | None:
         """Write the finished episodes as one shard (a temporary directory renamed into place); None if empty."""
-        rows = self.rows[:self._episode_start]
-        if not rows:
+        m = self._episode_start
+        if m == 0:
             return None
         final = self.root / shard_name(self.worker, self.index)
         tmp = self.root / f".{final.name}.tmp"
@@ -112,24 +155,12 @@ class ShardWriter:
         tmp.mkdir(parents=True)
         try:
             files = {}
-            has_positions = rows[0]["positions"] is not None
-            for name, dtype in ARRAYS.items():
-                if name == "positions" and not has_positions:
-                    continue
-                array = np.asarray([r[name] for r in rows], dtype=dtype) if name != "frames" else np.stack(
-                    [r["frames"] for r in rows])
-                path = tmp / f"{name}.npy"
-                np.save(path, array)
-                files[path.name] = {"shape": list(array.shape), "dtype": array.dtype.str}
-            (tmp / CAPTIONS).write_text(json.dumps([r["caption"] for r in rows]))
-            files[CAPTIONS] = {"shape": [len(rows)], "dtype": "json"}
-            for name, info in files.items():
-                path = tmp / name
-                with open(path, "rb+") as f:
-                    os.fsync(f.fileno())
-                info["bytes"] = path.stat().st_size
-                info["sha256"] = _sha256(path)
-            meta = {"format_version": FORMAT_VERSION, "rows": len(rows), "worker": self.worker, "index": self.index,
+            for name, array in self._arrays(m).items():
+                files[f"{name}.npy"] = _write(tmp / f"{name}.npy", lambda f, a=array: np.save(f, a),
+                                              shape=list(array.shape), dtype=array.dtype.str)
+            captions = json.dumps(self.cols["captions"][:m]).encode()
+            files[CAPTIONS] = _write(tmp / CAPTIONS, lambda f: f.write(captions), shape=[m], dtype="json")
+            meta = {"format_version": FORMAT_VERSION, "rows": m, "worker": self.worker, "index": self.index,
                     "episodes": [vars(e) for e in self.episodes], "files": files}
             atomic_write_json(tmp / META, meta)
             _fsync_dir(tmp)
@@ -141,9 +172,22 @@ class ShardWriter:
                 raise OSError(err.errno, f"could not write shard {final}: {err.strerror}; nothing partial was left "
                                          f"behind, the complete shards are intact") from err
             raise
-        self.rows = self.rows[self._episode_start:]
-        self.episodes, self._episode_start, self.index = [], 0, self.index + 1
+        rest = self.n - m  # rows of an unfinished episode move to the front
+        self.frames[:rest] = self.frames[m:self.n]
+        self.cols = {name: values[m:] for name, values in self.cols.items()}
+        self.n, self._episode_start = rest, 0
+        self.episodes, self.index = [], self.index + 1
         return final
+
+
+def _write(path: Path, write, **info) -> dict:
+    """Write a file through `write(f)`, checksumming as it goes, and fsync it; returns its meta.json entry."""
+    with open(path, "wb") as raw:
+        f = _Hashing(raw)
+        write(f)
+        raw.flush()
+        os.fsync(raw.fileno())
+    return {**info, "bytes": f.bytes, "sha256": f.sha.hexdigest()}
 
 
 def remove_incomplete(root: Path) -> list[Path]:
