@@ -1,0 +1,63 @@
+"""Flow matching pieces: noising per chunk, the sampler, the schedule, the training loss."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, sample_sigma, schedule, training_loss
+
+
+def test_add_noise_uses_each_chunks_own_level():
+    x0, eps = torch.zeros(2, 4, 3, 2, 2), torch.ones(2, 4, 3, 2, 2)
+    sigma = torch.tensor([[0.0, 0.5], [1.0, 0.25]])  # 2 chunks of 2 frames
+    x = add_noise(x0, sigma, eps)
+    assert torch.allclose(x[:, :, 0, 0, 0], torch.tensor([[0.0, 0.0, 0.5, 0.5], [1.0, 1.0, 0.25, 0.25]]))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_euler_on_the_exact_velocity_lands_on_the_data(steps, shift):
+    # for a single data point x0 the flow is straight: v(x, s) = (x - x0) / s, and Euler is exact at any step count
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 1, 4, 2, 2, generator=gen), torch.randn(3, 1, 4, 2, 2, generator=gen)
+    out = sample(lambda x, s: (x - x0) / s.view(-1, 1, 1, 1, 1), noise, steps, shift)
+    assert torch.allclose(out, x0, atol=1e-5)
+
+
+def test_a_wrong_velocity_misses():
+    x0, noise = torch.zeros(1, 1, 2, 2, 2), torch.ones(1, 1, 2, 2, 2)
+    assert not torch.allclose(sample(lambda x, s: torch.zeros_like(x), noise, 2), x0)
+
+
+def test_schedule_runs_from_one_to_zero_and_shift_keeps_noise_longer():
+    s = schedule(4)
+    assert s[0] == 1 and s[-1] == 0 and torch.all(s[1:] < s[:-1])
+    assert torch.all(schedule(4, shift=3.0)[1:-1] > s[1:-1])
+    with pytest.raises(ValueError, match="steps=0"):
+        schedule(0)
+
+
+def test_training_sigmas_are_in_range_with_some_clean_chunks():
+    cfg = DiffusionConfig(clean_prob=0.25)
+    s = sample_sigma(cfg, (4000,), torch.Generator().manual_seed(0))
+    assert s.min() >= 0 and s.max() < 1
+    assert 0.2 < (s == 0).float().mean() < 0.3
+    assert 0.4 < s[s > 0].median() < 0.6  # logit-normal around 0.5
+
+
+def test_training_loss_targets_the_velocity():
+    x0 = torch.randn(2, 3, 4, 2, 2)
+
+    def zero_model(x, sigma, actions, extra=None):
+        b, n = sigma.shape
+        return SimpleNamespace(out=torch.zeros_like(x), reward=torch.zeros(b, n), terminated_logit=torch.zeros(b, n))
+
+    gen = torch.Generator().manual_seed(1)
+    loss, logs = training_loss(zero_model, x0, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3),
+                               torch.zeros(2, 3), DiffusionConfig(), gen)
+    assert logs["v_loss"] == pytest.approx(((x0 - 0) ** 2).mean().item() + 1, rel=0.3)  # E|eps - x0|^2 = 1 + |x0|^2
+    assert logs["reward_loss"] == 0 and logs["terminated_loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert loss.item() == pytest.approx(logs["v_loss"] + 0.1 * 0.6931, rel=1e-4)

@@ -1,0 +1,92 @@
+"""Flow matching with a noise level per chunk (diffusion forcing), its loss, and a few-step sampler.
+
+Notation (rectified flow): a clean latent chunk x0, noise eps ~ N(0, I), noise level sigma in [0, 1],
+    x_sigma = (1 - sigma) * x0 + sigma * eps,        velocity v = eps - x0 = d x_sigma / d sigma.
+The network predicts v. Every chunk of a training clip gets its own sigma, so the model learns to denoise a chunk
+whatever the state of the others; at play time the history is clean (or at `history_sigma`) and only the new chunk
+starts from pure noise and is integrated from sigma = 1 to 0 in `steps` Euler steps.
+
+Why flow matching: straight paths make few-step Euler sampling usable, and the target (eps - x0) has the same scale
+at every noise level, so one unweighted MSE trains all of them. The step count is chosen by measurement (the note of
+the world-model issue): each solver step is one transformer pass, the dominant cost of a simulator step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    sigma_mean: float = 0.0  # logit-normal sigma in training: most samples mid-way, where learning is hardest
+    sigma_std: float = 1.0
+    clean_prob: float = 0.1  # chance a chunk is given sigma 0 in training: clean history, as at play time
+    history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
+    steps: int = 2  # Euler steps per new chunk at play time
+    shift: float = 1.0  # > 1 spends more of the steps at high noise (sigma' = shift*s / (1 + (shift-1)*s))
+    reward_weight: float = 0.1  # reward MSE and termination BCE beside the velocity loss
+    terminated_weight: float = 0.1
+
+
+def sample_sigma(cfg: DiffusionConfig, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-chunk training noise levels (B, n_chunks): logit-normal, with some chunks clean."""
+    z = torch.randn(shape, generator=generator, device=device) * cfg.sigma_std + cfg.sigma_mean
+    sigma = torch.sigmoid(z)
+    clean = torch.rand(shape, generator=generator, device=device) < cfg.clean_prob
+    return sigma.masked_fill(clean, 0.0)
+
+
+def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x0, eps (B, T, C, h, w); sigma (B, n_chunks) with T = n_chunks * pt, broadcast over each chunk's frames."""
+    b, t = x0.shape[:2]
+    pt = t // sigma.shape[1]
+    s = sigma.repeat_interleave(pt, dim=1).view(b, t, 1, 1, 1)  # (B, T, 1, 1, 1)
+    return (1 - s) * x0 + s * eps
+
+
+def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+                  cfg: DiffusionConfig, generator: torch.Generator | None = None,
+                  extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One diffusion-forcing loss on a clip.
+
+    x0 (B, T, C, h, w) clean latents; actions (B, n_chunks) int64 (-1: no action); rewards, terminated (B, n_chunks).
+    """
+    b = x0.shape[0]
+    n_chunks = actions.shape[1]
+    sigma = sample_sigma(cfg, (b, n_chunks), generator, x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+    out = model(add_noise(x0, sigma, eps), sigma, actions, extra=extra)
+    v_loss = F.mse_loss(out.out.float(), (eps - x0).float())
+    r_loss = F.mse_loss(out.reward.float(), rewards.float())
+    d_loss = F.binary_cross_entropy_with_logits(out.terminated_logit.float(), terminated.float())
+    loss = v_loss + cfg.reward_weight * r_loss + cfg.terminated_weight * d_loss
+    return loss, {"loss": loss.item(), "v_loss": v_loss.item(), "reward_loss": r_loss.item(),
+                  "terminated_loss": d_loss.item()}
+
+
+def schedule(steps: int, shift: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Noise levels from 1 to 0, `steps + 1` of them."""
+    if steps < 1:
+        raise ValueError(f"steps={steps}: expected at least 1 solver step")
+    s = torch.linspace(1.0, 0.0, steps + 1, device=device)
+    return shift * s / (1 + (shift - 1) * s)
+
+
+@torch.no_grad()
+def sample(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor, steps: int,
+           shift: float = 1.0) -> torch.Tensor:
+    """Integrate dx/dsigma = v(x, sigma) from sigma = 1 (x = noise) to 0 with Euler steps; returns x0.
+
+    `velocity(x, sigma)` gets x shaped like `noise` and sigma (B,), and returns v shaped like x.
+    """
+    sigmas = schedule(steps, shift, noise.device)
+    x = noise
+    for s_from, s_to in zip(sigmas[:-1], sigmas[1:]):
+        sigma = s_from.expand(noise.shape[0])  # (B,) one level for the whole new chunk
+        x = x + (s_to - s_from) * velocity(x, sigma)  # s_to < s_from: a step towards the data
+    return x
