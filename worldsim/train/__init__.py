@@ -1,0 +1,1 @@
+"""Training: the shared loop (optimizer, EMA, checkpoints, resume) and the tasks (autoencoder, world model)."""

@@ -1,0 +1,99 @@
+"""Training state beside a checkpoint, so `kill -9` and the same command continue the same run.
+
+`<run>/last.safetensors` holds the weights (a normal checkpoint, usable on its own); `<run>/last.state.safetensors`
+holds what only training needs: optimizer moments, the step, the EMA weights, and every RNG (torch, the data
+sampler's numpy generator). Both are safetensors (nothing is unpickled on resume) written atomically; the state file
+is written first and names the step, so a crash between the two writes is detected and the older pair is used.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldsim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+WEIGHTS, STATE = "last.safetensors", "last.state.safetensors"
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """(tensors, param_groups) of an optimizer's state dict, flattened for safetensors."""
+    sd = optimizer.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            tensors[f"opt.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, sd["param_groups"]
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_run(run_dir: Path, step: int, weights: dict[str, torch.Tensor], metadata: dict[str, Any],
+             optimizer: torch.optim.Optimizer, ema: dict[str, torch.Tensor] | None,
+             sampler_rng: np.random.Generator, generator: torch.Generator) -> None:
+    """Write the training state, then the weights (a usable checkpoint), both atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors, groups = optimizer_tensors(optimizer)
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.generator"] = generator.get_state()
+    save_checkpoint(run_dir / STATE, tensors, config=metadata["config"], step=step, param_groups=groups,
+                    sampler_rng=sampler_rng.bit_generator.state)
+    save_checkpoint(run_dir / WEIGHTS, weights, **{**metadata, "step": step})
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, torch.Tensor], dict] | None:
+    """(weights, weights metadata, state tensors, state metadata) of the last save, or None for a new run."""
+    weights_path, state_path = run_dir / WEIGHTS, run_dir / STATE
+    if not weights_path.exists() and not state_path.exists():
+        return None
+    weights, meta = load_checkpoint(weights_path)
+    state, state_meta = load_checkpoint(state_path)
+    if meta.get("step") != state_meta.get("step"):
+        raise CheckpointError(f"{run_dir}: weights at step {meta.get('step')} but training state at step "
+                              f"{state_meta.get('step')} (a save was interrupted); delete {state_path.name} and "
+                              f"{weights_path.name} to restart, or restore them from a copy")
+    return weights, meta, state, state_meta
+
+
+def restore_rngs(state: dict[str, torch.Tensor], state_meta: dict, sampler_rng: np.random.Generator,
+                 generator: torch.Generator) -> None:
+    torch.set_rng_state(state["rng.torch"])
+    generator.set_state(state["rng.generator"])
+    sampler_rng.bit_generator.state = state_meta["sampler_rng"]
+
+
+# settings that may change between invocations of one run: the budget and the bookkeeping, never the model or data
+RESUMABLE_CHANGES = ("optim.steps", "loop.stop_after", "loop.save_every_s", "loop.eval_every", "loop.log_every",
+                     "loop.device", "loop.compile")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def same_config(saved: dict, current: dict, run_dir: Path, ignore: tuple[str, ...] = RESUMABLE_CHANGES) -> None:
+    """Refuse to resume a run under another config, except for settings that may change (the step budget...)."""
+    a = {k: v for k, v in _flatten(saved).items() if k not in ignore}
+    b = {k: v for k, v in _flatten(current).items() if k not in ignore}
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        said = ", ".join(f"{k}={a.get(k)!r} (now {b.get(k)!r})" for k in diff[:6])
+        raise ValueError(f"{run_dir} holds a run with other settings: {said}; resume with the same settings or "
+                         f"choose another loop.out=")
