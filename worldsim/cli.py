@@ -44,6 +44,24 @@ def _collect(ns: argparse.Namespace) -> int:
     return _keyvalue_command(CollectConfig, collect, None)(ns)
 
 
+TRAIN_TASKS = ("ae", "world")
+
+
+def _train(ns: argparse.Namespace) -> int:
+    if ns.help_config or not ns.overrides or ns.overrides[0] not in TRAIN_TASKS:
+        if not ns.help_config:
+            print(f"worldsim train: expected a task first, one of {TRAIN_TASKS}, then key=value settings",
+                  file=sys.stderr)
+            return 2
+    task = ns.overrides[0] if ns.overrides and ns.overrides[0] in TRAIN_TASKS else "ae"
+    ns.overrides = ns.overrides[1:] if ns.overrides and ns.overrides[0] in TRAIN_TASKS else ns.overrides
+    if task == "ae":
+        from worldsim.train.autoencoder import TrainAEConfig, run
+    else:
+        from worldsim.train.world import TrainWorldConfig as TrainAEConfig, run  # noqa: N814
+    return _keyvalue_command(TrainAEConfig, run, None)(ns)
+
+
 def _keyvalue_command(config_cls, run, done: str | None):
     """A subcommand taking key=value overrides onto `config_cls`; --help lists the keys."""
 
@@ -101,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_keyvalue(sub, "collect", "collect trajectories from a Gymnasium env into a dataset",
                   "out=DIR [env=ID agent=NAME steps=N workers=K ...]", _collect)
+    _add_keyvalue(sub, "train", "train the autoencoder or the world model (resumes a run in loop.out)",
+                  "ae|world data=DIR [optim.steps=N loop.out=DIR ...]", _train)
     _add_keyvalue(sub, "export", "export a dataset to Minari", "data=DIR id=NAMESPACE/NAME-v0", _export)
     _add_keyvalue(sub, "import", "import a Minari dataset", "id=NAMESPACE/NAME-v0 out=DIR", _import)
 

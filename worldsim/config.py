@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
@@ -22,13 +22,22 @@ def parse_overrides(cls: type[T], overrides: list[str]) -> T:
         if "=" not in item or item.startswith("="):
             raise ValueError(f"argument {item!r}: expected key=value, one of {[f.name for f in dataclasses.fields(cls)]}")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.from_dotlist(overrides))
+        base = OmegaConf.structured(cls)
+        _writable(base)  # frozen dataclasses come in read-only; the objects built from the merge stay frozen
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0]
         key = getattr(err, "full_key", None)
         where = f"{key}: " if key and key not in first else ""
         raise ValueError(f"{where}{first} (known keys: {[f.name for f in dataclasses.fields(cls)]})") from None
+
+
+def _writable(node: DictConfig) -> None:
+    OmegaConf.set_readonly(node, False)
+    for key in node.keys():
+        if not OmegaConf.is_missing(node, key) and isinstance(node[key], DictConfig):
+            _writable(node[key])
 
 
 def describe(cls: type) -> str:

@@ -1,0 +1,81 @@
+"""`worldsim train ae`: the video compression network, trained on frames of a collected dataset.
+
+Evaluation on held-out episodes reports PSNR and, for Craft2D, the fraction of cells that decode to the right
+sprite. The exported weights carry the latent statistics (fitted on training frames at every save), so the latent
+scale lives in the checkpoint and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from omegaconf import MISSING
+
+from worldsim.checkpoint import prefixed
+from worldsim.config import show, to_dict
+from worldsim.data.loader import ClipDataset
+from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
+from worldsim.simulator import resolve_device
+from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
+from worldsim.train.metrics import is_craft2d, psnr, tile_accuracy
+
+
+@dataclass(frozen=True)
+class TrainAEConfig:
+    data: str = field(default=MISSING, metadata={"help": "dataset directory (worldsim collect)"})
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3, warmup=100))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/ae", eval_every=500))
+    batch_size: int = field(default=32, metadata={"help": "frames per step"})
+    eval_frames: int = field(default=128, metadata={"help": "held-out frames scored at each evaluation"})
+    stats_frames: int = field(default=512, metadata={"help": "training frames the latent statistics are fit on"})
+    holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
+
+
+def build_task(cfg: TrainAEConfig) -> Task:
+    train_set = ClipDataset(cfg.data, 1, "train", cfg.holdout, captions=False)
+    val_set = ClipDataset(cfg.data, 1, "val", cfg.holdout, captions=False)
+    rng = np.random.default_rng(12345)  # fixed samples, independent of the training draws
+    val = val_set.sample(cfg.eval_frames, rng).frames[:, 0]  # (N, H, W, 3)
+    stats = train_set.sample(cfg.stats_frames, rng).frames[:, 0]
+    craft2d = is_craft2d(train_set.manifest)
+    torch.manual_seed(cfg.loop.seed)
+    model = Autoencoder(cfg.model)
+    h, w = train_set.frame_shape[:2]
+
+    def batch(r: np.random.Generator) -> torch.Tensor:
+        return torch.from_numpy(train_set.sample(cfg.batch_size, r).frames[:, 0])
+
+    def evaluate(m: Autoencoder) -> dict[str, float]:
+        device = next(m.parameters()).device
+        _fit_stats(m, stats, device)
+        recon = m.decode_uint8(m.encode(torch.from_numpy(val).to(device))).cpu().numpy()
+        logs = {"psnr": psnr(recon, val)}
+        if craft2d:
+            logs["tile_accuracy"] = tile_accuracy(recon, val)
+        return logs
+
+    def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        copy = Autoencoder(cfg.model)
+        copy.load_state_dict({k: v.cpu() for k, v in ema.items()})
+        _fit_stats(copy, stats, torch.device("cpu"))
+        return prefixed(copy.state_dict(), "ae")
+
+    return Task(name="ae", model=model, batch=batch, loss=lambda m, x, g: m.loss(x.to(next(m.parameters()).device)),
+                evaluate=evaluate, export=export,
+                metadata={"config": to_dict(cfg), "action_meanings": train_set.action_meanings,
+                          "frame_shape": list(train_set.frame_shape), "env": train_set.manifest.get("env")},
+                tokens_per_batch=cfg.batch_size * h * w)
+
+
+@torch.no_grad()
+def _fit_stats(model: Autoencoder, frames: np.ndarray, device: torch.device) -> None:
+    raw = torch.cat([model.encode_raw(torch.from_numpy(chunk).to(device)) for chunk in np.array_split(frames, 8)])
+    model.fit_latent_stats(raw)
+
+
+def run(cfg: TrainAEConfig) -> dict[str, float]:
+    print(show(cfg), end="")
+    return train(build_task(cfg), cfg.optim, cfg.loop, resolve_device(cfg.loop.device))
