@@ -1,0 +1,110 @@
+"""WorldSimulator: the one object that steps a trained world model, for a batch of worlds at once.
+
+Each world is a history of latent frames held as keys and values in the transformer's cache (a sliding window of
+`context` chunks, so a step costs the same at step 10 and at step 10,000 and memory stays bounded). A step denoises
+the new chunk from pure noise in `steps` solver passes that attend to the cache, then runs one more pass on the clean
+result to cache it; the reward and termination heads read that last pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldsim.models.diffusion import DiffusionConfig, add_noise, sample
+
+
+@dataclass
+class StepResult:
+    frames: np.ndarray  # (B, H, W, 3) uint8
+    rewards: np.ndarray  # (B,) float32
+    terminated: np.ndarray  # (B,) bool
+    latents: np.ndarray  # (B, C, h, w) float32: the new frame before decoding
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' means CUDA when present, else CPU; nothing requires a GPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class WorldSimulator:
+    """Steps `B` learned worlds: `reset(frames, actions)`, then `step(actions)` -> frames, rewards, terminated."""
+
+    def __init__(self, autoencoder, dit, diffusion: DiffusionConfig, *, steps: int | None = None,
+                 device: str | torch.device = "cpu", seed: int | None = None):
+        self.device = resolve_device(device)
+        self.ae = autoencoder.to(self.device).eval()
+        self.dit = dit.to(self.device).eval()
+        self.diffusion = diffusion
+        self.steps = diffusion.steps if steps is None else steps
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps}: expected at least 1 solver step")
+        self.generator = torch.Generator(self.device)
+        self.seed(seed)
+        self.cache = None
+        self.t = 0  # absolute chunk index of the next chunk
+
+    def seed(self, seed: int | None) -> None:
+        """Seed the sampling noise: the same seed, history and actions give the same frames (on one device)."""
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2 ** 63))
+
+    @property
+    def batch_size(self) -> int:
+        return 0 if self.cache is None else self._batch
+
+    @torch.no_grad()
+    def reset(self, frames: np.ndarray, actions: np.ndarray | None = None) -> None:
+        """Start every world from a clip: frames (B, T0, H, W, 3) uint8, actions (B, T0) (action that led to each
+        frame; -1, the default, for a first frame)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 5 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames of shape {frames.shape} and dtype {frames.dtype}: expected (B, T, H, W, 3) "
+                             f"uint8")
+        b, t0 = frames.shape[:2]
+        if actions is None:
+            actions = np.full((b, t0), -1, np.int64)
+        actions = np.asarray(actions, np.int64)
+        if actions.shape != (b, t0):
+            raise ValueError(f"actions of shape {actions.shape}: expected {(b, t0)}, one per frame")
+        z = self.ae.encode(torch.from_numpy(frames).to(self.device))  # (B, T0, C, h, w) normalised latents
+        self._batch = b
+        self.cache = self.dit.new_cache(b)
+        self.t = 0
+        a = torch.from_numpy(actions).to(self.device)
+        for i in range(t0):
+            self._commit(z[:, i:i + 1], a[:, i])
+
+    @torch.no_grad()
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Advance every world by one frame under `actions` (B,) and return what the model predicts."""
+        if self.cache is None:
+            raise RuntimeError("WorldSimulator.step() before reset(): call reset(frames) first")
+        actions = np.asarray(actions, np.int64).reshape(-1)
+        if actions.shape[0] != self._batch:
+            raise ValueError(f"{actions.shape[0]} actions for {self._batch} worlds: expected one action per world")
+        a = torch.from_numpy(actions).to(self.device)
+        c, h, w = self._latent_shape
+        noise = torch.randn((self._batch, 1, c, h, w), generator=self.generator, device=self.device)
+        # each solver pass attends to the cached history and does not write to it
+        z = sample(lambda x, s: self.dit.forward_chunk(x, s, a, self.t, self.cache, write=False).out,
+                   noise, self.steps, self.diffusion.shift)
+        out = self._commit(z, a)
+        frames = self.ae.decode_uint8(z[:, 0])  # (B, H, W, 3)
+        return StepResult(frames=frames.cpu().numpy(), rewards=out.reward[:, 0].float().cpu().numpy(),
+                          terminated=(out.terminated_logit[:, 0] > 0).cpu().numpy(),
+                          latents=z[:, 0].float().cpu().numpy())
+
+    def _commit(self, z: torch.Tensor, actions: torch.Tensor):
+        """Cache the finished chunk z (B, 1, C, h, w), shown at the history noise level; returns that pass's output."""
+        self._latent_shape = tuple(z.shape[2:])
+        sigma = torch.full((z.shape[0],), self.diffusion.history_sigma, device=self.device)
+        if self.diffusion.history_sigma > 0:
+            eps = torch.randn(z.shape, generator=self.generator, device=self.device)
+            z = add_noise(z, sigma[:, None], eps)
+        out = self.dit.forward_chunk(z, sigma, actions, self.t, self.cache, write=True)
+        self.t += 1
+        return out
