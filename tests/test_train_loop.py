@@ -49,7 +49,7 @@ def test_n_steps_then_resume_n_steps_equals_2n_steps(tmp_path):
         for k in a[live_or_ema]:
             assert torch.equal(a[live_or_ema][k], b[live_or_ema][k]), k
     lines = [json.loads(line) for line in (split / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in lines if "eval" not in r] == list(range(20, 61, 20))
+    assert [r["step"] for r in lines if "eval" not in r] == [20, 30, 40, 60]  # 30: where the first run stopped
 
 
 def test_training_reduces_the_loss_and_logs_it(tmp_path):

@@ -48,6 +48,30 @@ class WorldSimulator:
         self.cache = None
         self.t = 0  # absolute chunk index of the next chunk
 
+    @classmethod
+    def from_checkpoint(cls, path, *, steps: int | None = None, device: str | torch.device = "auto",
+                        seed: int | None = None) -> "WorldSimulator":
+        """Build the autoencoder, transformer and sampler a world-model checkpoint describes."""
+        from dataclasses import fields
+
+        from worldsim.checkpoint import CheckpointError, component, load_checkpoint
+        from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
+        from worldsim.models.dit import DiT, DiTConfig
+
+        tensors, meta = load_checkpoint(path)
+        if "dit_config" not in meta:
+            raise CheckpointError(f"checkpoint {path}: no world model in it (an autoencoder checkpoint?): train one "
+                                  f"with `worldsim train world`")
+        ae = Autoencoder(AutoencoderConfig(**meta["ae_config"]))
+        ae.load_state_dict(component(tensors, "ae"))
+        dit = DiT(DiTConfig(**meta["dit_config"]))
+        dit.load_state_dict(component(tensors, "dit"))
+        known = {f.name for f in fields(DiffusionConfig)}
+        diffusion = DiffusionConfig(**{k: v for k, v in meta["diffusion"].items() if k in known})
+        sim = cls(ae, dit, diffusion, steps=steps, device=device, seed=seed)
+        sim.metadata = meta
+        return sim
+
     def seed(self, seed: int | None) -> None:
         """Seed the sampling noise: the same seed, history and actions give the same frames (on one device)."""
         self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2 ** 63))

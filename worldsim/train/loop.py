@@ -129,11 +129,11 @@ def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device
         step += 1
         tokens += task.tokens_per_batch
         rate = tokens / (time.perf_counter() - t0)
-        if step % loop.log_every == 0 or step == optim.steps:
+        if step % loop.log_every == 0 or step == end:
             log_line({"step": step, "lr": lr_at(step - 1, optim), "grad_norm": float(grad_norm),
                       "tokens_per_s": rate, **logs})
         if progress:
-            progress.update(step, f"loss {logs.get('loss', float(loss)):.4f}  {rate:,.0f} tok/s")
+            progress.update(step, f"loss {logs['loss'] if 'loss' in logs else loss.item():.4f}  {rate:,.0f} tok/s")
         if (loop.eval_every and step % loop.eval_every == 0) or step == optim.steps:
             evals = _evaluate(task, model, ema)
             log_line({"step": step, "eval": evals})

@@ -1,0 +1,277 @@
+"""The diffusion transformer: patches, block-causal sliding-window attention, the KV cache, sizes, presets, extras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from worldsim.models.dit import (DIT_PRESETS, DiT, DiTConfig, apply_rope, dit_config, patchify, rope_tables,
+                                 unpatchify)
+
+C = 4  # latent channels of the tiny test models
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU their spinning makes steps 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> DiTConfig:
+    kw = dict(latent_channels=C, width=32, depth=2, heads=2, n_actions=5, context=4)
+    return DiTConfig(**(kw | overrides))
+
+
+def randomized(cfg: DiTConfig, seed: int = 0) -> DiT:
+    """A model with every weight perturbed: adaLN-Zero would otherwise make the output identically 0."""
+    torch.manual_seed(seed)
+    model = DiT(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def inputs(cfg: DiTConfig, b=2, chunks=5, h=4, w=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, chunks * cfg.patch[0], cfg.latent_channels, h, w, generator=g)
+    sigma = torch.rand(b, chunks, generator=g)
+    actions = torch.randint(-1, cfg.n_actions, (b, chunks), generator=g)
+    return x, sigma, actions
+
+
+# --- patches ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hw", [(8, 8), (8, 12), (12, 8)])  # 64x64, 96x64 (h x w = 12 x 8) and 64x96 frames at f=8
+@pytest.mark.parametrize("patch", [(1, 2, 2), (2, 2, 2), (2, 4, 2)])
+def test_patchify_round_trip(hw, patch):
+    h, w = hw
+    x = torch.randn(2, 4, 8, h, w)
+    tokens = patchify(x, patch)
+    pt, ph, pw = patch
+    assert tokens.shape == (2, 4 // pt, (h // ph) * (w // pw), pt * ph * pw * 8)
+    assert torch.equal(unpatchify(tokens, patch, 8, h, w), x)
+    # a token is one contiguous (pt, ph, pw) block of the latents: the first one is the top-left patch of chunk 0
+    assert torch.equal(tokens[0, 0, 0], x[0, :pt, :, :ph, :pw].permute(0, 2, 3, 1).reshape(-1))
+
+
+def test_patchify_bad_shapes_are_named():
+    with pytest.raises(ValueError, match=r"\(2, 4, 8, 7, 8\)"):
+        patchify(torch.randn(2, 4, 8, 7, 8), (1, 2, 2))
+    with pytest.raises(ValueError, match=r"\(2, 3, 8, 8, 8\)"):
+        patchify(torch.randn(2, 3, 8, 8, 8), (2, 2, 2))
+    with pytest.raises(ValueError, match="5 dims"):
+        patchify(torch.randn(4, 8, 8, 8), (1, 2, 2))
+    with pytest.raises(ValueError, match=r"\(2, 4, 16, 32\)"):
+        unpatchify(torch.randn(2, 4, 16, 32), (1, 2, 2), 8, 8, 12)
+    model = DiT(tiny())
+    x, sigma, actions = inputs(tiny(), h=5)
+    with pytest.raises(ValueError, match=r"\(2, 5, 4, 5, 6\)"):
+        model(x, sigma, actions)
+
+
+# --- block-causal, sliding-window attention ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("what", ["latent", "sigma", "action"])
+def test_later_chunks_do_not_change_earlier_ones(what):
+    cfg = tiny(context=8)
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=5)
+    x2, sigma2, actions2 = x.clone(), sigma.clone(), actions.clone()
+    t = 2
+    if what == "latent":
+        x2[:, t + 1] += 1.0
+    elif what == "sigma":
+        sigma2[:, t + 1] = 1.0 - sigma2[:, t + 1]
+    else:
+        actions2[:, t + 1] = (actions2[:, t + 1] + 2) % cfg.n_actions
+    with torch.no_grad():
+        a, b = model(x, sigma, actions), model(x2, sigma2, actions2)
+    for field in ("out", "reward", "terminated_logit"):
+        before, after = getattr(a, field)[:, :t + 1], getattr(b, field)[:, :t + 1]
+        torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+        assert (getattr(a, field)[:, t + 1] - getattr(b, field)[:, t + 1]).abs().max() > 1e-4, field
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_sliding_window(depth):
+    """context=2: each layer looks one chunk back, so chunk 0 reaches chunk `depth` and no further (as in any
+    sliding-window transformer; the KV cache reproduces it exactly, see below)."""
+    cfg = tiny(context=2, depth=depth)
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=4)
+    x2 = x.clone()
+    x2[:, 0] += 1.0
+    with torch.no_grad():
+        a, b = model(x, sigma, actions), model(x2, sigma, actions)
+    assert (a.out[:, depth] - b.out[:, depth]).abs().max() > 1e-4
+    torch.testing.assert_close(b.out[:, depth + 1:], a.out[:, depth + 1:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.reward[:, depth + 1:], a.reward[:, depth + 1:], atol=1e-5, rtol=0)
+
+
+def test_rotary_positions_are_relative():
+    hs = 24
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 30, hs, generator=g), torch.randn(1, 1, 30, hs, generator=g)
+    pos_q, pos_k = torch.randint(0, 20, (30, 3), generator=g), torch.randint(0, 20, (30, 3), generator=g)
+    shift = torch.tensor([100_000, 3, 5])  # a long episode: absolute t far beyond anything seen in training
+
+    def scores(dq, dk):
+        rq, rk = rope_tables(pos_q + dq, hs, 10000.0), rope_tables(pos_k + dk, hs, 10000.0)
+        return (apply_rope(q, *rq) * apply_rope(k, *rk)).sum(-1)  # (1, 1, 30) per-pair dot products
+
+    torch.testing.assert_close(scores(shift, shift), scores(0, 0), atol=1e-5, rtol=1e-5)
+    assert (scores(shift, 0) - scores(0, 0)).abs().max() > 1e-2  # and they do see relative position
+    rotated = apply_rope(q, *rope_tables(pos_q + shift, hs, 10000.0))
+    torch.testing.assert_close(rotated.norm(dim=-1), q.norm(dim=-1), atol=0, rtol=1e-5)  # a rotation
+    model = randomized(tiny())
+    x, sigma, actions = inputs(tiny(), chunks=3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, sigma, actions, t_start=12_345).out, model(x, sigma, actions).out,
+                                   atol=1e-4, rtol=0)
+
+
+# --- the KV cache -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("patch, m", [((1, 2, 2), 0), ((2, 2, 2), 3)])
+def test_kv_cache_matches_full_forward(patch, m):
+    cfg = tiny(patch=patch, context=3, max_extra_tokens=4)
+    model = randomized(cfg)
+    chunks, pt = 7, patch[0]  # longer than the window: the ring evicts
+    x, sigma, actions = inputs(cfg, chunks=chunks, h=4, w=6)
+    extra = torch.randn(2, m, cfg.width) if m else None
+    with torch.no_grad():
+        full = model(x, sigma, actions, extra=extra)
+    solver, single = model.new_cache(2), model.new_cache(2)
+    for i in range(chunks):
+        chunk = x[:, i * pt:(i + 1) * pt]
+        for _ in range(2):  # solver steps on other (noisy) inputs must leave no trace
+            model.forward_chunk(torch.randn_like(chunk), torch.rand(2), actions[:, i], i, solver, extra=extra)
+        got = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, solver, extra=extra, write=True)
+        ref = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, single, extra=extra, write=True)
+        torch.testing.assert_close(got.out, full.out[:, i * pt:(i + 1) * pt], atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.reward, full.reward[:, i:i + 1], atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.terminated_logit, full.terminated_logit[:, i:i + 1], atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.out, ref.out, atol=1e-6, rtol=0)
+    n = (4 // 2) * (6 // 2)
+    assert solver.k[0].shape == (2, cfg.heads, cfg.max_extra_tokens + cfg.context * n, cfg.width // cfg.heads)
+    assert solver.lengths.tolist() == [cfg.context - 1] * 2
+
+
+def test_reset_rows_starts_a_row_afresh():
+    cfg = tiny(context=3)
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=6)
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        full = model(x, sigma, actions)
+        fresh = model(x[:1, 3:], sigma[:1, 3:], actions[:1, 3:])  # row 0's episode restarted at chunk 3
+    for i in range(6):
+        if i == 3:
+            cache.reset_rows(np.array([True, False]))
+        got = model.forward_chunk(x[:, i:i + 1], sigma[:, i], actions[:, i], i, cache, write=True)
+        if i >= 3:  # t_index keeps counting: only differences matter
+            torch.testing.assert_close(got.out[0], fresh.out[0, i - 3:i - 2], atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.out[1], full.out[1, i:i + 1], atol=1e-4, rtol=0)
+    cache.reset()
+    assert cache.lengths.tolist() == [0, 0]
+    got = model.forward_chunk(x[:, :1], sigma[:, 0], actions[:, 0], 40, cache)
+    torch.testing.assert_close(got.out, full.out[:, :1], atol=1e-4, rtol=0)
+
+
+def test_cache_refuses_other_batch_and_size_until_cleared():
+    cfg = tiny()
+    model = randomized(cfg)
+    cache = model.new_cache(2)
+    model.forward_chunk(torch.randn(2, 1, C, 4, 4), 0.0, 0, 0, cache, write=True)
+    with pytest.raises(ValueError, match="batch size 2"):
+        model.forward_chunk(torch.randn(3, 1, C, 4, 4), 0.0, 0, 1, cache)
+    with pytest.raises(ValueError, match="clear"):
+        model.forward_chunk(torch.randn(2, 1, C, 4, 6), 0.0, 0, 1, cache)
+    cache.clear()
+    assert model.forward_chunk(torch.randn(2, 1, C, 4, 6), 0.0, 0, 1, cache).out.shape == (2, 1, C, 4, 6)
+
+
+# --- sizes, training, presets, conditioning ---------------------------------------------------------------------
+
+def test_same_weights_run_at_every_frame_size():
+    cfg = tiny(latent_channels=8)
+    model = randomized(cfg)
+    for h, w in [(8, 8), (12, 8), (8, 12)]:  # latents of 64x64, 96x64 and 64x96 frames
+        x, sigma, actions = inputs(cfg, chunks=3, h=h, w=w)
+        out = model(x, sigma, actions)
+        assert out.out.shape == x.shape and out.reward.shape == out.terminated_logit.shape == (2, 3)
+        assert torch.isfinite(out.out).all()
+
+
+def test_fresh_model_predicts_zero():
+    cfg = tiny()
+    x, sigma, actions = inputs(cfg)
+    out = DiT(cfg)(x, sigma, actions)
+    assert torch.equal(out.out, torch.zeros_like(x))  # adaLN-Zero and a zero output layer
+    assert torch.isfinite(out.reward).all() and torch.isfinite(out.terminated_logit).all()
+
+
+def test_tiny_model_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    cfg = tiny(width=48, heads=2, depth=2)
+    model = DiT(cfg)
+    x, sigma, actions = inputs(cfg, chunks=4, h=4, w=4)
+    target = torch.randn_like(x)
+    reward = torch.randn(2, 4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(120):
+        out = model(x, sigma, actions)
+        loss = torch.nn.functional.mse_loss(out.out, target) + torch.nn.functional.mse_loss(out.reward, reward)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_presets_scale_compute():
+    s, m, l = (DiT(DIT_PRESETS[k]).num_params() for k in "SML")
+    # the same patch size, so the same tokens per frame: compute per clip ~ parameters
+    assert 3 < m / s < 6 and 12 < l / s < 24, (s, m, l)
+    assert dit_config("M", n_actions=7, latent_channels=16).n_actions == 7
+    with pytest.raises(ValueError, match="'XL'.*'L', 'M', 'S'"):
+        dit_config("XL")
+    with pytest.raises(ValueError, match="widht"):
+        dit_config("S", widht=3)
+    with pytest.raises(ValueError, match="head_dim"):
+        DiTConfig(width=100, heads=3)
+
+
+def test_extra_tokens_condition_every_chunk():
+    cfg = tiny(max_extra_tokens=3)
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=3)
+    e1, e2 = torch.randn(2, 2, cfg.width), torch.randn(2, 2, cfg.width)
+    with torch.no_grad():
+        a, b, none = model(x, sigma, actions, extra=e1), model(x, sigma, actions, extra=e2), model(x, sigma, actions)
+    for i in range(3):
+        assert (a.out[:, i] - b.out[:, i]).abs().max() > 1e-4
+        assert (a.out[:, i] - none.out[:, i]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="max_extra_tokens=3"):
+        model(x, sigma, actions, extra=torch.randn(2, 4, cfg.width))
+    with pytest.raises(ValueError, match="max_extra_tokens=0"):
+        randomized(tiny())(x, sigma, actions, extra=e1)
+
+
+def test_actions_and_noise_levels_are_checked():
+    cfg = tiny()
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=3)
+    with torch.no_grad():
+        base = model(x, sigma, actions.fill_(-1))
+        assert (model(x, sigma, actions.fill_(0)).out - base.out).abs().max() > 1e-4  # -1 has its own embedding
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        model(x, sigma, actions.fill_(5))
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        model(x, sigma[:, :2], actions.fill_(0))

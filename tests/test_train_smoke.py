@@ -1,0 +1,48 @@
+"""`worldsim train ae` then `worldsim train world` end to end with tiny configs, then the checkpoint steps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from worldsim.cli import main
+from worldsim.data.collect import CollectConfig, collect
+from worldsim.simulator import WorldSimulator
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "data"
+    collect(CollectConfig(out=str(out), agent="random", steps=1200, env_kwargs={"world_width": 64},
+                          max_episode_steps=60, shard_steps=400), quiet=True)
+    return out
+
+
+def test_train_ae_then_world_then_step(data, tmp_path):
+    ae_run, world_run = tmp_path / "ae", tmp_path / "world"
+    assert main(["train", "ae", f"data={data}", "optim.steps=6", "optim.warmup=2", "model.width=8",
+                 "batch_size=4", "eval_frames=8", "stats_frames=32", "holdout=0.3", f"loop.out={ae_run}",
+                 "loop.eval_every=0"]) == 0
+    assert (ae_run / "last.safetensors").exists()
+    args = ["train", "world", f"data={data}", f"ae={ae_run / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
+            "dit.heads=2", "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2",
+            "horizons=[1,2]", "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={world_run}",
+            "loop.eval_every=0", "loop.stop_after=2"]
+    assert main(args) == 0  # stops after 2 steps, as a killed run would have left it
+    assert json.loads((world_run / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
+    assert main(args[:-1]) == 0  # the same command (without the stop) resumes to the end
+    evals = [json.loads(line) for line in (world_run / "log.jsonl").read_text().splitlines()]
+    last = evals[-1]["eval"]
+    assert last.keys() >= {"psnr_h1", "copy_psnr_h1", "tiles_h2", "copy_tiles_h2"}
+    sim = WorldSimulator.from_checkpoint(world_run / "last.safetensors", device="cpu", seed=0)
+    frames = np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]])
+    sim.reset(frames)
+    out = sim.step([2])
+    assert out.frames.shape == (1, 64, 64, 3) and out.frames.dtype == np.uint8
+    assert sim.metadata["action_meanings"][2] == "right"
+
+
+def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):
+    assert main(["train", "world", "data=/nonexistent", "ae=/nonexistent.safetensors"]) == 2

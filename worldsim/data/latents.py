@@ -1,0 +1,300 @@
+"""The latent cache: every shard of a dataset encoded once by a trained autoencoder, for world-model training.
+
+    latents/
+      manifest.json          the source dataset's manifest plus latent_shape [C, h, w], latent_dtype, the
+                             autoencoder's identity (sha256 of its state dict, its config, a checkpoint path if given)
+                             and the source's identity (a hash of its manifest, `steps` aside: a continued dataset
+                             is the same dataset)
+      shard-w00-00000/       one per source shard, same name, written under a temporary name and renamed when complete
+        latents.npy          (N, C, h, w) float16: normalised latents (ae.encode), ~unit std, so float16 loses nothing
+        actions.npy ...      the source's other arrays, copied: actions, rewards, terminated, truncated, episode
+                             (and positions, captions.json where the source has them)
+        meta.json            rows, episodes (copied), every file's shape, dtype, size and sha256, and the sha256 of
+                             the source shard's meta.json: written last, so a shard without it is incomplete
+
+Encoding again skips the shards already done (a continued dataset only costs its new shards) and refuses a cache made
+from another dataset or by another autoencoder, or from a source shard that has changed since.
+`LatentClipDataset` samples clips of latents exactly as `ClipDataset` samples clips of frames: inside one episode,
+with the same held-out episodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldsim.data.loader import SPLITS, held_out
+from worldsim.data.shards import (
+    CAPTIONS, FORMAT_VERSION, META, Shard, ShardError, _fsync_dir, _sha256, _write, open_shard, read_manifest,
+    remove_incomplete, shard_paths, write_manifest,
+)
+from worldsim.io import atomic_write_json
+from worldsim.models.autoencoder import Autoencoder
+from worldsim.progress import Progress
+
+LATENT_DTYPE = np.float16
+COPIED = {"actions": np.int16, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_,
+          "episode": np.int64, "positions": np.int32}  # the source arrays a latent shard carries over
+OPTIONAL = ("positions",)
+
+
+def ae_identity(ae: Autoencoder) -> str:
+    """sha256 of the autoencoder's state dict (names, dtypes, shapes, values): the latent scale included."""
+    h = hashlib.sha256()
+    for name, t in sorted(ae.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _source_identity(manifest: dict) -> str:
+    """What makes a dataset itself: its manifest but `steps`, which grows when a collection is continued."""
+    same = {k: v for k, v in manifest.items() if k != "steps"}
+    return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
+
+
+def _check_cache(out: Path, new: dict) -> None:
+    old = read_manifest(out)
+    if "latent_shape" not in old:
+        raise ValueError(f"out_dir={str(out)!r} holds a frame dataset, not a latent cache: choose another out_dir")
+    if old["source"]["identity"] != new["source"]["identity"]:
+        raise ValueError(f"out_dir={str(out)!r} caches another dataset ({old['source']['path']}, env "
+                         f"{old.get('env')!r}), not {new['source']['path']}: choose another out_dir or delete it")
+    if old["autoencoder"]["sha256"] != new["autoencoder"]["sha256"]:
+        raise ValueError(f"out_dir={str(out)!r} was encoded by another autoencoder (sha256 "
+                         f"{old['autoencoder']['sha256'][:12]}..., checkpoint {old['autoencoder']['checkpoint']}), "
+                         f"not this one ({new['autoencoder']['sha256'][:12]}...): latents of two autoencoders must "
+                         f"not mix; choose another out_dir or delete it")
+
+
+@torch.inference_mode()
+def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, batch_size: int = 256,
+                   device: str | torch.device = "cpu", checkpoint: str | None = None, quiet: bool = True) -> dict:
+    """Encode every shard of the dataset at `data_dir` into a latent cache at `out_dir` (created, or continued:
+    shards already encoded are checked and skipped). `ae` must have its latent scale fitted; it is moved to
+    `device` and left in eval mode. `checkpoint` is recorded in the manifest for people; the state-dict hash is
+    what identifies the autoencoder. Returns counts: shards encoded and skipped, rows, seconds."""
+    data_dir, out = Path(data_dir), Path(out_dir)
+    if out.resolve() == data_dir.resolve():
+        raise ValueError(f"out_dir={str(out)!r} is the dataset itself: the cache needs its own directory")
+    if not ae.stats_fitted:
+        raise ValueError("the autoencoder's latent scale is not fitted (latent_mean 0, latent_std 1): after training "
+                         "call ae.fit_latent_stats(ae.encode_raw(sample_frames)) and save it, then encode")
+    source = read_manifest(data_dir)
+    H, W, _ = source["frame_shape"]
+    f, C = ae.cfg.downsample, ae.cfg.latent_channels
+    if H % f or W % f:
+        raise ValueError(f"{data_dir}: frames of {H}x{W} are not multiples of the autoencoder's downsample={f}")
+    latent_shape = [C, H // f, W // f]
+    manifest = {**source, "latent_shape": latent_shape, "latent_dtype": np.dtype(LATENT_DTYPE).str,
+                "autoencoder": {"sha256": ae_identity(ae), "config": asdict(ae.cfg), "checkpoint": checkpoint},
+                "source": {"path": str(data_dir.resolve()), "identity": _source_identity(source)}}
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "manifest.json").exists():
+        _check_cache(out, manifest)
+    write_manifest(out, manifest)
+    remove_incomplete(out)  # temporary shards of a killed run
+
+    ae.to(device).eval()
+    paths = shard_paths(data_dir)
+    progress = None if quiet else Progress(len(paths), "encode", "shards")
+    start, counts = time.perf_counter(), {"encoded": 0, "skipped": 0, "rows": 0}
+    for i, path in enumerate(paths):
+        final = out / path.name
+        source_meta = _sha256(path / META)
+        if final.exists():
+            done = open_latent_shard(final, latent_shape)
+            if done.meta["source"]["meta_sha256"] != source_meta:
+                raise ShardError(f"{final}: encoded from another version of {path} (its meta.json has changed "
+                                 f"since): delete {final} and encode again")
+            counts["skipped"] += 1
+        else:
+            done = _encode_shard(ae, open_shard(path, tuple(source["frame_shape"])), final, batch_size, source_meta)
+            counts["encoded"] += 1
+        counts["rows"] += done.rows
+        if progress:
+            progress.update(i + 1, f"{counts['rows']:,} frames")
+    if progress:
+        progress.close(len(paths))
+    return {**counts, "shards": len(paths), "seconds": time.perf_counter() - start}
+
+
+def _encode_shard(ae: Autoencoder, src: Shard, final: Path, batch_size: int, source_meta: str) -> Shard:
+    """Encode one source shard into `final`: a temporary directory, renamed into place when complete."""
+    frames = src.arrays["frames"]  # (N, H, W, 3) memmap
+    device = ae.latent_mean.device
+    chunks = []
+    for i in range(0, src.rows, batch_size):
+        x = torch.from_numpy(np.array(frames[i:i + batch_size])).to(device)  # (n, H, W, 3) uint8, read from the memmap
+        chunks.append(ae.encode(x).float().cpu().numpy().astype(LATENT_DTYPE))  # (n, C, h, w)
+    arrays = {"latents": np.concatenate(chunks)}  # (N, C, h, w)
+    arrays.update({name: np.asarray(src.arrays[name]) for name in COPIED if name in src.arrays})
+    tmp = final.parent / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        files = {f"{name}.npy": _write(tmp / f"{name}.npy", lambda fh, a=a: np.save(fh, a), shape=list(a.shape),
+                                       dtype=a.dtype.str) for name, a in arrays.items()}
+        if CAPTIONS in src.meta["files"]:
+            captions = (src.path / CAPTIONS).read_bytes()
+            files[CAPTIONS] = _write(tmp / CAPTIONS, lambda fh: fh.write(captions), shape=[src.rows], dtype="json")
+        meta = {"format_version": FORMAT_VERSION, "rows": src.rows, "worker": src.meta.get("worker"),
+                "index": src.meta.get("index"), "episodes": src.meta["episodes"], "files": files,
+                "source": {"shard": src.path.name, "meta_sha256": source_meta}}
+        atomic_write_json(tmp / META, meta)
+        _fsync_dir(tmp)
+        os.rename(tmp, final)  # atomic: the latent shard appears complete or not at all
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return open_latent_shard(final, list(arrays["latents"].shape[1:]))
+
+
+def open_latent_shard(path: str | Path, latent_shape: list[int] | tuple[int, ...] | None = None,
+                      verify_latents: bool = False) -> Shard:
+    """Memory-map a latent shard. Every file's shape, dtype and size must match meta.json, and every file but
+    latents.npy (and latents.npy too with `verify_latents`) its sha256; otherwise ShardError names the file."""
+    path = Path(path)
+    meta_path = path / META
+    try:
+        meta = json.loads(meta_path.read_text())
+        files, rows, episodes = meta["files"], int(meta["rows"]), meta["episodes"]
+    except FileNotFoundError:
+        raise ShardError(f"{meta_path}: missing; the latent shard is incomplete (delete {path})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ShardError(f"{meta_path}: not a valid latent shard description ({err})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ShardError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    for name in ("latents", *COPIED):
+        if f"{name}.npy" not in files and name not in OPTIONAL:
+            raise ShardError(f"{meta_path}: lists no {name}.npy")
+    arrays = {}
+    for fname, info in files.items():
+        fpath = path / fname
+        if not fpath.exists():
+            raise ShardError(f"{fpath}: missing (delete {path} and encode again)")
+        size = fpath.stat().st_size
+        if size != info["bytes"]:
+            raise ShardError(f"{fpath}: {size} bytes, meta.json says {info['bytes']} (truncated or edited: delete "
+                             f"{path} and encode again)")
+        if (fname != "latents.npy" or verify_latents) and _sha256(fpath) != info["sha256"]:
+            raise ShardError(f"{fpath}: contents differ from the checksum in meta.json (edited or corrupt)")
+        if fname == CAPTIONS:
+            continue
+        try:
+            array = np.load(fpath, mmap_mode="r")
+        except (ValueError, OSError) as err:
+            raise ShardError(f"{fpath}: not a readable .npy array ({err})") from None
+        if list(array.shape) != info["shape"] or array.dtype.str != info["dtype"] or array.shape[0] != rows:
+            raise ShardError(f"{fpath}: shape {array.shape} {array.dtype.str}, meta.json says {info['shape']} "
+                             f"{info['dtype']} with {rows} rows")
+        arrays[fname[:-4]] = array
+    if latent_shape is not None and list(arrays["latents"].shape[1:]) != list(latent_shape):
+        raise ShardError(f"{path / 'latents.npy'}: latents of {list(arrays['latents'].shape[1:])}, the manifest says "
+                         f"{list(latent_shape)}")
+    if sum(e["length"] for e in episodes) != rows:
+        raise ShardError(f"{meta_path}: episode lengths add up to {sum(e['length'] for e in episodes)}, not {rows}")
+    return Shard(path=path, meta=meta, arrays=arrays)
+
+
+def open_latent_dataset(root: str | Path, verify_latents: bool = False) -> tuple[dict, list[Shard]]:
+    manifest = read_manifest(root)
+    if "latent_shape" not in manifest:
+        raise ShardError(f"{Path(root) / 'manifest.json'}: a frame dataset, not a latent cache (make one with "
+                         f"worldsim.data.latents.encode_dataset)")
+    shards = [open_latent_shard(p, manifest["latent_shape"], verify_latents) for p in shard_paths(root)]
+    return manifest, shards
+
+
+@dataclass(frozen=True)
+class LatentBatch:
+    """A batch of latent clips, arrival convention: actions[:, t] led to latents[:, t] (-1 on an episode's first)."""
+
+    latents: np.ndarray  # (B, T, C, h, w) float32, normalised
+    actions: np.ndarray  # (B, T) int64
+    rewards: np.ndarray  # (B, T) float32
+    terminated: np.ndarray  # (B, T) bool
+    truncated: np.ndarray  # (B, T) bool
+    episode: np.ndarray  # (B,) int64 global episode id
+    captions: list[list[str]] | None  # (B, T) for datasets with captions
+
+
+class LatentClipDataset:
+    """`LatentClipDataset(latent_dir, clip_len=16, split="train").sample(32, rng)` -> LatentBatch; the clip and
+    split rules of ClipDataset. `autoencoder`: the sha256 (ae_identity) the cache must have been encoded with."""
+
+    def __init__(self, latent_dir: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
+                 autoencoder: str | None = None, captions: bool = True, verify_latents: bool = False):
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+        if clip_len < 1:
+            raise ValueError(f"clip_len={clip_len}: expected at least 1")
+        if not 0.0 <= holdout < 1.0:
+            raise ValueError(f"holdout={holdout}: expected a fraction in [0, 1)")
+        self.root, self.clip_len, self.split = Path(latent_dir), clip_len, split
+        self.manifest, self.shards = open_latent_dataset(self.root, verify_latents)
+        encoded_by = self.manifest["autoencoder"]["sha256"]
+        if autoencoder is not None and autoencoder != encoded_by:
+            raise ValueError(f"{self.root}: encoded by autoencoder {encoded_by[:12]}..., expected {autoencoder[:12]}"
+                             f"...: encode the dataset again with this autoencoder (encode_dataset)")
+        self.latent_shape = tuple(self.manifest["latent_shape"])  # (C, h, w)
+        self.action_meanings = self.manifest["action_meanings"]
+        self.frame_shape = tuple(self.manifest["frame_shape"])
+        shard_ids, starts = [], []
+        self.episodes = self.too_short = 0
+        for i, shard in enumerate(self.shards):
+            for e in shard.meta["episodes"]:
+                if split != "all" and held_out(e["seed"], holdout) != (split == "val"):
+                    continue
+                self.episodes += 1
+                n = e["length"] - clip_len + 1  # clip starts inside this episode
+                if n <= 0:
+                    self.too_short += 1
+                    continue
+                starts.append(np.arange(e["start"], e["start"] + n))
+                shard_ids.append(np.full(n, i))
+        if self.too_short:
+            warnings.warn(f"{self.root}: {self.too_short} of {self.episodes} {split} episodes are shorter than "
+                          f"clip_len={clip_len} and give no clips", stacklevel=2)
+        if not starts:
+            raise ValueError(f"{self.root}: no {split} clips of {clip_len} frames (episodes: {self.episodes}, too "
+                             f"short: {self.too_short}); encode more data, lower clip_len or change holdout")
+        self._shard = np.concatenate(shard_ids)  # (N,) shard of each clip start
+        self._start = np.concatenate(starts)  # (N,) first row of each clip
+        self._captions = ([shard.captions() for shard in self.shards]
+                          if captions and self.manifest.get("captions") else None)
+
+    def __len__(self) -> int:
+        return len(self._start)
+
+    def get(self, indices: np.ndarray) -> LatentBatch:
+        """The clips with these indices (0 <= i < len(self))."""
+        T = self.clip_len
+        parts = {k: [] for k in ("latents", "actions", "rewards", "terminated", "truncated", "episode")}
+        captions = [] if self._captions is not None else None
+        for i in np.asarray(indices).tolist():
+            shard, s = self.shards[self._shard[i]], int(self._start[i])
+            a = shard.arrays
+            for k in ("latents", "actions", "rewards", "terminated", "truncated"):
+                parts[k].append(a[k][s:s + T])  # a slice of the memmap: read when stacked
+            parts["episode"].append(a["episode"][s])
+            if captions is not None:
+                captions.append(self._captions[self._shard[i]][s:s + T])
+        return LatentBatch(latents=np.stack(parts["latents"]).astype(np.float32),  # (B, T, C, h, w)
+                           actions=np.stack(parts["actions"]).astype(np.int64), rewards=np.stack(parts["rewards"]),
+                           terminated=np.stack(parts["terminated"]), truncated=np.stack(parts["truncated"]),
+                           episode=np.asarray(parts["episode"], np.int64), captions=captions)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
+        return self.get(rng.integers(len(self), size=batch_size))

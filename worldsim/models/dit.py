@@ -1,0 +1,410 @@
+"""The world model's backbone: a block-causal diffusion transformer over spacetime patches of latent video.
+
+Tokens are (pt, ph, pw) patches of the latents; the pt latent frames of a chunk are one simulator step. Attention is
+full inside a chunk, causal across chunks and limited to a sliding window of `context` chunks. Positions are 3-axis
+rotary (absolute chunk index, row, column): one set of weights runs at any frame size and episode length, attention
+depends only on relative time, and cached keys stay valid as the window slides. Each chunk is conditioned on its own
+noise level and action by adaLN-Zero. `out` is a raw prediction: worldsim/models/diffusion.py says what it means.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Shape of the transformer; stored in every checkpoint."""
+
+    latent_channels: int = 8  # C of the latents: the autoencoder's (stored with it)
+    patch: tuple[int, int, int] = (1, 2, 2)  # (pt, ph, pw): pt=1 keeps chunk = env step; 2x2 -> 16 tokens at 8x8
+    width: int = 256  # D: between presets S and M
+    depth: int = 6  # blocks
+    heads: int = 4  # head_dim 64, the usual; rotary splits it 24/20/20 over (t, h, w)
+    mlp_ratio: float = 4.0  # as in GPT and DiT
+    n_actions: int = 12  # Craft2D's; the table has one more row, for -1 (no action, an episode's first frame)
+    context: int = 16  # chunks in the sliding window, the new one included: 15 of history
+    rope_base: float = 10000.0  # positions stay small (window, grid): any base >= 100 resolves them
+    max_extra_tokens: int = 0  # room for a prefix of conditioning tokens (captions); 0: none
+
+    def __post_init__(self):
+        object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))  # OmegaConf hands back a list
+        if len(self.patch) != 3 or min(self.patch) < 1:
+            raise ValueError(f"patch={self.patch}: expected three positive sizes (pt, ph, pw)")
+        if self.width % self.heads or (self.width // self.heads) % 2 or self.width // self.heads < 6:
+            raise ValueError(f"width={self.width}, heads={self.heads}: head_dim = width / heads must be an even "
+                             "integer >= 6 (rotary splits it in pairs over t, h, w)")
+        if self.context < 1 or self.n_actions < 1 or self.max_extra_tokens < 0:
+            raise ValueError(f"context={self.context}, n_actions={self.n_actions}, max_extra_tokens="
+                             f"{self.max_extra_tokens}: expected context >= 1, n_actions >= 1, max_extra_tokens >= 0")
+
+
+# Compute per token ~ width^2 * depth (attention and MLP matmuls): 1x / 4.2x / 16.6x, head_dim 64 throughout and
+# width/depth ~32-37, so a larger model is both wider and deeper.
+DIT_PRESETS = {
+    "S": DiTConfig(width=192, depth=6, heads=3),
+    "M": DiTConfig(width=320, depth=9, heads=5),
+    "L": DiTConfig(width=512, depth=14, heads=8),
+}
+
+
+def dit_config(preset: str, **overrides) -> DiTConfig:
+    """The config of a preset in DIT_PRESETS, with some fields overridden (e.g. n_actions, latent_channels)."""
+    if preset not in DIT_PRESETS:
+        raise ValueError(f"unknown DiT preset {preset!r}; known presets: {sorted(DIT_PRESETS)}")
+    known = {f.name for f in fields(DiTConfig)}
+    if unknown := sorted(set(overrides) - known):
+        raise ValueError(f"unknown DiTConfig fields {unknown} for preset {preset!r}; known fields: {sorted(known)}")
+    return replace(DIT_PRESETS[preset], **overrides)
+
+
+class DiTOutput(NamedTuple):
+    """What the network predicts; `out` is interpreted by the diffusion module."""
+
+    out: torch.Tensor  # (B, T, C, h, w) like x: the network's prediction
+    reward: torch.Tensor  # (B, n_chunks): forward_chunk's (B, 1), as forward on a one-chunk clip
+    terminated_logit: torch.Tensor  # (B, n_chunks)
+
+
+# --- spacetime patches ------------------------------------------------------------------------------------------
+
+def patchify(x: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
+    """(B, T, C, h, w) latents -> (B, T/pt, (h/ph)*(w/pw), pt*ph*pw*C) tokens, one row per chunk, row-major."""
+    pt, ph, pw = patch
+    if x.ndim != 5 or x.shape[1] % pt or x.shape[3] % ph or x.shape[4] % pw:
+        raise ValueError(f"latents of shape {tuple(x.shape)}: expected 5 dims (B, T, C, h, w) with T, h, w multiples "
+                         f"of the patch (pt, ph, pw) = {patch}")
+    return rearrange(x, "b (t pt) c (h ph) (w pw) -> b t (h w) (pt ph pw c)", pt=pt, ph=ph, pw=pw)
+
+
+def unpatchify(tokens: torch.Tensor, patch: tuple[int, int, int], channels: int, height: int,
+               width: int) -> torch.Tensor:
+    """Inverse of patchify: (B, n_chunks, N, pt*ph*pw*C) -> (B, n_chunks*pt, C, height, width), sizes in latents."""
+    pt, ph, pw = patch
+    b, t, n, p = tokens.shape
+    if height % ph or width % pw or n != (height // ph) * (width // pw) or p != pt * ph * pw * channels:
+        raise ValueError(f"tokens of shape {tuple(tokens.shape)} do not tile latents (C, h, w) = "
+                         f"{(channels, height, width)} with patch {patch}: expected N = {height // ph}*{width // pw} "
+                         f"and {pt * ph * pw * channels} values per token, h and w multiples of (ph, pw)")
+    return rearrange(tokens, "b t (h w) (pt ph pw c) -> b (t pt) c (h ph) (w pw)",
+                     h=height // ph, w=width // pw, pt=pt, ph=ph, pw=pw, c=channels)
+
+
+# --- 3-axis rotary positions ------------------------------------------------------------------------------------
+
+def rope_dims(head_dim: int) -> tuple[int, int, int]:
+    """How a head's dimensions split over (t, h, w): even parts, time gets the remainder (64 -> 24, 20, 20)."""
+    d = 2 * (head_dim // 6)
+    return head_dim - 2 * d, d, d
+
+
+def token_positions(t_index: torch.Tensor, gh: int, gw: int, m: int) -> torch.Tensor:
+    """(M + T*gh*gw, 3) (t, row, col) of each token: M extra tokens at (0, 0, 0), i.e. not rotated, then chunks."""
+    t, r, c = torch.meshgrid(t_index, torch.arange(gh, device=t_index.device),
+                             torch.arange(gw, device=t_index.device), indexing="ij")  # (T, gh, gw) each
+    pos = torch.stack([t, r, c], -1).view(-1, 3)  # (T*N, 3)
+    return torch.cat([pos.new_zeros(m, 3), pos])
+
+
+def rope_tables(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (L, head_dim/2) float32 for positions (L, 3)."""
+    # float64: the absolute chunk index grows with the episode, and float32 angles of t ~ 1e5 lose the small ones
+    f = torch.float32 if pos.device.type == "mps" else torch.float64
+    angles = []
+    for axis, d in enumerate(rope_dims(head_dim)):
+        freqs = base ** (-torch.arange(0, d, 2, dtype=f, device=pos.device) / d)  # (d/2,)
+        angles.append(pos[:, axis, None].to(f) * freqs)  # (L, d/2)
+    angle = torch.cat(angles, -1)  # (L, head_dim/2)
+    return angle.cos().float(), angle.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive pairs of x (B, nh, L, hs) by each token's angles, in float32 (bf16 cos/sin are coarse)."""
+    x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]  # (B, nh, L, hs/2) each
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2).to(x.dtype)  # (B, nh, L, hs)
+
+
+def block_causal_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
+    """(L, L) bool, True = may attend, from each token's chunk index (-1: extra token).
+
+    Chunk i sees chunks i - context < j <= i and every extra token; extra tokens see only each other. Stacked, the
+    layers reach further: the output of chunk i depends on chunks down to i - depth * (context - 1).
+    """
+    q, k = chunk_ids[:, None], chunk_ids[None, :]
+    window = (q >= 0) & (k >= 0) & (k <= q) & (k > q - context)
+    return window | (k < 0)
+
+
+# --- KV cache ---------------------------------------------------------------------------------------------------
+
+class KVCache:
+    """Per-layer K/V of the last context - 1 finished chunks, in preallocated ring buffers; batch rows independent.
+
+    Layout per layer: (B, heads, max_extra_tokens + context * N, head_dim): the extra prefix, then a ring of `context`
+    chunk slots. The slot at `head` holds the chunk in flight (written on every call, so no copies); the cached chunks
+    of row b sit in the lengths[b] slots before it. A write advances `head`, evicting the oldest chunk once
+    context - 1 are held. Rows share the ring and step together; `reset_rows` empties single rows (a vector env
+    resetting one sub-env) by setting their length to 0. Buffers are allocated on the first call (N is unknown before).
+    """
+
+    def __init__(self, config: DiTConfig, batch_size: int):
+        self.config, self.batch_size = config, batch_size
+        self.k: list[torch.Tensor] | None = None
+        self.v: list[torch.Tensor] | None = None
+        self.n_tokens = 0  # N per chunk, fixed at allocation
+        self.head = 0  # ring slot of the chunk in flight
+        self.m = 0  # extra tokens in the current call
+        self.lengths = torch.zeros(batch_size, dtype=torch.long)  # cached chunks per row, <= context - 1
+
+    def reset(self) -> None:
+        """Forget every row's history; keeps the buffers."""
+        self.lengths.zero_()
+        self.head = 0
+
+    def clear(self) -> None:
+        """Forget everything and free the buffers (the next call may use another frame size)."""
+        self.reset()
+        self.k = self.v = None
+        self.n_tokens = 0
+
+    def reset_rows(self, rows) -> None:
+        """Forget the history of some rows: `rows` a (B,) bool mask (numpy or torch) or indices."""
+        rows = torch.as_tensor(rows, device=self.lengths.device)
+        self.lengths[rows] = 0
+
+    def _prepare(self, b: int, n: int, m: int, device: torch.device) -> torch.Tensor:
+        """Check sizes; the attention mask (B, 1, M + N, S) of this call's [extra; chunk] queries over the buffers."""
+        cfg = self.config
+        if b != self.batch_size:
+            raise ValueError(f"a batch of {b} for a cache of batch size {self.batch_size}: make one with "
+                             f"model.new_cache({b})")
+        if self.k is not None and n != self.n_tokens:
+            raise ValueError(f"chunks of {n} tokens for a cache holding chunks of {self.n_tokens}: call cache.clear() "
+                             "to change the frame size")
+        self.n_tokens, self.m, self.lengths = n, m, self.lengths.to(device)
+        age = (self.head - torch.arange(cfg.context, device=device)) % cfg.context  # (R,) 0 = in flight
+        ring = (age[None, :] <= self.lengths[:, None]).repeat_interleave(n, dim=1)  # (B, R*N)
+        extra = (torch.arange(cfg.max_extra_tokens, device=device) < m).expand(b, -1)  # (B, Mmax)
+        chunk_q = torch.cat([extra, ring], 1)  # (B, S): the prefix, the cached chunks and itself
+        extra_q = torch.cat([extra, torch.zeros_like(ring)], 1)  # (B, S): the prefix only
+        mask = torch.cat([extra_q[:, None].expand(b, m, -1), chunk_q[:, None].expand(b, n, -1)], 1)  # (B, M+N, S)
+        return mask[:, None]  # (B, 1, M + N, S), broadcast over heads
+
+    def _insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this call's k, v (B, nh, M + N, hs) into the buffers; returns them whole (B, nh, S, hs)."""
+        cfg, m, n = self.config, self.m, self.n_tokens
+        if self.k is None:  # allocated here, where the dtype (autocast or not) is known
+            shape = (self.batch_size, cfg.heads, cfg.max_extra_tokens + cfg.context * n, cfg.width // cfg.heads)
+            # zeros, not empty: masked slots still meet V in the matmul, and 0 * NaN garbage would be NaN
+            self.k = [k.new_zeros(shape) for _ in range(cfg.depth)]
+            self.v = [v.new_zeros(shape) for _ in range(cfg.depth)]
+        kb, vb = self.k[layer], self.v[layer]
+        kb[:, :, :m], vb[:, :, :m] = k[:, :, :m], v[:, :, :m]
+        at = cfg.max_extra_tokens + self.head * n
+        kb[:, :, at:at + n], vb[:, :, at:at + n] = k[:, :, m:], v[:, :, m:]
+        return kb, vb
+
+    def _advance(self) -> None:
+        """Keep the chunk in flight: it becomes history, the oldest beyond context - 1 is dropped."""
+        self.head = (self.head + 1) % self.config.context
+        self.lengths = (self.lengths + 1).clamp_(max=self.config.context - 1)
+
+
+# --- the network ------------------------------------------------------------------------------------------------
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class SigmaEmbedder(nn.Module):
+    """Noise level in [0, 1] -> (D,): sinusoidal features, then an MLP (DiT's TimestepEmbedder)."""
+
+    def __init__(self, width: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device) / half)  # (F/2,)
+        args = sigma.float()[..., None] * 1000.0 * freqs  # x1000: DiT's timestep range, so small steps in sigma show
+        return self.mlp(torch.cat([args.cos(), args.sin()], -1).to(self.mlp[0].weight.dtype))  # (..., D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with rotary positions, over a mask or a KV cache."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, cfg.width // cfg.heads
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        self.proj = nn.Linear(cfg.width, cfg.width)
+
+    def forward(self, x, rope, mask, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, L, hs)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache._insert(layer, k, v)  # (B, nh, S, hs): the history, with this call's tokens written in
+            k, v = k.to(q.dtype), v.to(q.dtype)  # no-op unless the cache was filled under another autocast dtype
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, L, hs)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))  # (B, L, D)
+
+
+class Block(nn.Module):
+    """A DiT block: adaLN-Zero-modulated attention and MLP, modulation per chunk."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d, hidden = cfg.width, int(cfg.width * cfg.mlp_ratio)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+
+    def forward(self, x, c, rows, rope, mask, cache=None, layer=0) -> torch.Tensor:
+        # x (B, L, D); c (B, 1 + T, D) conditioning rows; rows (L,) each token's row of c
+        mod = self.adaLN_modulation(c)[:, rows]  # (B, L, 6D): computed per chunk, broadcast to its tokens
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=-1)
+        x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, mask, cache, layer)
+        return x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+
+class FinalLayer(nn.Module):
+    """adaLN then a linear map to the patch values."""
+
+    def __init__(self, width: int, patch_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(width, patch_dim)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c)[:, :, None].chunk(2, dim=-1)  # (B, T, 1, D) each
+        return self.linear(modulate(self.norm(x), shift, scale))  # (B, T, N, P)
+
+
+def _head(width: int) -> nn.Module:
+    return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+
+
+class DiT(nn.Module):
+    """Block-causal diffusion transformer over spacetime latent patches, with reward and termination heads."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.patch_dim = math.prod(cfg.patch) * cfg.latent_channels
+        self.x_embed = nn.Linear(self.patch_dim, cfg.width)
+        self.sigma_embed = SigmaEmbedder(cfg.width)
+        self.action_embed = nn.Embedding(cfg.n_actions + 1, cfg.width)  # row n_actions: "no action" (-1)
+        self.extra_cond = nn.Parameter(torch.zeros(cfg.width))  # conditions the extra tokens' own adaLN
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.final_layer = FinalLayer(cfg.width, self.patch_dim)
+        self.reward_head = _head(cfg.width)
+        self.terminated_head = _head(cfg.width)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def _basic_init(module):
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        self.apply(_basic_init)
+        for weight in (self.action_embed.weight, self.sigma_embed.mlp[0].weight, self.sigma_embed.mlp[2].weight):
+            nn.init.normal_(weight, std=0.02)
+        nn.init.zeros_(self.extra_cond)
+        # adaLN-Zero: every block starts as the identity, and the output layer at 0
+        zeroed = [block.adaLN_modulation[-1] for block in self.blocks]
+        for layer in zeroed + [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty KV cache for forward_chunk, `batch_size` independent rows."""
+        return KVCache(self.config, batch_size)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, extra: torch.Tensor | None = None,
+                t_start: int = 0) -> DiTOutput:
+        """A whole clip in one pass under the block-causal sliding-window mask (training).
+
+        x (B, T, C, h, w) noisy latents; sigma (B, n_chunks) float noise levels in [0, 1]; actions (B, n_chunks) int64,
+        -1 = no action; extra (B, M, D) optional prefix tokens; t_start the absolute index of the first chunk.
+        """
+        tokens, cond, m = self._inputs(x, sigma, actions, extra)  # (B, T', N, P), (B, T', D), T' = n_chunks
+        t, n = tokens.shape[1:3]
+        chunk = torch.arange(t, device=x.device)
+        ids = torch.cat([chunk.new_full((m,), -1), chunk.repeat_interleave(n)])  # (M + T'*N,) chunk of each token
+        return self._run(x, tokens, cond, extra, chunk + t_start, block_causal_mask(ids, self.config.context))
+
+    @torch.no_grad()
+    def forward_chunk(self, x_chunk: torch.Tensor, sigma, actions, t_index: int, cache: KVCache,
+                      extra: torch.Tensor | None = None, write: bool = False) -> DiTOutput:
+        """One chunk against the cache (inference): the same result as `forward` on the whole history.
+
+        x_chunk (B, pt, C, h, w); sigma (B,) or a float; actions (B,) int64 (-1: none) or an int; t_index the absolute
+        chunk index, shared by all rows (only differences matter: it need not restart when a row is reset).
+        write=True keeps this chunk's K/V as history: once per step, on the clean chunk (sigma 0), after the solver's
+        write=False calls. Returns what `forward` would for a one-chunk clip: out like x_chunk, reward (B, 1).
+        """
+        b, pt, dev = x_chunk.shape[0], self.config.patch[0], x_chunk.device
+        if x_chunk.ndim != 5 or x_chunk.shape[1] != pt:
+            raise ValueError(f"x_chunk of shape {tuple(x_chunk.shape)}: expected (B, pt={pt}, C, h, w)")
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=dev).expand(b)[:, None]  # (B, 1)
+        actions = torch.as_tensor(actions, dtype=torch.long, device=dev).expand(b)[:, None]  # (B, 1)
+        tokens, cond, m = self._inputs(x_chunk, sigma, actions, extra)  # (B, 1, N, P), (B, 1, D)
+        mask = cache._prepare(b, tokens.shape[2], m, dev)  # (B, 1, M + N, S)
+        out = self._run(x_chunk, tokens, cond, extra, torch.tensor([t_index], device=dev), mask, cache)
+        if write:
+            cache._advance()
+        return out
+
+    def _inputs(self, x, sigma, actions, extra) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Checked tokens (B, T', N, P), per-chunk conditioning (B, T', D) = sigma + action embeddings, and M."""
+        cfg, n = self.config, self.config.n_actions
+        if x.ndim != 5 or x.shape[2] != cfg.latent_channels:
+            raise ValueError(f"latents of shape {tuple(x.shape)}: expected (B, T, C={cfg.latent_channels}, h, w)")
+        tokens = patchify(x, cfg.patch)
+        shape = tuple(tokens.shape[:2])
+        if tuple(sigma.shape) != shape or tuple(actions.shape) != shape:
+            raise ValueError(f"sigma {tuple(sigma.shape)} and actions {tuple(actions.shape)}: expected (B, n_chunks) "
+                             f"= {shape}, one per chunk of pt={cfg.patch[0]} latent frames")
+        # note: CPU-GPU sync point, worth it for a readable error instead of a device-side assert
+        if actions.is_floating_point() or ((actions < -1) | (actions >= n)).any():
+            raise ValueError(f"actions {actions.unique().tolist()}: expected integers in [0, {n}), or -1 for none")
+        m = 0 if extra is None else extra.shape[1]
+        if extra is not None and (extra.ndim != 3 or extra.shape[0] != shape[0] or extra.shape[2] != cfg.width
+                                  or m > cfg.max_extra_tokens):
+            raise ValueError(f"extra tokens of shape {tuple(extra.shape)}: expected (B={shape[0]}, M, D={cfg.width}) "
+                             f"with M <= max_extra_tokens={cfg.max_extra_tokens}")
+        return tokens, self.sigma_embed(sigma) + self.action_embed(torch.where(actions < 0, n, actions)), m
+
+    def _run(self, x_in, tokens, cond, extra, t_index, mask, cache=None) -> DiTOutput:
+        # tokens (B, T, N, P) of the latents x_in; cond (B, T, D); t_index (T,) absolute chunk indices
+        cfg = self.config
+        (b, t, n, _), m, (h, w) = tokens.shape, 0 if extra is None else extra.shape[1], x_in.shape[-2:]
+        x = self.x_embed(tokens).flatten(1, 2)  # (B, T*N, D)
+        if m:
+            x = torch.cat([extra.to(x.dtype), x], 1)  # (B, M + T*N, D)
+        c = torch.cat([self.extra_cond.to(cond.dtype).expand(b, 1, -1), cond], 1)  # (B, 1 + T, D), row 0: extra
+        rows = torch.arange(1, t + 1, device=x.device).repeat_interleave(n)  # (T*N,) each chunk token's row of c
+        rows = torch.cat([rows.new_zeros(m), rows])  # (M + T*N,)
+        pos = token_positions(t_index, h // cfg.patch[1], w // cfg.patch[2], m)  # (M + T*N, 3)
+        rope = rope_tables(pos, cfg.width // cfg.heads, cfg.rope_base)
+        for i, block in enumerate(self.blocks):
+            x = block(x, c, rows, rope, mask, cache, i)
+        x = x[:, m:].reshape(b, t, n, -1)  # (B, T, N, D)
+        pooled = x.mean(2)  # (B, T, D): the chunk's final hidden state, before the output projection
+        out = unpatchify(self.final_layer(x, cond), cfg.patch, x_in.shape[2], h, w)  # (B, T*pt, C, h, w)
+        return DiTOutput(out, self.reward_head(pooled).squeeze(-1), self.terminated_head(pooled).squeeze(-1))
