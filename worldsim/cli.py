@@ -48,18 +48,17 @@ TRAIN_TASKS = ("ae", "world")
 
 
 def _train(ns: argparse.Namespace) -> int:
-    if ns.help_config or not ns.overrides or ns.overrides[0] not in TRAIN_TASKS:
-        if not ns.help_config:
-            print(f"worldsim train: expected a task first, one of {TRAIN_TASKS}, then key=value settings",
-                  file=sys.stderr)
-            return 2
-    task = ns.overrides[0] if ns.overrides and ns.overrides[0] in TRAIN_TASKS else "ae"
-    ns.overrides = ns.overrides[1:] if ns.overrides and ns.overrides[0] in TRAIN_TASKS else ns.overrides
+    task, *rest = ns.overrides or [None]
+    if task not in TRAIN_TASKS:
+        print(f"worldsim train: expected a task first, one of {TRAIN_TASKS} (then key=value settings; "
+              f"`worldsim train ae --help` lists them), got {task!r}", file=sys.stderr)
+        return 2
+    ns.overrides = rest
     if task == "ae":
-        from worldsim.train.autoencoder import TrainAEConfig, run
+        from worldsim.train.autoencoder import TrainAEConfig as config, run
     else:
-        from worldsim.train.world import TrainWorldConfig as TrainAEConfig, run  # noqa: N814
-    return _keyvalue_command(TrainAEConfig, run, None)(ns)
+        from worldsim.train.world import TrainWorldConfig as config, run
+    return _keyvalue_command(config, run, None)(ns)
 
 
 def _keyvalue_command(config_cls, run, done: str | None):
