@@ -388,7 +388,7 @@ def format_summary(s: dict) -> str:
         f"actions    {acts}",
         f"return     {s['mean_return']:.3g} mean over complete episodes" if s["mean_return"] is not None
         else "return     no complete episode",
-        f"agents     " + ", ".join(f"{k} {v}" for k, v in sorted(s["agents"].items())),
+        "agents     " + ", ".join(f"{k} {v}" for k, v in sorted(s["agents"].items())),
     ]
     c = s.get("coverage")
     if c:

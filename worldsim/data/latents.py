@@ -25,14 +25,13 @@ import json
 import os
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from worldsim.data.loader import SPLITS, held_out
+from worldsim.data.loader import ClipIndex
 from worldsim.data.shards import (
     CAPTIONS, FORMAT_VERSION, META, Shard, ShardError, _fsync_dir, _sha256, _write, open_shard, read_manifest,
     remove_incomplete, shard_paths, write_manifest,
@@ -230,71 +229,24 @@ class LatentBatch:
     captions: list[list[str]] | None  # (B, T) for datasets with captions
 
 
-class LatentClipDataset:
+class LatentClipDataset(ClipIndex):
     """`LatentClipDataset(latent_dir, clip_len=16, split="train").sample(32, rng)` -> LatentBatch; the clip and
     split rules of ClipDataset. `autoencoder`: the sha256 (ae_identity) the cache must have been encoded with."""
 
     def __init__(self, latent_dir: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
                  autoencoder: str | None = None, captions: bool = True, verify_latents: bool = False):
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}: expected one of {SPLITS}")
-        if clip_len < 1:
-            raise ValueError(f"clip_len={clip_len}: expected at least 1")
-        if not 0.0 <= holdout < 1.0:
-            raise ValueError(f"holdout={holdout}: expected a fraction in [0, 1)")
-        self.root, self.clip_len, self.split = Path(latent_dir), clip_len, split
-        self.manifest, self.shards = open_latent_dataset(self.root, verify_latents)
-        encoded_by = self.manifest["autoencoder"]["sha256"]
+        manifest, shards = open_latent_dataset(Path(latent_dir), verify_latents)
+        encoded_by = manifest["autoencoder"]["sha256"]
         if autoencoder is not None and autoencoder != encoded_by:
-            raise ValueError(f"{self.root}: encoded by autoencoder {encoded_by[:12]}..., expected {autoencoder[:12]}"
-                             f"...: encode the dataset again with this autoencoder (encode_dataset)")
-        self.latent_shape = tuple(self.manifest["latent_shape"])  # (C, h, w)
-        self.action_meanings = self.manifest["action_meanings"]
-        self.frame_shape = tuple(self.manifest["frame_shape"])
-        shard_ids, starts = [], []
-        self.episodes = self.too_short = 0
-        for i, shard in enumerate(self.shards):
-            for e in shard.meta["episodes"]:
-                if split != "all" and held_out(e["seed"], holdout) != (split == "val"):
-                    continue
-                self.episodes += 1
-                n = e["length"] - clip_len + 1  # clip starts inside this episode
-                if n <= 0:
-                    self.too_short += 1
-                    continue
-                starts.append(np.arange(e["start"], e["start"] + n))
-                shard_ids.append(np.full(n, i))
-        if self.too_short:
-            warnings.warn(f"{self.root}: {self.too_short} of {self.episodes} {split} episodes are shorter than "
-                          f"clip_len={clip_len} and give no clips", stacklevel=2)
-        if not starts:
-            raise ValueError(f"{self.root}: no {split} clips of {clip_len} frames (episodes: {self.episodes}, too "
-                             f"short: {self.too_short}); encode more data, lower clip_len or change holdout")
-        self._shard = np.concatenate(shard_ids)  # (N,) shard of each clip start
-        self._start = np.concatenate(starts)  # (N,) first row of each clip
-        self._captions = ([shard.captions() for shard in self.shards]
-                          if captions and self.manifest.get("captions") else None)
-
-    def __len__(self) -> int:
-        return len(self._start)
+            raise ValueError(f"{latent_dir}: encoded by autoencoder {encoded_by[:12]}..., expected "
+                             f"{autoencoder[:12]}...: encode the dataset again with this autoencoder (encode_dataset)")
+        self._index(Path(latent_dir), shards, manifest, clip_len, split, holdout, captions)
+        self.latent_shape = tuple(manifest["latent_shape"])  # (C, h, w)
 
     def get(self, indices: np.ndarray) -> LatentBatch:
         """The clips with these indices (0 <= i < len(self))."""
-        T = self.clip_len
-        parts = {k: [] for k in ("latents", "actions", "rewards", "terminated", "truncated", "episode")}
-        captions = [] if self._captions is not None else None
-        for i in np.asarray(indices).tolist():
-            shard, s = self.shards[self._shard[i]], int(self._start[i])
-            a = shard.arrays
-            for k in ("latents", "actions", "rewards", "terminated", "truncated"):
-                parts[k].append(a[k][s:s + T])  # a slice of the memmap: read when stacked
-            parts["episode"].append(a["episode"][s])
-            if captions is not None:
-                captions.append(self._captions[self._shard[i]][s:s + T])
-        return LatentBatch(latents=np.stack(parts["latents"]).astype(np.float32),  # (B, T, C, h, w)
-                           actions=np.stack(parts["actions"]).astype(np.int64), rewards=np.stack(parts["rewards"]),
-                           terminated=np.stack(parts["terminated"]), truncated=np.stack(parts["truncated"]),
-                           episode=np.asarray(parts["episode"], np.int64), captions=captions)
+        parts = self._gather(indices, ("latents", "actions", "rewards", "terminated", "truncated"))
+        return LatentBatch(**{**parts, "latents": parts["latents"].astype(np.float32)})  # (B, T, C, h, w)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
         return self.get(rng.integers(len(self), size=batch_size))

@@ -37,24 +37,24 @@ def held_out(seed: int, fraction: float) -> bool:
     return np.random.default_rng([int(seed), 0x5EED]).random() < fraction
 
 
-class ClipDataset:
-    """`ClipDataset(root, clip_len=16, split="train").sample(32, rng)` -> Batch."""
+class ClipIndex:
+    """Clip starts inside the episodes of memory-mapped shards, and gathering clips from them: the one rule that
+    frame clips (ClipDataset) and latent clips (latents.LatentClipDataset) share."""
 
-    def __init__(self, root: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
-                 verify_frames: bool = False, captions: bool = True):
+    def _index(self, root: Path, shards: list, manifest: dict, clip_len: int, split: str, holdout: float,
+               captions: bool) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: expected one of {SPLITS}")
         if clip_len < 1:
             raise ValueError(f"clip_len={clip_len}: expected at least 1")
         if not 0.0 <= holdout < 1.0:
             raise ValueError(f"holdout={holdout}: expected a fraction in [0, 1)")
-        self.root, self.clip_len, self.split = Path(root), clip_len, split
-        self.manifest, self.shards = open_dataset(self.root, verify_frames)
-        self.action_meanings = self.manifest["action_meanings"]
-        self.frame_shape = tuple(self.manifest["frame_shape"])
+        self.root, self.clip_len, self.split, self.shards, self.manifest = root, clip_len, split, shards, manifest
+        self.action_meanings = manifest["action_meanings"]
+        self.frame_shape = tuple(manifest["frame_shape"])
         shard_ids, starts = [], []
         self.episodes = self.too_short = 0
-        for i, shard in enumerate(self.shards):
+        for i, shard in enumerate(shards):
             for e in shard.meta["episodes"]:
                 if split != "all" and held_out(e["seed"], holdout) != (split == "val"):
                     continue
@@ -66,36 +66,46 @@ class ClipDataset:
                 starts.append(np.arange(e["start"], e["start"] + n))
                 shard_ids.append(np.full(n, i))
         if self.too_short:
-            warnings.warn(f"{self.root}: {self.too_short} of {self.episodes} {split} episodes are shorter than "
-                          f"clip_len={clip_len} and give no clips", stacklevel=2)
+            warnings.warn(f"{root}: {self.too_short} of {self.episodes} {split} episodes are shorter than "
+                          f"clip_len={clip_len} and give no clips", stacklevel=3)
         if not starts:
-            raise ValueError(f"{self.root}: no {split} clips of {clip_len} frames (episodes: {self.episodes}, too "
+            raise ValueError(f"{root}: no {split} clips of {clip_len} frames (episodes: {self.episodes}, too "
                              f"short: {self.too_short}); collect more data, lower clip_len or change holdout")
         self._shard = np.concatenate(shard_ids)  # (N,) shard of each clip start
         self._start = np.concatenate(starts)  # (N,) first row of each clip
-        self._captions = ([shard.captions() for shard in self.shards]
-                          if captions and self.manifest.get("captions") else None)
+        self._captions = [shard.captions() for shard in shards] if captions and manifest.get("captions") else None
 
     def __len__(self) -> int:
         return len(self._start)
 
-    def get(self, indices: np.ndarray) -> Batch:
-        """The clips with these indices (0 <= i < len(self))."""
+    def _gather(self, indices: np.ndarray, keys: tuple[str, ...]) -> dict:
+        """Stacked arrays `keys` (B, T, ...) of the clips with these indices, their episode ids and captions."""
         T = self.clip_len
-        parts = {k: [] for k in ("frames", "actions", "rewards", "terminated", "truncated", "episode")}
-        captions = [] if self._captions is not None else None
+        parts = {k: [] for k in keys}
+        episode, captions = [], [] if self._captions is not None else None
         for i in np.asarray(indices).tolist():
             shard, s = self.shards[self._shard[i]], int(self._start[i])
-            a = shard.arrays
-            for k in ("frames", "actions", "rewards", "terminated", "truncated"):
-                parts[k].append(a[k][s:s + T])  # a slice of the memmap: read, not copied, until stacked
-            parts["episode"].append(a["episode"][s])
+            for k in keys:
+                parts[k].append(shard.arrays[k][s:s + T])  # a slice of the memmap: read, not copied, until stacked
+            episode.append(shard.arrays["episode"][s])
             if captions is not None:
                 captions.append(self._captions[self._shard[i]][s:s + T])
-        return Batch(frames=np.stack(parts["frames"]), actions=np.stack(parts["actions"]).astype(np.int64),
-                     rewards=np.stack(parts["rewards"]), terminated=np.stack(parts["terminated"]),
-                     truncated=np.stack(parts["truncated"]), episode=np.asarray(parts["episode"], np.int64),
-                     captions=captions)
+        out = {k: np.stack(v) for k, v in parts.items()}
+        out["actions"] = out["actions"].astype(np.int64)
+        return {**out, "episode": np.asarray(episode, np.int64), "captions": captions}
+
+
+class ClipDataset(ClipIndex):
+    """`ClipDataset(root, clip_len=16, split="train").sample(32, rng)` -> Batch."""
+
+    def __init__(self, root: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
+                 verify_frames: bool = False, captions: bool = True):
+        manifest, shards = open_dataset(Path(root), verify_frames)
+        self._index(Path(root), shards, manifest, clip_len, split, holdout, captions)
+
+    def get(self, indices: np.ndarray) -> Batch:
+        """The clips with these indices (0 <= i < len(self))."""
+        return Batch(**self._gather(indices, ("frames", "actions", "rewards", "terminated", "truncated")))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         return self.get(rng.integers(len(self), size=batch_size))

@@ -8,7 +8,6 @@ is written first and names the step, so a crash between the two writes is detect
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
