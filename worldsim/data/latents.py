@@ -162,49 +162,10 @@ def _encode_shard(ae: Autoencoder, src: Shard, final: Path, batch_size: int, sou
 
 def open_latent_shard(path: str | Path, latent_shape: list[int] | tuple[int, ...] | None = None,
                       verify_latents: bool = False) -> Shard:
-    """Memory-map a latent shard. Every file's shape, dtype and size must match meta.json, and every file but
-    latents.npy (and latents.npy too with `verify_latents`) its sha256; otherwise ShardError names the file."""
-    path = Path(path)
-    meta_path = path / META
-    try:
-        meta = json.loads(meta_path.read_text())
-        files, rows, episodes = meta["files"], int(meta["rows"]), meta["episodes"]
-    except FileNotFoundError:
-        raise ShardError(f"{meta_path}: missing; the latent shard is incomplete (delete {path})") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise ShardError(f"{meta_path}: not a valid latent shard description ({err})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ShardError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
-    for name in ("latents", *COPIED):
-        if f"{name}.npy" not in files and name not in OPTIONAL:
-            raise ShardError(f"{meta_path}: lists no {name}.npy")
-    arrays = {}
-    for fname, info in files.items():
-        fpath = path / fname
-        if not fpath.exists():
-            raise ShardError(f"{fpath}: missing (delete {path} and encode again)")
-        size = fpath.stat().st_size
-        if size != info["bytes"]:
-            raise ShardError(f"{fpath}: {size} bytes, meta.json says {info['bytes']} (truncated or edited: delete "
-                             f"{path} and encode again)")
-        if (fname != "latents.npy" or verify_latents) and _sha256(fpath) != info["sha256"]:
-            raise ShardError(f"{fpath}: contents differ from the checksum in meta.json (edited or corrupt)")
-        if fname == CAPTIONS:
-            continue
-        try:
-            array = np.load(fpath, mmap_mode="r")
-        except (ValueError, OSError) as err:
-            raise ShardError(f"{fpath}: not a readable .npy array ({err})") from None
-        if list(array.shape) != info["shape"] or array.dtype.str != info["dtype"] or array.shape[0] != rows:
-            raise ShardError(f"{fpath}: shape {array.shape} {array.dtype.str}, meta.json says {info['shape']} "
-                             f"{info['dtype']} with {rows} rows")
-        arrays[fname[:-4]] = array
-    if latent_shape is not None and list(arrays["latents"].shape[1:]) != list(latent_shape):
-        raise ShardError(f"{path / 'latents.npy'}: latents of {list(arrays['latents'].shape[1:])}, the manifest says "
-                         f"{list(latent_shape)}")
-    if sum(e["length"] for e in episodes) != rows:
-        raise ShardError(f"{meta_path}: episode lengths add up to {sum(e['length'] for e in episodes)}, not {rows}")
-    return Shard(path=path, meta=meta, arrays=arrays)
+    """Memory-map a latent shard, checked like a frame shard (sizes, shapes, checksums; latents.npy's checksum
+    only with `verify_latents`); ShardError names the file (delete the shard and encode again)."""
+    required = tuple(name for name in ("latents", *COPIED) if name not in OPTIONAL)
+    return open_shard(Path(path), latent_shape, verify_latents, bulk="latents", required=required)
 
 
 def open_latent_dataset(root: str | Path, verify_latents: bool = False) -> tuple[dict, list[Shard]]:

@@ -214,11 +214,14 @@ class Shard:
         return json.loads((self.path / CAPTIONS).read_text())
 
 
-def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_frames: bool = False) -> Shard:
-    """Memory-map a shard. Every file's shape, dtype and size must match meta.json, and every file but frames.npy
-    (and frames.npy too with `verify_frames`) its sha256; otherwise ShardError names the file."""
+def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_frames: bool = False, *,
+               bulk: str = "frames", required: tuple[str, ...] | None = None) -> Shard:
+    """Memory-map a shard. Every file's shape, dtype and size must match meta.json, and every file but the bulk
+    array (frames.npy; latents.npy for a latent cache) its sha256, the bulk one too with `verify_frames`; otherwise
+    ShardError names the file. `frame_shape` checks the bulk array's per-row shape."""
     path = Path(path)
     meta_path = path / META
+    required = tuple(name for name in ARRAYS if name not in OPTIONAL) if required is None else required
     try:
         meta = json.loads(meta_path.read_text())
         files, rows = meta["files"], int(meta["rows"])
@@ -229,13 +232,10 @@ def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_fr
         raise ShardError(f"{meta_path}: not a valid shard description ({err})") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise ShardError(f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    for name in required:
+        if f"{name}.npy" not in files:
+            raise ShardError(f"{meta_path}: lists no {name}.npy")
     arrays = {}
-    for name in ARRAYS:
-        fname = f"{name}.npy"
-        if fname not in files:
-            if name in OPTIONAL:
-                continue
-            raise ShardError(f"{meta_path}: lists no {fname}")
     for fname, info in files.items():
         fpath = path / fname
         if not fpath.exists():
@@ -243,7 +243,7 @@ def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_fr
         size = fpath.stat().st_size
         if size != info["bytes"]:
             raise ShardError(f"{fpath}: {size} bytes, meta.json says {info['bytes']} (truncated or edited)")
-        if (fname != "frames.npy" or verify_frames) and _sha256(fpath) != info["sha256"]:
+        if (fname != f"{bulk}.npy" or verify_frames) and _sha256(fpath) != info["sha256"]:
             raise ShardError(f"{fpath}: contents differ from the checksum in meta.json (edited or corrupt)")
         if fname == CAPTIONS:
             continue
@@ -251,13 +251,12 @@ def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_fr
             array = np.load(fpath, mmap_mode="r")
         except (ValueError, OSError) as err:
             raise ShardError(f"{fpath}: not a readable .npy array ({err})") from None
-        name = fname[:-4]
         if list(array.shape) != info["shape"] or array.dtype.str != info["dtype"] or array.shape[0] != rows:
             raise ShardError(f"{fpath}: shape {array.shape} {array.dtype.str}, meta.json says {info['shape']} "
                              f"{info['dtype']} with {rows} rows")
-        arrays[name] = array
-    if frame_shape is not None and arrays["frames"].shape[1:] != tuple(frame_shape):
-        raise ShardError(f"{path / 'frames.npy'}: frames of {arrays['frames'].shape[1:]}, the manifest says "
+        arrays[fname[:-4]] = array
+    if frame_shape is not None and tuple(arrays[bulk].shape[1:]) != tuple(frame_shape):
+        raise ShardError(f"{path / (bulk + '.npy')}: {bulk} of {arrays[bulk].shape[1:]}, the manifest says "
                          f"{tuple(frame_shape)}")
     if sum(e["length"] for e in episodes) != rows:
         raise ShardError(f"{meta_path}: episode lengths add up to {sum(e['length'] for e in episodes)}, not {rows}")
