@@ -15,7 +15,7 @@ SIZES = [(64, 64), (96, 64), (64, 96)]
 
 def tiny(seed: int = 0, **kw) -> Autoencoder:
     torch.manual_seed(seed)
-    cfg = dict(width=8, latent_channels=4, channel_mult=(1, 2, 2, 2))
+    cfg = dict(width=8, latent_channels=4, channel_mult=(1, 2, 2, 2), head_width=32)
     ae = Autoencoder(AutoencoderConfig(**{**cfg, **kw}))
     ae.initialize_weights()
     return ae
@@ -42,11 +42,12 @@ def craft_frames() -> np.ndarray:
 
 
 # ---- shapes ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stem", [2, 8])
 @pytest.mark.parametrize("downsample", [8, 16])
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_shapes(downsample, size):
+def test_shapes(downsample, size, stem):
     H, W = size
-    ae = tiny(downsample=downsample)
+    ae = tiny(downsample=downsample, stem=stem)
     f = downsample
     with torch.no_grad():
         z = ae.encode(frames(3, H, W))
@@ -165,7 +166,7 @@ def test_latent_noise_only_in_training_loss():
 def test_tiny_autoencoder_overfits_craft_frames(craft_frames):
     """PSNR of the reconstruction rises by more than 10 dB in under a hundred steps on 8 frames (~9 -> ~22 dB)."""
     torch.manual_seed(0)
-    ae = Autoencoder(AutoencoderConfig(width=16, stem=8, channel_mult=(2,), latent_channels=8, latent_noise=0.0))
+    ae = Autoencoder(AutoencoderConfig(width=16, stem=8, channel_mult=(2,), head_width=128, latent_noise=0.0))
     ae.initialize_weights()
     x = torch.from_numpy(craft_frames)
     target = x.permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)

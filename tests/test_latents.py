@@ -23,7 +23,7 @@ T = 6  # clip length
 
 def make_ae(seed: int, fit_on: np.ndarray | None = None) -> Autoencoder:
     torch.manual_seed(seed)
-    ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, stem=4, channel_mult=(1, 2)))
+    ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, stem=4, channel_mult=(1, 2), head_width=32))
     ae.initialize_weights()
     if fit_on is not None:
         with torch.no_grad():

@@ -26,7 +26,8 @@ from worldsim.train.metrics import is_craft2d, psnr, tile_accuracy
 class TrainAEConfig:
     data: str = field(default=MISSING, metadata={"help": "dataset directory (worldsim collect)"})
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-3, warmup=100))
+    # lr 1e-2 beat 2e-3 and 5e-3 in 90 s comparisons on Craft2D; no weight decay, as in that run
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-2, warmup=100, weight_decay=0.0))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/ae", eval_every=500))
     batch_size: int = field(default=32, metadata={"help": "frames per step"})
     eval_frames: int = field(default=128, metadata={"help": "held-out frames scored at each evaluation"})
