@@ -3,6 +3,8 @@
 Each figure is the median over `repeats` runs, with every run's value kept in the JSON:
   engine   Craft2D step + render at 64x64, bare and through gymnasium.make
   loader   training clips per second out of a dataset (frames/s into the training loop)
+  step     WorldSimulator.step latency, one world at 64x64, preset S with a full context, at 1/2/4 solver steps
+           (weights are random: the cost of a step does not depend on what the model has learned)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from worldsim.config import to_dict
 from worldsim.io import atomic_write_json
 
-BENCHMARKS = ("engine", "loader")
+BENCHMARKS = ("engine", "loader", "step")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class BenchArgs:
     clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
     batch_size: int = field(default=32, metadata={"help": "clips per batch"})
     batches: int = field(default=200, metadata={"help": "batches per loader run"})
+    model: str = field(default="S", metadata={"help": "DiT preset for the step benchmark"})
+    solver_steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "step benchmark"})
+    step_calls: int = field(default=50, metadata={"help": "timed simulator steps per run"})
 
 
 def _steps_per_second(env: gym.Env, steps: int, seed: int) -> float:
@@ -90,6 +95,37 @@ def bench_loader(args: BenchArgs) -> list[dict]:
     return [{"name": name, "unit": "frames/s", "median": statistics.median(runs), "runs": runs, "target": 5_000}]
 
 
+def bench_step(args: BenchArgs) -> list[dict]:
+    """Milliseconds per WorldSimulator.step (encode nothing, denoise, cache, decode) for one 64x64 world."""
+    import torch
+
+    from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
+    from worldsim.models.diffusion import DiffusionConfig
+    from worldsim.models.dit import DiT, dit_config
+    from worldsim.simulator import WorldSimulator
+
+    torch.manual_seed(args.seed)
+    ae, dit = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model))
+    frames = np.random.default_rng(args.seed).integers(0, 256, (1, dit.config.context - 1, 64, 64, 3), np.uint8)
+    rows = []
+    for steps in args.solver_steps:
+        sim = WorldSimulator(ae, dit, DiffusionConfig(steps=steps), seed=args.seed)
+        sim.reset(frames)  # a full window of history: the steady-state cost
+        for _ in range(5):
+            sim.step([0])  # warm-up
+        runs = []
+        for _ in range(args.repeats):
+            times = []
+            for _ in range(args.step_calls):
+                start = time.perf_counter()
+                sim.step([0])
+                times.append(time.perf_counter() - start)
+            runs.append(1000 * statistics.median(times))
+        rows.append({"name": f"dream step, preset {args.model}, 64x64, {steps} solver step(s)", "unit": "ms",
+                     "median": statistics.median(runs), "runs": runs, "target": 50})
+    return rows
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "numpy": np.__version__, "gymnasium": gym.__version__}
@@ -104,10 +140,12 @@ def run(args: BenchArgs) -> Path:
         rows += bench_engine(args)
     if "loader" in args.only:
         rows += bench_loader(args)
+    if "step" in args.only:
+        rows += bench_step(args)
     width = max(len(r["name"]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  {'target':>8}  unit")
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['median']:>10,.0f}  {r['target']:>8,}  {r['unit']}")
+        print(f"{r['name']:<{width}}  {r['median']:>10,.1f}  {r['target']:>8,}  {r['unit']}")
     path = atomic_write_json(Path(args.out) / "bench.json",
                              {"machine": machine(), "args": to_dict(args), "results": rows})
     print(f"wrote {path}")

@@ -1,0 +1,24 @@
+"""`worldsim bench` runs every benchmark with tiny budgets and writes bench.json (speed is measured, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from worldsim.cli import main
+
+
+def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
+    assert main(["bench", "steps=300", "repeats=1", "batches=3", "step_calls=2", "solver_steps=[1]",
+                 f"out={tmp_path}"]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    names = [r["name"] for r in report["results"]]
+    assert any("craft2d" in n for n in names) and any("loader" in n for n in names)
+    assert any("dream step" in n and "1 solver step" in n for n in names)
+    assert all(r["median"] > 0 and len(r["runs"]) == 1 for r in report["results"])
+    assert report["machine"]["cpus"] >= 1
+    assert "benchmark" in capsys.readouterr().out
+
+
+def test_bench_refuses_an_unknown_benchmark(tmp_path, capsys):
+    assert main(["bench", "only=[engine,warp]", f"out={tmp_path}"]) == 2
+    assert "warp" in capsys.readouterr().err
