@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldsim.data.loader import ClipIndex
+from worldsim.data.loader import ClipFields, ClipIndex
 from worldsim.data.shards import (
     CAPTIONS, FORMAT_VERSION, META, Shard, ShardError, _fsync_dir, _sha256, _write, open_shard, read_manifest,
     remove_incomplete, shard_paths, write_manifest,
@@ -177,17 +177,11 @@ def open_latent_dataset(root: str | Path, verify_latents: bool = False) -> tuple
     return manifest, shards
 
 
-@dataclass(frozen=True)
-class LatentBatch:
-    """A batch of latent clips, arrival convention: actions[:, t] led to latents[:, t] (-1 on an episode's first)."""
+@dataclass(frozen=True, kw_only=True)
+class LatentBatch(ClipFields):
+    """A batch of latent clips."""
 
     latents: np.ndarray  # (B, T, C, h, w) float32, normalised
-    actions: np.ndarray  # (B, T) int64
-    rewards: np.ndarray  # (B, T) float32
-    terminated: np.ndarray  # (B, T) bool
-    truncated: np.ndarray  # (B, T) bool
-    episode: np.ndarray  # (B,) int64 global episode id
-    captions: list[list[str]] | None  # (B, T) for datasets with captions
 
 
 class LatentClipDataset(ClipIndex):

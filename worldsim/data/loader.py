@@ -19,17 +19,24 @@ from worldsim.data.shards import open_dataset
 SPLITS = ("train", "val", "all")
 
 
-@dataclass(frozen=True)
-class Batch:
-    """A batch of clips, arrival convention: actions[:, t] led to frames[:, t] (-1 on an episode's first frame)."""
+@dataclass(frozen=True, kw_only=True)
+class ClipFields:
+    """What every batch of clips carries beside its frames or latents; arrival convention: actions[:, t] led to
+    step t (-1 on an episode's first)."""
 
-    frames: np.ndarray  # (B, T, H, W, 3) uint8
     actions: np.ndarray  # (B, T) int64
     rewards: np.ndarray  # (B, T) float32
     terminated: np.ndarray  # (B, T) bool
     truncated: np.ndarray  # (B, T) bool
     episode: np.ndarray  # (B,) int64 global episode id
     captions: list[list[str]] | None  # (B, T) for datasets with captions
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batch(ClipFields):
+    """A batch of frame clips."""
+
+    frames: np.ndarray  # (B, T, H, W, 3) uint8
 
 
 def held_out(seed: int, fraction: float) -> bool:
