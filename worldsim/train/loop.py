@@ -92,7 +92,7 @@ def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device
     fwd = torch.compile(model) if loop.compile else model
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())  # fp32 on CPU: bf16 matmuls are slow there
-    log = open(run / "log.jsonl", "a") if run.exists() else None
+    log = None  # opened on the first line written, creating the run directory if needed
 
     def save() -> None:
         weights = {**{f"train.{k}": v for k, v in model.state_dict().items()}, **task.export(ema)}

@@ -61,8 +61,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     latents_dir = cfg.latents or str(Path(cfg.data).with_name(f"{Path(cfg.data).name}.latents-{ae_identity(ae)[:8]}"))
     encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
     train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout, captions=False)
-    sample = train_set.sample(1, np.random.default_rng(0))
-    _, _, c, h, w = sample.latents.shape
+    c, h, w = train_set.latent_shape
     dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
                          **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
@@ -95,7 +94,6 @@ def build_task(cfg: TrainWorldConfig) -> Task:
             if craft2d:
                 logs[f"tiles_h{hz}"] = tile_accuracy(predicted[hz - 1], truth)
                 logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
-        m.to(device)
         return logs
 
     metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg), "diffusion": asdict(cfg.diffusion),
