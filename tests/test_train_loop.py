@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from worldsim.checkpoint import component, load_checkpoint
+from worldsim.checkpoint import CheckpointError, component, load_checkpoint
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, lr_at, train
 
 
@@ -33,7 +33,9 @@ def _task(seed: int = 0) -> Task:
 
 def _weights(run):
     tensors, meta = load_checkpoint(run / "last.safetensors")
-    return component(tensors, "train"), component(tensors, "toy"), meta
+    state, _ = load_checkpoint(run / "last.state.safetensors")
+    assert not component(tensors, "train")  # the checkpoint people load carries no training state
+    return component(state, "train"), component(tensors, "toy"), meta
 
 
 def test_n_steps_then_resume_n_steps_equals_2n_steps(tmp_path):
@@ -77,3 +79,36 @@ def test_lr_warms_up_then_decays_to_the_floor():
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(100, cfg) == pytest.approx(0.1)
     assert lr_at(55, cfg) == pytest.approx(0.55)
+
+
+def test_a_crash_between_the_state_and_the_checkpoint_loses_nothing(tmp_path, monkeypatch):
+    import worldsim.train.state as state
+
+    optim = OptimConfig(steps=60, lr=1e-2, warmup=5)
+    train(_task(), optim, LoopConfig(out=str(tmp_path / "straight"), eval_every=0), torch.device("cpu"), quiet=True)
+    run, real_save = tmp_path / "crashed", state.save_checkpoint
+
+    def save_then_die(path, tensors, **meta):
+        if path.name == state.WEIGHTS and meta["step"] == 40:
+            raise KeyboardInterrupt  # killed after the state of step 40 was written, before its checkpoint
+        return real_save(path, tensors, **meta)
+
+    monkeypatch.setattr(state, "save_checkpoint", save_then_die)
+    train(_task(), optim, LoopConfig(out=str(run), eval_every=0, stop_after=20), torch.device("cpu"), quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        train(_task(), optim, LoopConfig(out=str(run), eval_every=0, stop_after=20), torch.device("cpu"), quiet=True)
+    assert _weights(run)[2]["step"] == 20  # the checkpoint is a save behind the state
+    monkeypatch.setattr(state, "save_checkpoint", real_save)
+    train(_task(seed=99), optim, LoopConfig(out=str(run), eval_every=0), torch.device("cpu"), quiet=True)
+    a, b = _weights(tmp_path / "straight"), _weights(run)
+    for live_or_ema in (0, 1):
+        for k in a[live_or_ema]:
+            assert torch.equal(a[live_or_ema][k], b[live_or_ema][k]), k
+
+
+def test_a_checkpoint_without_its_training_state_is_not_resumed(tmp_path):
+    run = tmp_path / "run"
+    train(_task(), OptimConfig(steps=10, warmup=2), LoopConfig(out=str(run)), torch.device("cpu"), quiet=True)
+    (run / "last.state.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"no last.state.safetensors.*choose another loop.out"):
+        train(_task(), OptimConfig(steps=20, warmup=2), LoopConfig(out=str(run)), torch.device("cpu"), quiet=True)

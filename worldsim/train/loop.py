@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from worldsim.checkpoint import component
+from worldsim.io import atomic_write_bytes
 from worldsim.progress import Progress
 from worldsim.train.state import load_optimizer, load_run, restore_rngs, same_config, save_run
 
@@ -80,13 +81,14 @@ def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device
     step = 0
     resumed = load_run(run)
     if resumed is not None:
-        weights, meta, state, state_meta = resumed
-        same_config(meta["config"], task.metadata["config"], run)
-        model.load_state_dict({k: v.to(device) for k, v in component(weights, "train").items()})
+        state, state_meta = resumed
+        same_config(state_meta["config"], task.metadata["config"], run)
+        model.load_state_dict({k: v.to(device) for k, v in component(state, "train").items()})
         load_optimizer(opt, {k: v.to(device) for k, v in state.items()}, state_meta["param_groups"])
         ema = {k: v.to(device) for k, v in component(state, "ema").items()}
         restore_rngs(state, state_meta, rng, gen)
-        step = int(meta["step"])
+        step = int(state_meta["step"])
+        _trim_log(run / "log.jsonl", step)
         if not quiet:
             print(f"resuming {run} at step {step}")
     fwd = torch.compile(model) if loop.compile else model
@@ -95,8 +97,7 @@ def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device
     log = None  # opened on the first line written, creating the run directory if needed
 
     def save() -> None:
-        weights = {**{f"train.{k}": v for k, v in model.state_dict().items()}, **task.export(ema)}
-        save_run(run, step, weights, task.metadata, opt, ema, rng, gen)
+        save_run(run, step, model.state_dict(), task.export(ema), task.metadata, opt, ema, rng, gen)
 
     def log_line(record: dict) -> None:
         nonlocal log
@@ -146,6 +147,23 @@ def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device
     if log:
         log.close()
     return evals
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the log lines past the checkpoint a resumed run restarts from (a killed run logged steps it will now
+    redo, and its last line may be torn), so the log reads as one run."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        except (ValueError, KeyError, TypeError):
+            pass  # a line torn by the kill
+    if keep != lines:
+        atomic_write_bytes(path, "".join(keep).encode())
 
 
 def _evaluate(task: Task, model: torch.nn.Module, ema: dict[str, torch.Tensor]) -> dict[str, float]:

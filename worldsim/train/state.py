@@ -1,9 +1,10 @@
 """Training state beside a checkpoint, so `kill -9` and the same command continue the same run.
 
-`<run>/last.safetensors` holds the weights (a normal checkpoint, usable on its own); `<run>/last.state.safetensors`
-holds what only training needs: optimizer moments, the step, the EMA weights, and every RNG (torch, the data
-sampler's numpy generator). Both are safetensors (nothing is unpickled on resume) written atomically; the state file
-is written first and names the step, so a crash between the two writes is detected and the older pair is used.
+`<run>/last.state.safetensors` holds everything a run continues from: the live weights, optimizer moments, the EMA
+weights, the step, the config and every RNG (torch, the data sampler's numpy generator). `<run>/last.safetensors` is
+the exported checkpoint people load (EMA weights, no training state), written after it. Both are safetensors (nothing
+is unpickled on resume), each written atomically. Resuming reads only the state file, so a kill between the two
+writes loses nothing: the checkpoint is one save behind until the next save.
 """
 
 from __future__ import annotations
@@ -38,33 +39,31 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_run(run_dir: Path, step: int, weights: dict[str, torch.Tensor], metadata: dict[str, Any],
-             optimizer: torch.optim.Optimizer, ema: dict[str, torch.Tensor] | None,
+def save_run(run_dir: Path, step: int, live: dict[str, torch.Tensor], export: dict[str, torch.Tensor],
+             metadata: dict[str, Any], optimizer: torch.optim.Optimizer, ema: dict[str, torch.Tensor],
              sampler_rng: np.random.Generator, generator: torch.Generator) -> None:
-    """Write the training state, then the weights (a usable checkpoint), both atomically."""
+    """Write the training state (live weights included), then the exported checkpoint, both atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors, groups = optimizer_tensors(optimizer)
-    if ema is not None:
-        tensors.update({f"ema.{k}": v for k, v in ema.items()})
+    tensors.update({f"train.{k}": v for k, v in live.items()})
+    tensors.update({f"ema.{k}": v for k, v in ema.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.generator"] = generator.get_state()
     save_checkpoint(run_dir / STATE, tensors, config=metadata["config"], step=step, param_groups=groups,
                     sampler_rng=sampler_rng.bit_generator.state)
-    save_checkpoint(run_dir / WEIGHTS, weights, **{**metadata, "step": step})
+    save_checkpoint(run_dir / WEIGHTS, export, **{**metadata, "step": step})
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, torch.Tensor], dict] | None:
-    """(weights, weights metadata, state tensors, state metadata) of the last save, or None for a new run."""
-    weights_path, state_path = run_dir / WEIGHTS, run_dir / STATE
-    if not weights_path.exists() and not state_path.exists():
+def load_run(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """(state tensors, state metadata) of the last save, or None for a new run."""
+    state_path = run_dir / STATE
+    if not state_path.exists():
+        if (run_dir / WEIGHTS).exists():
+            raise CheckpointError(f"{run_dir} has {WEIGHTS} but no {STATE}: the training state is gone, so the run "
+                                  f"cannot continue; choose another loop.out= (and init from the checkpoint where "
+                                  "the task allows it)")
         return None
-    weights, meta = load_checkpoint(weights_path)
-    state, state_meta = load_checkpoint(state_path)
-    if meta.get("step") != state_meta.get("step"):
-        raise CheckpointError(f"{run_dir}: weights at step {meta.get('step')} but training state at step "
-                              f"{state_meta.get('step')} (a save was interrupted); delete {state_path.name} and "
-                              f"{weights_path.name} to restart, or restore them from a copy")
-    return weights, meta, state, state_meta
+    return load_checkpoint(state_path)
 
 
 def restore_rngs(state: dict[str, torch.Tensor], state_meta: dict, sampler_rng: np.random.Generator,
