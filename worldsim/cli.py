@@ -6,7 +6,8 @@
     worldsim bench [only=[engine,loader] steps=20000 out=.]  speed table, written to bench.json
 
 Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work; later
-issues add collect, train, dream and probe the same way.
+issues add dream and probe the same way. Those take key=value settings (Hydra overrides onto the dataclass) and,
+where configs/<command>/experiment/ has recipes, `experiment=NAME`; `--help` lists both.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ def _play(ns: argparse.Namespace) -> int:
 def _bench(ns: argparse.Namespace) -> int:
     from worldsim.bench import BenchArgs, run
 
-    return _keyvalue_command(BenchArgs, run, None)(ns)
+    return _keyvalue_command(BenchArgs, run, None, "bench")(ns)
 
 
 def _collect(ns: argparse.Namespace) -> int:
     from worldsim.data.collect import CollectConfig, collect
 
-    return _keyvalue_command(CollectConfig, collect, None)(ns)
+    return _keyvalue_command(CollectConfig, collect, None, "collect")(ns)
 
 
 TRAIN_TASKS = ("ae", "world")
@@ -58,19 +59,22 @@ def _train(ns: argparse.Namespace) -> int:
         from worldsim.train.autoencoder import TrainAEConfig as config, run
     else:
         from worldsim.train.world import TrainWorldConfig as config, run
-    return _keyvalue_command(config, run, None)(ns)
+    return _keyvalue_command(config, run, None, f"train_{task}")(ns)
 
 
-def _keyvalue_command(config_cls, run, done: str | None):
-    """A subcommand taking key=value overrides onto `config_cls`; --help lists the keys."""
+def _keyvalue_command(config_cls, run, done: str | None, name: str):
+    """A subcommand taking key=value overrides onto `config_cls` (and `experiment=NAME`, a recipe from
+    configs/<name>/experiment/); --help lists the keys and the recipes."""
 
     def command(ns: argparse.Namespace) -> int:
-        from worldsim.config import describe, parse_overrides
+        from worldsim.config import describe, parse_overrides, recipes
 
         if ns.help_config:
-            print(f"worldsim {ns.command} key=value ...\n\n" + describe(config_cls))
+            found = recipes(name)
+            extra = f"\n  experiment=NAME\n      a recipe from configs/{name}/experiment/: {found}" if found else ""
+            print(f"worldsim {name.replace('_', ' ')} key=value ...\n\n" + describe(config_cls) + extra)
             return 0
-        result = run(parse_overrides(config_cls, ns.overrides))
+        result = run(parse_overrides(config_cls, ns.overrides, name))
         if done:
             print(done.format(result))
         return 0
@@ -81,13 +85,13 @@ def _keyvalue_command(config_cls, run, done: str | None):
 def _export(ns: argparse.Namespace) -> int:
     from worldsim.data.minari_io import ExportConfig, export_minari
 
-    return _keyvalue_command(ExportConfig, export_minari, "exported {} episodes to Minari")(ns)
+    return _keyvalue_command(ExportConfig, export_minari, "exported {} episodes to Minari", "export")(ns)
 
 
 def _import(ns: argparse.Namespace) -> int:
     from worldsim.data.minari_io import ImportConfig, import_minari
 
-    return _keyvalue_command(ImportConfig, import_minari, "imported {} episodes from Minari")(ns)
+    return _keyvalue_command(ImportConfig, import_minari, "imported {} episodes from Minari", "import")(ns)
 
 
 def _add_keyvalue(sub, name: str, help: str, usage: str, func) -> None:

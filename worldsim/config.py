@@ -1,36 +1,113 @@
-"""Hydra-style `key=value` overrides onto typed, frozen config dataclasses.
+"""Hydra configs over typed, frozen config dataclasses.
 
-Every command's defaults live in one dataclass (with a `help` beside each field); the command line only overrides
-them: `worldsim collect env=CartPole-v1 steps=20000 env_kwargs.max_episode_steps=200`. OmegaConf (from hydra-core)
-checks names and types, so a typo or a wrong type is an error that names the key, never a silently ignored setting.
+Every command's defaults live in one dataclass (with a `help` beside each field); Hydra composes the command line
+onto it: `worldsim collect env=CartPole-v1 steps=20000 env_kwargs.max_episode_steps=200`. A command may also select
+a recipe, a YAML file of overrides kept in `configs/<command>/experiment/` of the checkout:
+
+    worldsim train world experiment=craft2d_s optim.steps=500    # configs/train_world/experiment/craft2d_s.yaml
+
+The dataclass is the schema, so a typo or a wrong type in a YAML file or on the command line is an error that names
+the key, never a silently ignored setting. Hydra's override grammar applies (`+key=value` adds to a dict, `~key`
+removes). The YAML files only select and override; nothing is defined twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
+GROUP = "experiment"  # the config group of recipes under configs/<command>/
 
 
-def parse_overrides(cls: type[T], overrides: list[str]) -> T:
-    """Build `cls` from its defaults and `key=value` strings (nested keys with dots, lists as [a,b])."""
+def configs_root() -> Path | None:
+    """The `configs/` folder: $WORLDSIM_CONFIGS, else the one beside the package in a checkout (None if neither)."""
+    env = os.environ.get("WORLDSIM_CONFIGS")
+    root = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
+    return root if root.is_dir() else None
+
+
+def recipes(command: str) -> list[str]:
+    """Names of the recipes `experiment=NAME` can select for a command."""
+    root = configs_root()
+    folder = root / command / GROUP if root else None
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder and folder.is_dir() else []
+
+
+def parse_overrides(cls: type[T], overrides: list[str], command: str | None = None) -> T:
+    """Build `cls` from its defaults, the recipe chosen by `experiment=NAME` (from configs/<command>/experiment/) and
+    `key=value` strings (nested keys with dots, lists as [a,b])."""
+    from hydra import compose, initialize, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+
+    known = [f.name for f in dataclasses.fields(cls)]
     for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise ValueError(f"argument {item!r}: expected key=value, one of {[f.name for f in dataclasses.fields(cls)]}")
+        if "=" not in item.lstrip("~") and not item.startswith("~") or item.startswith("="):
+            raise ValueError(f"argument {item!r}: expected key=value, one of {known}")
+    folder = configs_root() / command if command and configs_root() else None
+    if any(o.startswith(f"{GROUP}=") for o in overrides) and not (command and recipes(command)):
+        raise ValueError(f"{GROUP}=...: no recipes for {command or 'this command'}; they live in configs/"
+                         f"{command or '<command>'}/{GROUP}/ of a worldsim checkout (set WORLDSIM_CONFIGS=DIR to "
+                         "use another configs folder)")
+    for chosen in (o.split("=", 1)[1] for o in overrides if o.startswith(f"{GROUP}=")):
+        if chosen not in recipes(command):
+            raise ValueError(f"{GROUP}={chosen}: no such recipe in {folder / GROUP}; expected one of "
+                             f"{recipes(command)}")
+    name = f"{cls.__module__}.{cls.__qualname__}".replace(".", "_")
+    schema = OmegaConf.structured(cls)
+    _writable(schema)  # frozen dataclasses come in read-only; the objects built from the composition stay frozen
+    store = ConfigStore.instance()
+    store.store(name=f"{name}_schema", node=schema)
+    defaults: list[Any] = [f"{name}_schema", "_self_"]
+    if folder is not None and recipes(command):
+        defaults.append({GROUP: None})  # null: no recipe unless experiment=NAME; an unknown NAME is an error
+    store.store(name=name, node={"defaults": defaults})
     try:
-        base = OmegaConf.structured(cls)
-        _writable(base)  # frozen dataclasses come in read-only; the objects built from the merge stay frozen
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        first = str(err).splitlines()[0]
-        key = getattr(err, "full_key", None)
-        where = f"{key}: " if key and key not in first else ""
-        raise ValueError(f"{where}{first} (known keys: {[f.name for f in dataclasses.fields(cls)]})") from None
+        init = (initialize_config_dir(config_dir=str(folder), version_base=None) if folder is not None
+                and folder.is_dir() else initialize(config_path=None, version_base=None))
+        with init:
+            composed = compose(config_name=name, overrides=[_into_dicts(schema, o) for o in overrides])
+        composed = OmegaConf.masked_copy(composed, known)  # drop Hydra's own `hydra` node and the group choice
+        return OmegaConf.to_object(OmegaConf.merge(schema, composed))
+    except (OmegaConfBaseException, HydraException) as err:
+        raise ValueError(_explain(err, known, command).replace(f"In '{name}': ", "")) from None
+
+
+def _explain(err: Exception, known: list[str], command: str | None) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    message, cause = lines[0], err.__cause__
+    if cause is not None and str(cause).strip():  # Hydra wraps OmegaConf's error, which has the reason and the key
+        message = f"{message.rstrip(':')}: {str(cause).strip().splitlines()[0]}"
+    elif message.endswith(":") and len(lines) > 1:  # the reason is on the next line
+        message = f"{message} {lines[1]}"
+    if "Could not override" in message or "Could not append" in message:
+        message = f"{message} (no such key)"
+    key = getattr(cause, "full_key", None) or getattr(err, "full_key", None)
+    where = f"{key}: " if key and key not in message else ""
+    hint = f"; recipes: {recipes(command)}" if command and recipes(command) else ""
+    return f"{where}{message} (known keys: {known}{hint})"
+
+
+def _into_dicts(schema: DictConfig, override: str) -> str:
+    """`env_kwargs.world_width=64` -> `++env_kwargs.world_width=64`: a key inside a free-form dict field may be new,
+    which plain Hydra overrides refuse (its schema is the dataclass, and a dict field has no fixed keys)."""
+    if override[0] in "+~":
+        return override
+    path = override.split("=", 1)[0].split(".")
+    node: Any = schema
+    for part in path[:-1]:
+        if not isinstance(node, DictConfig) or part not in node or OmegaConf.is_missing(node, part):
+            return override
+        node = node[part]
+        if isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict:
+            return "++" + override
+    return override
 
 
 def _writable(node: DictConfig) -> None:
