@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, sample_sigma, schedule, training_loss
+from worldsim.models.diffusion import (
+    DiffusionConfig, add_noise, sample, sample_sigma, schedule, to_velocity, training_loss,
+)
 
 
 def test_add_noise_uses_each_chunks_own_level():
@@ -58,6 +60,30 @@ def test_training_loss_targets_the_velocity():
     gen = torch.Generator().manual_seed(1)
     loss, logs = training_loss(zero_model, x0, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3),
                                torch.zeros(2, 3), DiffusionConfig(), gen)
-    assert logs["v_loss"] == pytest.approx(((x0 - 0) ** 2).mean().item() + 1, rel=0.3)  # E|eps - x0|^2 = 1 + |x0|^2
+    assert logs["denoise_loss"] == pytest.approx(((x0 - 0) ** 2).mean().item() + 1, rel=0.3)  # E|eps - x0|^2 = 1 + |x0|^2
     assert logs["reward_loss"] == 0 and logs["terminated_loss"] == pytest.approx(0.6931, abs=1e-3)
-    assert loss.item() == pytest.approx(logs["v_loss"] + 0.1 * 0.6931, rel=1e-4)
+    assert loss.item() == pytest.approx(logs["denoise_loss"] + 0.1 * 0.6931, rel=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_an_exact_x0_prediction_lands_on_the_data(steps):
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 1, 4, 2, 2, generator=gen), torch.randn(3, 1, 4, 2, 2, generator=gen)
+    out = sample(lambda x, s: to_velocity(x0.expand_as(x), x, s, "x0"), noise, steps)
+    assert torch.allclose(out, x0, atol=1e-5)
+    assert to_velocity(noise, x0, torch.ones(3), "velocity") is noise  # velocity passes through
+
+
+def test_x0_training_targets_the_clean_latents():
+    x0 = torch.randn(2, 3, 4, 2, 2)
+
+    def perfect(x, sigma, actions, extra=None):
+        b, n = sigma.shape
+        return SimpleNamespace(out=x0, reward=torch.zeros(b, n), terminated_logit=torch.full((b, n), -30.0))
+
+    cfg = DiffusionConfig(prediction="x0")
+    _, logs = training_loss(perfect, x0, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3), torch.zeros(2, 3),
+                            cfg, torch.Generator().manual_seed(1))
+    assert logs["denoise_loss"] == 0.0
+    with pytest.raises(ValueError, match="prediction='eps'"):
+        DiffusionConfig(prediction="eps")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldsim.models.diffusion import DiffusionConfig, add_noise, sample
+from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, to_velocity
 
 
 @dataclass
@@ -114,8 +114,13 @@ class WorldSimulator:
         c, h, w = self._latent_shape
         noise = torch.randn((self._batch, 1, c, h, w), generator=self.generator, device=self.device)
         # each solver pass attends to the cached history and does not write to it
-        z = sample(lambda x, s: self.dit.forward_chunk(x, s, a, self.t, self.cache, write=False).out,
-                   noise, self.steps, self.diffusion.shift)
+        prediction = self.diffusion.prediction
+
+        def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            out = self.dit.forward_chunk(x, s, a, self.t, self.cache, write=False).out
+            return to_velocity(out, x, s, prediction)
+
+        z = sample(velocity, noise, self.steps, self.diffusion.shift)
         out = self._commit(z, a)
         frames = self.ae.decode_uint8(z[:, 0])  # (B, H, W, 3)
         return StepResult(frames=frames.cpu().numpy(), rewards=out.reward[:, 0].float().cpu().numpy(),

@@ -2,7 +2,8 @@
 
 Notation (rectified flow): a clean latent chunk x0, noise eps ~ N(0, I), noise level sigma in [0, 1],
     x_sigma = (1 - sigma) * x0 + sigma * eps,        velocity v = eps - x0 = d x_sigma / d sigma.
-The network predicts v. Every chunk of a training clip gets its own sigma, so the model learns to denoise a chunk
+The network predicts v (prediction="velocity") or x0 (prediction="x0", turned into v = (x_sigma - x0) / sigma
+for the sampler). Every chunk of a training clip gets its own sigma, so the model learns to denoise a chunk
 whatever the state of the others; at play time the history is clean (or at `history_sigma`) and only the new chunk
 starts from pure noise and is integrated from sigma = 1 to 0 in `steps` Euler steps.
 
@@ -28,8 +29,20 @@ class DiffusionConfig:
     history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
     steps: int = 2  # Euler steps per new chunk at play time
     shift: float = 1.0  # > 1 spends more of the steps at high noise (sigma' = shift*s / (1 + (shift-1)*s))
+    prediction: str = "velocity"  # what the network outputs: "velocity" (v, unweighted MSE) or "x0" (the clean
+    #                               chunk; its MSE is v's weighted by sigma^2, so low noise counts less)
     reward_weight: float = 0.1  # reward MSE and termination BCE beside the velocity loss
     terminated_weight: float = 0.1
+
+    def __post_init__(self):
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={self.prediction!r}: expected one of {PREDICTIONS}")
+        if self.steps < 1 or not 0.0 <= self.clean_prob <= 1.0 or not 0.0 <= self.history_sigma < 1.0:
+            raise ValueError(f"steps={self.steps}, clean_prob={self.clean_prob}, history_sigma={self.history_sigma}: "
+                             "expected steps >= 1, clean_prob in [0, 1] and history_sigma in [0, 1)")
+
+
+PREDICTIONS = ("velocity", "x0")
 
 
 def sample_sigma(cfg: DiffusionConfig, shape: tuple[int, ...], generator: torch.Generator | None = None,
@@ -61,11 +74,12 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     sigma = sample_sigma(cfg, (b, n_chunks), generator, x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
     out = model(add_noise(x0, sigma, eps), sigma, actions, extra=extra)
-    v_loss = F.mse_loss(out.out.float(), (eps - x0).float())
+    target = eps - x0 if cfg.prediction == "velocity" else x0
+    denoise_loss = F.mse_loss(out.out.float(), target.float())
     r_loss = F.mse_loss(out.reward.float(), rewards.float())
     d_loss = F.binary_cross_entropy_with_logits(out.terminated_logit.float(), terminated.float())
-    loss = v_loss + cfg.reward_weight * r_loss + cfg.terminated_weight * d_loss
-    return loss, {"loss": loss.item(), "v_loss": v_loss.item(), "reward_loss": r_loss.item(),
+    loss = denoise_loss + cfg.reward_weight * r_loss + cfg.terminated_weight * d_loss
+    return loss, {"loss": loss.item(), "denoise_loss": denoise_loss.item(), "reward_loss": r_loss.item(),
                   "terminated_loss": d_loss.item()}
 
 
@@ -75,6 +89,13 @@ def schedule(steps: int, shift: float = 1.0, device: torch.device | str = "cpu")
         raise ValueError(f"steps={steps}: expected at least 1 solver step")
     s = torch.linspace(1.0, 0.0, steps + 1, device=device)
     return shift * s / (1 + (shift - 1) * s)
+
+
+def to_velocity(out: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The network's output for x at noise level sigma (B,) as a velocity: v as is, x0 as (x - x0) / sigma."""
+    if prediction == "velocity":
+        return out
+    return (x - out) / sigma.view(-1, *([1] * (x.ndim - 1))).clamp_min(1e-4)  # the sampler never asks at sigma 0
 
 
 @torch.no_grad()
