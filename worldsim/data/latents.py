@@ -2,7 +2,7 @@
 
     latents/
       manifest.json          the source dataset's manifest plus latent_shape [C, h, w], latent_dtype, the
-                             autoencoder's identity (sha256 of its state dict, its config, a checkpoint path if given)
+                             autoencoder's identity (sha256 of its encoder and latent scale, its config, a checkpoint path if given)
                              and the source's identity (a hash of its manifest, `steps` aside: a continued dataset
                              is the same dataset)
       shard-w00-00000/       one per source shard, same name, written under a temporary name and renamed when complete
@@ -47,9 +47,13 @@ OPTIONAL = ("positions",)
 
 
 def ae_identity(ae: Autoencoder) -> str:
-    """sha256 of the autoencoder's state dict (names, dtypes, shapes, values): the latent scale included."""
+    """sha256 of what makes the latents: the encoder's weights and the latent scale (names, dtypes, shapes, values).
+    The decoder is left out, so a decoder fine-tuned later (`worldsim train ae freeze_encoder=true`) keeps the cache
+    and the world models trained on it."""
     h = hashlib.sha256()
     for name, t in sorted(ae.state_dict().items()):
+        if name.startswith("decoder."):
+            continue
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())

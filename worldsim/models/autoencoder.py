@@ -41,6 +41,9 @@ class AutoencoderConfig:
     latent_noise: float = 0.1  # std (in units of the latent std) of noise added before decoding in training, so the
     #                            decoder tolerates the imperfect latents a diffusion model produces
     mse_weight: float = 1.0  # loss = L1 + mse_weight * MSE on [0, 1] pixels: L1 keeps edges sharp, MSE drives PSNR
+    hard_fraction: float = 0.05  # the worst fraction of f x f cells (one latent position each) of every batch ...
+    hard_weight: float = 1.0  # ... adds its mean loss times this: a sprite with one wrong digit is a wrong sprite,
+    #                           though it barely moves the mean (0: plain mean loss)
 
     def __post_init__(self):
         if self.downsample not in DOWNSAMPLES:
@@ -50,6 +53,9 @@ class AutoencoderConfig:
         if len(self.channel_mult) < self.levels:
             raise ValueError(f"channel_mult={tuple(self.channel_mult)}: downsample={self.downsample} with "
                              f"stem={self.stem} needs {self.levels} levels, give one multiplier per level")
+        if not 0.0 < self.hard_fraction <= 1.0 or self.hard_weight < 0:
+            raise ValueError(f"hard_fraction={self.hard_fraction}, hard_weight={self.hard_weight}: expected a "
+                             "fraction in (0, 1] and a weight >= 0")
         if min(self.latent_channels, self.width, self.head_width) < 1 or self.blocks < 0 or self.latent_noise < 0:
             raise ValueError(f"latent_channels={self.latent_channels}, width={self.width}, head_width="
                              f"{self.head_width}, blocks={self.blocks}, "
@@ -259,9 +265,14 @@ class Autoencoder(nn.Module):
         z_noisy = z + self.cfg.latent_noise * std[:, None, None] * torch.randn_like(z)
         x_hat = self.decoder(z_noisy)  # (N, 3, H, W)
         target, pred = (x + 1.0) / 2.0, (x_hat + 1.0) / 2.0  # [0, 1] pixels: loss and PSNR in the usual units
-        l1 = (pred - target).abs().mean()
-        mse = (pred - target).square().mean()
+        err = pred - target  # (N, 3, H, W)
+        l1, mse = err.abs().mean(), err.square().mean()
         loss = l1 + self.cfg.mse_weight * mse
+        if self.cfg.hard_weight:
+            per_pixel = (err.abs() + self.cfg.mse_weight * err.square()).mean(1, keepdim=True)  # (N, 1, H, W)
+            per_cell = F.avg_pool2d(per_pixel, self.cfg.downsample).flatten()  # (N * h * w,)
+            k = max(1, int(self.cfg.hard_fraction * per_cell.numel()))
+            loss = loss + self.cfg.hard_weight * per_cell.topk(k).values.mean()
         with torch.no_grad():
             mse_clamped = (pred.clamp(0, 1) - target).square().mean()
         values = torch.stack([loss, l1, mse, psnr(mse_clamped), std.mean()]).tolist()  # one device sync, not five

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from worldsim.checkpoint import prefixed
+from worldsim.checkpoint import CheckpointError, component, load_checkpoint, prefixed
 from worldsim.config import show, to_dict
 from worldsim.data.loader import ClipDataset
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -29,6 +29,10 @@ class TrainAEConfig:
     # lr 1e-2 beat 2e-3 and 5e-3 in 90 s comparisons on Craft2D; no weight decay, as in that run
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=4000, lr=1e-2, warmup=100, weight_decay=0.0))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/ae", eval_every=500))
+    init: str | None = field(default=None, metadata={"help": "start from this autoencoder checkpoint's weights "
+                                                             "(fine-tuning); its config must match model"})
+    freeze_encoder: bool = field(default=False, metadata={"help": "train the decoder only (with init=): the latents, "
+                                                                   "and latent caches made from them, stay valid"})
     batch_size: int = field(default=32, metadata={"help": "frames per step"})
     eval_frames: int = field(default=128, metadata={"help": "held-out frames scored at each evaluation"})
     stats_frames: int = field(default=512, metadata={"help": "training frames the latent statistics are fit on"})
@@ -44,6 +48,13 @@ def build_task(cfg: TrainAEConfig) -> Task:
     craft2d = is_craft2d(train_set.manifest)
     torch.manual_seed(cfg.loop.seed)
     model = Autoencoder(cfg.model)
+    if cfg.init:
+        _load_init(model, cfg.init)
+    if cfg.freeze_encoder:
+        if not cfg.init:
+            raise ValueError("freeze_encoder=true without init=PATH would freeze a random encoder: name the "
+                             "autoencoder checkpoint whose decoder to fine-tune")
+        model.encoder.requires_grad_(False)  # AdamW skips parameters without gradients
     h, w = train_set.frame_shape[:2]
 
     def batch(r: np.random.Generator) -> torch.Tensor:
@@ -69,6 +80,19 @@ def build_task(cfg: TrainAEConfig) -> Task:
                 metadata={"config": to_dict(cfg), "action_meanings": train_set.action_meanings,
                           "frame_shape": list(train_set.frame_shape), "env": train_set.manifest.get("env")},
                 tokens_per_batch=cfg.batch_size * h * w)
+
+
+def _load_init(model: Autoencoder, path: str) -> None:
+    tensors, meta = load_checkpoint(path)
+    weights = component(tensors, "ae")
+    if not weights:
+        raise CheckpointError(f"init={path}: no autoencoder weights ('ae.*') in it; expected a checkpoint written "
+                              "by `worldsim train ae` or `worldsim train world`")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"init={path}: its autoencoder does not fit model={model.cfg} ({e}); set the model "
+                              "fields to the checkpoint's") from None
 
 
 @torch.no_grad()
