@@ -184,3 +184,15 @@ def test_tiny_autoencoder_overfits_craft_frames(craft_frames):
         opt.step()
     after = quality()
     assert after > before + 10, f"PSNR {before:.1f} dB -> {after:.1f} dB"
+
+
+def test_hard_cells_add_their_own_loss():
+    x = frames(2, 64, 64)
+    plain, hard = tiny(latent_noise=0.0, hard_weight=0.0), tiny(latent_noise=0.0, hard_weight=1.0)
+    hard.load_state_dict(plain.state_dict())
+    loss_plain, logs = plain.loss(x)
+    loss_hard, _ = hard.loss(x)
+    # the worst 5% of 8x8 cells weigh in again: the hard loss is the plain one plus their mean, which is >= the mean
+    assert loss_hard.item() >= loss_plain.item() + logs["l1"] + logs["mse"] - 1e-6
+    with pytest.raises(ValueError, match="hard_fraction=0"):
+        AutoencoderConfig(hard_fraction=0.0)

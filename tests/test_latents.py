@@ -180,3 +180,13 @@ def test_train_and_val_episodes_are_disjoint(cache):
     e_train = set(train.get(np.arange(len(train))).episode.tolist())
     e_val = set(val.get(np.arange(len(val))).episode.tolist())
     assert e_train and e_val and not e_train & e_val
+
+
+def test_the_cache_names_the_encoder_not_the_decoder(ae):
+    same = Autoencoder(ae.cfg)
+    same.load_state_dict(ae.state_dict())
+    with torch.no_grad():
+        same.decoder.conv_out.weight.add_(1.0)  # a fine-tuned decoder: the latents, and so the cache, are the same
+        assert ae_identity(same) == ae_identity(ae)
+        same.encoder.conv_out.weight.add_(1.0)
+        assert ae_identity(same) != ae_identity(ae)

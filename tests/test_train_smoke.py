@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from worldsim.cli import main
@@ -28,14 +29,14 @@ def test_train_ae_then_world_then_step(data, tmp_path):
     assert (ae_run / "last.safetensors").exists()
     args = ["train", "world", f"data={data}", f"ae={ae_run / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2",
-            "horizons=[1,2]", "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={world_run}",
+            "horizons=[1,2]", "eval_solver_steps=[1]", "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={world_run}",
             "loop.eval_every=0", "loop.stop_after=2"]
     assert main(args) == 0  # stops after 2 steps, as a killed run would have left it
     assert json.loads((world_run / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
     assert main(args[:-1]) == 0  # the same command (without the stop) resumes to the end
     evals = [json.loads(line) for line in (world_run / "log.jsonl").read_text().splitlines()]
     last = evals[-1]["eval"]
-    assert last.keys() >= {"psnr_h1", "copy_psnr_h1", "tiles_h2", "copy_tiles_h2"}
+    assert last.keys() >= {"psnr_h1", "copy_psnr_h1", "tiles_h2", "copy_tiles_h2", "tiles_h2_s1", "psnr_h1_s1"}
     sim = WorldSimulator.from_checkpoint(world_run / "last.safetensors", device="cpu", seed=0)
     frames = np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]])
     sim.reset(frames)
@@ -46,3 +47,21 @@ def test_train_ae_then_world_then_step(data, tmp_path):
 
 def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):
     assert main(["train", "world", "data=/nonexistent", "ae=/nonexistent.safetensors"]) == 2
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
+    from worldsim.data.latents import ae_identity
+    from worldsim.train.world import load_autoencoder
+
+    base = ["train", "ae", f"data={data}", "model.width=8", "batch_size=4", "eval_frames=8", "stats_frames=32",
+            "holdout=0.3", "loop.eval_every=0", "optim.warmup=1"]
+    assert main([*base, "optim.steps=4", f"loop.out={tmp_path / 'ae'}"]) == 0
+    first = tmp_path / "ae" / "last.safetensors"
+    assert main([*base, "optim.steps=3", f"loop.out={tmp_path / 'dec'}", "freeze_encoder=true",
+                 f"init={first}", "optim.ema=0.0"]) == 0
+    before, after = load_autoencoder(first)[0], load_autoencoder(tmp_path / "dec" / "last.safetensors")[0]
+    enc, dec = before.state_dict(), after.state_dict()
+    assert all(torch.equal(enc[k], dec[k]) for k in enc if not k.startswith("decoder."))
+    assert any(not torch.equal(enc[k], dec[k]) for k in enc if k.startswith("decoder."))
+    assert ae_identity(before) == ae_identity(after)
+    assert main([*base, f"loop.out={tmp_path / 'x'}", "freeze_encoder=true"]) == 2  # without init=: refused

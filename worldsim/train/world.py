@@ -45,6 +45,8 @@ class TrainWorldConfig:
     eval_clips: int = field(default=4, metadata={"help": "held-out rollouts per evaluation"})
     eval_context: int = field(default=8, metadata={"help": "real frames a rollout starts from"})
     horizons: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "rollout steps scored"})
+    eval_solver_steps: list[int] = field(default_factory=list, metadata={
+        "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.steps"})
 
 
 def load_autoencoder(path: str | Path) -> tuple[Autoencoder, dict]:
@@ -82,18 +84,29 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen)
 
     def evaluate(m) -> dict[str, float]:
-        device = next(m.parameters()).device
-        sim = WorldSimulator(ae, m, cfg.diffusion, device=device, seed=0)
+        logs = {}
+        for hz in cfg.horizons:
+            truth, last = clips.frames[:, cfg.eval_context + hz - 1], clips.frames[:, cfg.eval_context - 1]
+            logs[f"copy_psnr_h{hz}"] = psnr(last, truth)
+            if craft2d:
+                logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
+        for steps in dict.fromkeys([cfg.diffusion.steps, *cfg.eval_solver_steps]):
+            suffix = "" if steps == cfg.diffusion.steps else f"_s{steps}"
+            logs.update({f"{k}{suffix}": v for k, v in rollout_scores(m, steps).items()})
+        return logs
+
+    def rollout_scores(m, steps: int) -> dict[str, float]:
+        """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions."""
+        sim = WorldSimulator(ae, m, cfg.diffusion, steps=steps, device=next(m.parameters()).device, seed=0)
         ctx = cfg.eval_context
         sim.reset(clips.frames[:, :ctx], clips.actions[:, :ctx])
         predicted = [sim.step(clips.actions[:, ctx + i]).frames for i in range(horizon)]
         logs = {}
         for hz in cfg.horizons:
-            truth, last = clips.frames[:, ctx + hz - 1], clips.frames[:, ctx - 1]
-            logs[f"psnr_h{hz}"], logs[f"copy_psnr_h{hz}"] = psnr(predicted[hz - 1], truth), psnr(last, truth)
+            truth = clips.frames[:, ctx + hz - 1]
+            logs[f"psnr_h{hz}"] = psnr(predicted[hz - 1], truth)
             if craft2d:
                 logs[f"tiles_h{hz}"] = tile_accuracy(predicted[hz - 1], truth)
-                logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
         return logs
 
     metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg), "diffusion": asdict(cfg.diffusion),
