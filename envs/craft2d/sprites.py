@@ -43,14 +43,16 @@ _PALETTE = {
 }
 
 _ENTITY_RIGHT = {
+    # Facing must show in many pixels, not in one eye: a learned model (and its 8x autoencoder) reads left from
+    # right here, and a one-pixel difference is the first detail a compressed latent drops.
     Kind.PLAYER: ["..hhhh..",
-                  "..hsse..",
-                  "..ssss..",
+                  ".hhhsse.",
+                  "..hssss.",
+                  "..bbbbss",
                   "..bbbb..",
-                  ".sbbbbs.",
                   "..bbbb..",
                   "..l..l..",
-                  "..l..l.."],
+                  "..ll.ll."],
     Kind.PIG: ["........",
                "........",
                "......n.",
@@ -78,7 +80,10 @@ _HEART = ["........",
           "...r....",
           "........"]
 
-# 3x5 digit font
+# 3x5 digit font; each digit has its own colour, so digits that differ in one pixel of the font (0 and 8, 5 and 6)
+# differ in all their pixels: a count must survive compression to a latent to be read back
+_DIGIT_COLOR = [(250, 250, 250), (255, 230, 80), (255, 150, 50), (255, 90, 90), (255, 120, 220), (190, 140, 255),
+                (110, 190, 255), (80, 240, 240), (120, 250, 120), (40, 160, 60)]
 _DIGITS = ["111101101101111", "010110010010111", "111001111100111", "111001111001111", "101101111001001",
            "111100111001111", "111100111101111", "111001010010010", "111101111101111", "111101111001111"]
 
@@ -194,7 +199,7 @@ def _hud() -> np.ndarray:
         for half_x, digit in ((0, n // 10), (4, n % 10)):
             bits = np.array([int(b) for b in _DIGITS[digit]], bool).reshape(5, 3)
             cell = g[COUNT + n, 2:7, half_x + 1:half_x + 4]
-            cell[bits] = (250, 250, 250)
+            cell[bits] = _DIGIT_COLOR[digit]
     g[:, 0, :] = HUD_RULE
     return g
 
@@ -240,6 +245,6 @@ def build_atlas(tile_size: int = 8) -> Atlas:
     for level in range(N_LIGHT):
         flat = cells[level].reshape(N_CELLS, -1)
         if len(np.unique(flat, axis=0)) != N_CELLS:
-            raise ValueError(f"tile_size={tile_size}: some sprites look identical at this size; use 8 or larger")
+            raise ValueError(f"tile_size={tile_size}: some sprites look identical at this size; use a larger one (8 is the default)")
     cells.setflags(write=False)
     return Atlas(tile_size=tile_size, cells=cells, sprite_mask=mask)
