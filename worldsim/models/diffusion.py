@@ -29,8 +29,9 @@ class DiffusionConfig:
     history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
     steps: int = 2  # Euler steps per new chunk at play time
     shift: float = 1.0  # > 1 spends more of the steps at high noise (sigma' = shift*s / (1 + (shift-1)*s))
-    prediction: str = "velocity"  # what the network outputs: "velocity" (v, unweighted MSE) or "x0" (the clean
-    #                               chunk; its MSE is v's weighted by sigma^2, so low noise counts less)
+    prediction: str = "x0"  # what the network outputs: "x0" (the clean chunk; its MSE is v's weighted by sigma^2,
+    #                         so low noise counts less) or "velocity" (v, unweighted MSE). x0 measured better at every
+    #                         horizon and step count (Craft2D, preset S, 700 steps: 1-step tiles 73.1% vs 68.2%)
     reward_weight: float = 0.1  # reward MSE and termination BCE beside the velocity loss
     terminated_weight: float = 0.1
 
