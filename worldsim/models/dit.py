@@ -1,7 +1,9 @@
 """The world model's backbone: a block-causal diffusion transformer over spacetime patches of latent video.
 
 Tokens are (pt, ph, pw) patches of the latents; the pt latent frames of a chunk are one simulator step. Attention is
-full inside a chunk, causal across chunks and limited to a sliding window of `context` chunks. Positions are 3-axis
+full inside a chunk, causal across chunks and limited to a sliding window of `context` chunks at every layer (as in
+Mistral): a chunk's layer-l keys already summarise its own window, so deeper layers reach further back than `context`,
+and the KV cache is exact for it (the window alone, recomputed, is not the same function). Positions are 3-axis
 rotary (absolute chunk index, row, column): one set of weights runs at any frame size and episode length, attention
 depends only on relative time, and cached keys stay valid as the window slides. Each chunk is conditioned on its own
 noise level and action by adaLN-Zero. `out` is a raw prediction: worldsim/models/diffusion.py says what it means.
