@@ -4,7 +4,10 @@ Each figure is the median over `repeats` runs, with every run's value kept in th
   engine   Craft2D step + render at 64x64, bare and through gymnasium.make
   loader   training clips per second out of a dataset (frames/s into the training loop)
   step     WorldSimulator.step latency, one world at 64x64, preset S with a full context, at 1/2/4 solver steps
-           (weights are random: the cost of a step does not depend on what the model has learned)
+           (weights are random: the cost of a step does not depend on what the model has learned; checkpoint=
+           measures a trained one instead)
+  train    world-model training throughput (tokens/s) of a preset on random latents shaped as Craft2D's
+           (8 x 8 x 8 at 64x64), with the peak resident memory of the process
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 from worldsim.config import to_dict
 from worldsim.io import atomic_write_json
 
-BENCHMARKS = ("engine", "loader", "step")
+BENCHMARKS = ("engine", "loader", "step", "train")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class BenchArgs:
     model: str = field(default="S", metadata={"help": "DiT preset for the step benchmark"})
     solver_steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "step benchmark"})
     step_calls: int = field(default=50, metadata={"help": "timed simulator steps per run"})
+    checkpoint: str | None = field(default=None, metadata={"help": "world-model checkpoint for the step benchmark "
+                                                                   "(default: random weights of `model`)"})
+    train_batch: int = field(default=8, metadata={"help": "clips per optimizer step in the train benchmark "
+                                                          "(clip_len frames each), as `worldsim train world`"})
+    train_steps: int = field(default=10, metadata={"help": "optimizer steps per train run"})
 
 
 def _steps_per_second(env: gym.Env, steps: int, seed: int) -> float:
@@ -105,7 +113,11 @@ def bench_step(args: BenchArgs) -> list[dict]:
     from worldsim.simulator import WorldSimulator
 
     torch.manual_seed(args.seed)
-    ae, dit = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model))
+    if args.checkpoint:
+        first = WorldSimulator.from_checkpoint(args.checkpoint, device="cpu", seed=args.seed)
+        ae, dit, label = first.ae, first.dit, Path(args.checkpoint).name
+    else:
+        ae, dit, label = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model)), f"preset {args.model}"
     frames = np.random.default_rng(args.seed).integers(0, 256, (1, dit.config.context - 1, 64, 64, 3), np.uint8)
     rows = []
     for steps in args.solver_steps:
@@ -121,9 +133,50 @@ def bench_step(args: BenchArgs) -> list[dict]:
                 sim.step([0])
                 times.append(time.perf_counter() - start)
             runs.append(1000 * statistics.median(times))
-        rows.append({"name": f"dream step, preset {args.model}, 64x64, {steps} solver step(s)", "unit": "ms",
+        rows.append({"name": f"dream step, {label}, 64x64, {steps} solver step(s)", "unit": "ms",
                      "median": statistics.median(runs), "runs": runs, "target": 50})
     return rows
+
+
+def bench_train(args: BenchArgs) -> list[dict]:
+    """World-model training tokens/s (forward, backward, AdamW step) and the process's peak resident memory."""
+    import resource
+
+    import torch
+
+    from worldsim.models.diffusion import DiffusionConfig, training_loss
+    from worldsim.models.dit import DiT, dit_config
+
+    torch.manual_seed(args.seed)
+    model = DiT(dit_config(args.model))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(args.seed)
+    b, t = args.train_batch, args.clip_len
+    x0 = torch.randn(b, t, model.config.latent_channels, 8, 8, generator=gen)  # Craft2D at 64x64, downsample 8
+    actions = torch.randint(model.config.n_actions, (b, t), generator=gen)
+    zeros = torch.zeros(b, t)
+    _, ph, pw = model.config.patch
+    tokens = b * t * (8 // ph) * (8 // pw)
+
+    def one_step() -> None:
+        loss, _ = training_loss(model, x0, actions, zeros, zeros, DiffusionConfig(), gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        one_step()  # warm-up: allocator, optimizer state
+    runs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.train_steps):
+            one_step()
+        runs.append(args.train_steps * tokens / (time.perf_counter() - start))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    name = f"train world, preset {args.model}, {b} clips x {t} frames x {tokens // (b * t)} tokens"
+    return [{"name": name, "unit": "tokens/s", "median": statistics.median(runs), "runs": runs, "target": 0},
+            {"name": "peak resident memory of this bench process", "unit": "MiB", "median": peak_mib,
+             "runs": [peak_mib], "target": 0}]
 
 
 def machine() -> dict:
@@ -142,10 +195,13 @@ def run(args: BenchArgs) -> Path:
         rows += bench_loader(args)
     if "step" in args.only:
         rows += bench_step(args)
+    if "train" in args.only:
+        rows += bench_train(args)
     width = max(len(r["name"]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  {'target':>8}  unit")
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['median']:>10,.1f}  {r['target']:>8,}  {r['unit']}")
+        target = f"{r['target']:>8,}" if r["target"] else f"{'-':>8}"
+        print(f"{r['name']:<{width}}  {r['median']:>10,.1f}  {target}  {r['unit']}")
     path = atomic_write_json(Path(args.out) / "bench.json",
                              {"machine": machine(), "args": to_dict(args), "results": rows})
     print(f"wrote {path}")
