@@ -83,7 +83,7 @@ def build_task(cfg: TrainAEConfig) -> Task:
 
 
 def _load_init(model: Autoencoder, path: str) -> None:
-    tensors, meta = load_checkpoint(path)
+    tensors, _ = load_checkpoint(path)
     weights = component(tensors, "ae")
     if not weights:
         raise CheckpointError(f"init={path}: no autoencoder weights ('ae.*') in it; expected a checkpoint written "
