@@ -8,7 +8,9 @@ import numpy as np
 import torch
 import pytest
 
+from worldsim.checkpoint import load_checkpoint
 from worldsim.cli import main
+from worldsim.data.loader import ClipDataset
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.simulator import WorldSimulator
 
@@ -37,6 +39,13 @@ def test_train_ae_then_world_then_step(data, tmp_path):
     evals = [json.loads(line) for line in (world_run / "log.jsonl").read_text().splitlines()]
     last = evals[-1]["eval"]
     assert last.keys() >= {"psnr_h1", "copy_psnr_h1", "tiles_h2", "copy_tiles_h2", "tiles_h2_s1", "psnr_h1_s1"}
+    tensors, _ = load_checkpoint(world_run / "last.safetensors")
+    bank = tensors["start.frames"].numpy()  # where Dream-v0's episodes begin: reset frames of training episodes
+    resets = ClipDataset(data, 1, "all", captions=False)
+    reset_frames = resets.get(resets.episode_starts).frames[:, 0]
+    assert bank.dtype == np.uint8 and bank.shape[1:] == (64, 64, 3) and 1 <= len(bank) <= len(reset_frames)
+    assert all((reset_frames == f).all(axis=(1, 2, 3)).any() for f in bank)
+    assert (resets.get(resets.episode_starts).actions[:, 0] == -1).all()
     sim = WorldSimulator.from_checkpoint(world_run / "last.safetensors", device="cpu", seed=0)
     frames = np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]])
     sim.reset(frames)

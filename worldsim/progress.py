@@ -7,8 +7,9 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, label: str, unit: str = "steps", every_s: float = 0.2):
-        self.total, self.label, self.unit, self.every_s = total, label, unit, every_s
+    def __init__(self, total: int, label: str, unit: str = "steps", every_s: float = 0.2, initial: int = 0):
+        """`initial`: work already done before this run (a resumed run), left out of the rate."""
+        self.total, self.label, self.unit, self.every_s, self.initial = total, label, unit, every_s, initial
         self.start = self._last = time.perf_counter()
         self.tty = sys.stderr.isatty()
         self._last_line_s = -1e9
@@ -19,7 +20,7 @@ class Progress:
             return
         self._last = now
         elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - self.initial) / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else float("inf")
         frac = min(done / self.total, 1.0) if self.total else 1.0
         bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))

@@ -59,8 +59,9 @@ class ClipIndex:
         self.root, self.clip_len, self.split, self.shards, self.manifest = root, clip_len, split, shards, manifest
         self.action_meanings = manifest["action_meanings"]
         self.frame_shape = tuple(manifest["frame_shape"])
-        shard_ids, starts = [], []
+        shard_ids, starts, firsts = [], [], []
         self.episodes = self.too_short = 0
+        count = 0  # clip starts so far
         for i, shard in enumerate(shards):
             for e in shard.meta["episodes"]:
                 if split != "all" and held_out(e["seed"], holdout) != (split == "val"):
@@ -72,6 +73,8 @@ class ClipIndex:
                     continue
                 starts.append(np.arange(e["start"], e["start"] + n))
                 shard_ids.append(np.full(n, i))
+                firsts.append(count)
+                count += n
         if self.too_short:
             warnings.warn(f"{root}: {self.too_short} of {self.episodes} {split} episodes are shorter than "
                           f"clip_len={clip_len} and give no clips", stacklevel=3)
@@ -80,6 +83,7 @@ class ClipIndex:
                              f"short: {self.too_short}); collect more data, lower clip_len or change holdout")
         self._shard = np.concatenate(shard_ids)  # (N,) shard of each clip start
         self._start = np.concatenate(starts)  # (N,) first row of each clip
+        self.episode_starts = np.asarray(firsts, np.int64)  # (E,) index of the clip at the start of each episode
         self._captions = [shard.captions() for shard in shards] if captions and manifest.get("captions") else None
 
     def __len__(self) -> int:

@@ -107,7 +107,7 @@ def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device
         log.write(json.dumps(record) + "\n")
         log.flush()
 
-    progress = None if quiet else Progress(optim.steps, f"train {task.name}", "steps")
+    progress = None if quiet else Progress(optim.steps, f"train {task.name}", "steps", initial=step)
     last_save, t0, tokens, logs, evals = time.monotonic(), time.perf_counter(), 0, {}, {}
     end = min(optim.steps, step + loop.stop_after) if loop.stop_after else optim.steps
     model.train()

@@ -28,6 +28,9 @@ from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import is_craft2d, psnr, tile_accuracy
 
 
+START_BANK = 64  # episode-start frames kept in the checkpoint (64x64: 768 KiB): where a simulator's worlds begin
+
+
 @dataclass(frozen=True)
 class TrainWorldConfig:
     data: str = field(default=MISSING, metadata={"help": "dataset directory (worldsim collect)"})
@@ -109,13 +112,18 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 logs[f"tiles_h{hz}"] = tile_accuracy(predicted[hz - 1], truth)
         return logs
 
+    # Real start frames for the simulator's resets (Dream-v0 draws one per episode): reset frames of training episodes
+    starts = ClipDataset(cfg.data, 1, "train", cfg.holdout, captions=False)
+    picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
+    start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
     metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg), "diffusion": asdict(cfg.diffusion),
                 "action_meanings": train_set.manifest["action_meanings"],
                 "frame_shape": list(train_set.manifest["frame_shape"]), "latent_shape": [c, h, w],
                 "env": train_set.manifest.get("env")}
     ae_state = prefixed(ae.state_dict(), "ae")
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate,
-                export=lambda ema: {**ae_state, **prefixed(ema, "dit")}, metadata=metadata,
+                export=lambda ema: {**ae_state, **prefixed(ema, "dit"), "start.frames": start_frames},
+                metadata=metadata,
                 tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
 
 
