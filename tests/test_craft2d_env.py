@@ -24,8 +24,9 @@ from worldsim.registration import ENVS
 from conftest import ENV_ID, random_actions
 
 REPO = Path(__file__).resolve().parents[1]
-MODES = [(env_id, mode) for env_id, spec in sorted(ENVS.items())
-         for mode in load_env_creator(spec["entry_point"]).metadata["render_modes"]]
+CRAFT2D = sorted(env_id for env_id in ENVS if "Craft2D" in env_id)  # Dream-v0 needs a checkpoint: test_dream.py
+MODES = [(env_id, mode) for env_id in CRAFT2D
+         for mode in load_env_creator(ENVS[env_id]["entry_point"]).metadata["render_modes"]]
 
 
 # ---- contract ----------------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def test_check_env(env_id, render_mode):
         env.close()
 
 
-@pytest.mark.parametrize("env_id", sorted(ENVS))
+@pytest.mark.parametrize("env_id", CRAFT2D)
 def test_spaces_and_first_observation(env_id):
     env = gym.make(env_id)
     obs, info = env.reset(seed=3)

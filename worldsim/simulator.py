@@ -47,6 +47,8 @@ class WorldSimulator:
         self.seed(seed)
         self.cache = None
         self.t = 0  # absolute chunk index of the next chunk
+        self.metadata: dict = {}  # a checkpoint's metadata (from_checkpoint)
+        self.start_frames = np.zeros((0, 0, 0, 3), np.uint8)  # (K, H, W, 3) real start frames (from_checkpoint)
 
     @classmethod
     def from_checkpoint(cls, path, *, steps: int | None = None, device: str | torch.device = "auto",
@@ -70,7 +72,19 @@ class WorldSimulator:
         diffusion = DiffusionConfig(**{k: v for k, v in meta["diffusion"].items() if k in known})
         sim = cls(ae, dit, diffusion, steps=steps, device=device, seed=seed)
         sim.metadata = meta
+        if "start.frames" in tensors:
+            sim.start_frames = tensors["start.frames"].numpy()
         return sim
+
+    def set_context(self, context: int) -> None:
+        """Attend to fewer frames than the checkpoint's window (faster, less memory); from the next reset on."""
+        from dataclasses import replace
+
+        if not 1 <= context <= self.dit.config.context:
+            raise ValueError(f"context={context}: expected 1 to {self.dit.config.context}, the window this model "
+                             "has (a longer one would show it histories it never learned from)")
+        self.dit.config = replace(self.dit.config, context=context)
+        self.cache = None
 
     def seed(self, seed: int | None) -> None:
         """Seed the sampling noise: the same seed, history and actions give the same frames (on one device)."""

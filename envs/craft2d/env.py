@@ -16,6 +16,7 @@ from envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
 from envs.craft2d.scenario import Scenario
 from envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, Tile
 from envs.craft2d.worldgen import World, generate
+from envs.window import FrameWindow
 
 _STAND_IN = (Tile.SKY, Tile.WOOD, Tile.LEAVES, Tile.PINE, Tile.CACTUS)  # where the player may spawn
 _RESET_OPTIONS = ("scenario", "world_seed", "time_of_day")
@@ -113,7 +114,7 @@ class Craft2DEnv(gym.Env):
         self.observation_space = spaces.Box(0, 255, self.renderer.shape, np.uint8)
         self.game: Game | None = None
         self._frame: np.ndarray | None = None
-        self._window = self._clock = None
+        self._window: FrameWindow | None = None
 
     # ---- Gymnasium API -----------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -174,10 +175,8 @@ class Craft2DEnv(gym.Env):
 
     def close(self):
         if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = self._clock = None
+            self._window.close()
+            self._window = None
 
     # ---- Craft2D extras ----------------------------------------------------------------------------------------
     def get_action_meanings(self) -> list[str]:
@@ -224,18 +223,6 @@ class Craft2DEnv(gym.Env):
         return self._frame
 
     def _show(self, tick: bool = True) -> None:
-        import pygame
-
-        h, w, _ = self._frame.shape
-        # pygame has one display: another env's close() quits it under us, so reopen the window when it is gone
-        if self._window is None or pygame.display.get_surface() is not self._window:
-            pygame.display.init()
-            pygame.display.set_caption("Craft2D")
-            self._window = pygame.display.set_mode((w * self.window_scale, h * self.window_scale))
-            self._clock = pygame.time.Clock()
-        surface = pygame.surfarray.make_surface(self._frame.transpose(1, 0, 2))  # pygame wants (W, H, 3)
-        self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
-        pygame.event.pump()
-        pygame.display.flip()
-        if tick:
-            self._clock.tick(self.metadata["render_fps"])
+        if self._window is None:
+            self._window = FrameWindow("Craft2D", self.window_scale, self.metadata["render_fps"])
+        self._window.show(self._frame, tick)

@@ -1,0 +1,212 @@
+"""Dream-v0: a trained world-model checkpoint as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+
+_RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint shipped inside the package (worldsim/assets/craft2d_s.safetensors)."""
+    return Path(__file__).resolve().parents[1] / "worldsim" / "assets" / "craft2d_s.safetensors"
+
+
+class DreamEnv(gym.Env):
+    """A learned world: every frame, reward and termination comes from a world model, none from a game engine.
+
+    ## Description
+    A checkpoint of `worldsim train world` (an autoencoder and a spacetime-patch diffusion transformer) is stepped by
+    `worldsim.simulator.WorldSimulator`: each step denoises the next frame from the history held in a KV cache (a
+    sliding window of `context` frames, so a step costs the same at step 50 and at step 10,000) and the action taken.
+    A Craft2D checkpoint dreams Craft2D; a checkpoint trained on another Gymnasium env dreams that env.
+
+    ## Action Space
+    `Discrete(n)` with the checkpoint's actions; `get_action_meanings()` names them (for Craft2D, the 12 of
+    Craft2D-v0). An action outside the space raises ValueError.
+
+    ## Observation Space
+    `Box(0, 255, (H, W, 3), uint8)`: the decoded frame, at the frame size the checkpoint was trained on.
+
+    ## Rewards
+    The reward head's prediction for the new frame (float).
+
+    ## Starting State
+    By default a real start frame, drawn with the env's RNG from the bank stored in the checkpoint (reset frames of
+    training episodes). `reset(options=...)` starts elsewhere:
+    - `{"image": frame}`: any (H, W, 3) uint8 frame;
+    - `{"video": frames, "actions": actions}`: continues a clip, frames (T, H, W, 3) uint8 and the action that led
+      to each frame, (T,) ints (-1 for an episode's first frame; all -1 when `actions` is left out);
+    - `{"scenario": Scenario or ASCII map}`: for Craft2D checkpoints, the scenario's first frame as Craft2D renders it;
+    - `{"prompt": text}`: reserved for text starts, which need a checkpoint trained with captions (a later release).
+
+    ## Episode End
+    Terminated when the termination head says so (its logit > 0). Truncated after `max_episode_steps` (1000 when
+    made with `gymnasium.make`).
+
+    ## Info
+    `solver_steps` (denoising passes per step), `t` (steps since reset) and `start` ("bank", "image", "video" or
+    "scenario"); deterministic: nothing depends on the wall clock.
+
+    ## Arguments
+    ```python
+    gymnasium.make("worldsim/Dream-v0", checkpoint=None, denoise_steps=None, context=None, device="auto",
+                   render_mode=None)
+    ```
+    `checkpoint`: a `.safetensors` path (default: the one shipped in the package). `denoise_steps`: solver steps
+    per frame (default: the checkpoint's). `context`: frames in the sliding window (default and maximum: the
+    checkpoint's). `device`: "auto" (CUDA when present), "cpu" or "cuda". The same seed and actions give the same
+    frames on the same device.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
+
+    def __init__(self, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
+                 context: int | None = None, device: str = "auto", render_mode: str | None = None,
+                 window_scale: int = 6):
+        from worldsim.simulator import WorldSimulator
+
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
+        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        if checkpoint is None and not path.exists():
+            raise FileNotFoundError(f"no checkpoint ships in this install yet ({path}): pass checkpoint=PATH, a "
+                                    "world model from `worldsim train world`")
+        if denoise_steps is not None and (not isinstance(denoise_steps, (int, np.integer)) or denoise_steps < 1):
+            raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
+        self.sim = WorldSimulator.from_checkpoint(path, steps=denoise_steps, device=device, seed=0)
+        meta = self.sim.metadata
+        trained = self.sim.dit.config.context
+        if context is not None:
+            if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:
+                raise ValueError(f"context={context!r}: expected an integer in [2, {trained}] (the checkpoint was "
+                                 f"trained with a window of {trained} frames)")
+            self.sim.set_context(int(context))
+        self.checkpoint, self.render_mode, self.window_scale = path, render_mode, window_scale
+        self.env_id = meta.get("env")
+        self.action_meanings = list(meta["action_meanings"])
+        self.frame_shape = tuple(meta["frame_shape"])
+        self.start_frames = self.sim.start_frames  # (K, H, W, 3) uint8, may be empty
+        self.action_space = spaces.Discrete(len(self.action_meanings))
+        self.observation_space = spaces.Box(0, 255, self.frame_shape, np.uint8)
+        self.metadata = {**self.metadata, "render_fps": meta.get("render_fps") or 10}
+        self._frame: np.ndarray | None = None
+        self._t = 0
+        self._start = ""
+        self._window = None
+
+    # ---- Gymnasium API -----------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        frames, actions, self._start = self._start_clip(dict(options or {}))
+        self.sim.seed(int(self.np_random.integers(2 ** 63)))
+        self.sim.reset(frames[None], actions[None])
+        self._frame, self._t = frames[-1].copy(), 0
+        if self.render_mode == "human":
+            self._show()
+        return self._frame.copy(), self._info()
+
+    def step(self, action):
+        if self._frame is None:
+            raise ResetNeeded("DreamEnv.step() was called before reset(): call env.reset() first")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside Discrete({self.action_space.n}): expected an integer in "
+                             f"[0, {self.action_space.n - 1}], one of {dict(enumerate(self.action_meanings))}")
+        out = self.sim.step(np.array([int(action)]))
+        self._frame, self._t = out.frames[0], self._t + 1
+        if self.render_mode == "human":
+            self._show()
+        return self._frame.copy(), float(out.rewards[0]), bool(out.terminated[0]), False, self._info()
+
+    def render(self):
+        if self._frame is None:
+            raise ResetNeeded("DreamEnv.render() was called before reset(): call env.reset() first")
+        if self.render_mode == "rgb_array":
+            return self._frame.copy()
+        if self.render_mode == "human":
+            self._show(tick=False)
+        return None
+
+    def close(self):
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+
+    def get_action_meanings(self) -> list[str]:
+        return list(self.action_meanings)
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        return {"solver_steps": self.sim.steps, "t": self._t, "start": self._start}
+
+    def _start_clip(self, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+        """(frames (T, H, W, 3) uint8, actions (T,) int64, how) to start from."""
+        unknown = set(options) - set(_RESET_OPTIONS)
+        if unknown:
+            raise ValueError(f"reset options {sorted(unknown)}: expected keys among {_RESET_OPTIONS}")
+        starts = [k for k in ("image", "video", "scenario", "prompt") if k in options]
+        if len(starts) > 1:
+            raise ValueError(f"reset options {starts}: give one way to start, not several")
+        if "actions" in options and "video" not in options:
+            raise ValueError("reset option 'actions' goes with 'video' (the action that led to each frame)")
+        if "prompt" in options:
+            raise NotImplementedError(f"reset(options={{'prompt': {options['prompt']!r}}}): text starts need a "
+                                      "checkpoint trained with captions, which this release does not have yet; start "
+                                      "from 'image', 'video' or 'scenario'")
+        if "image" in options:
+            frame = self._check_frames(options["image"], "image", 3)
+            return frame[None], np.array([-1], np.int64), "image"
+        if "video" in options:
+            frames = self._check_frames(options["video"], "video", 4)
+            actions = options.get("actions")
+            actions = np.full(len(frames), -1, np.int64) if actions is None else np.asarray(actions)
+            if actions.shape != (len(frames),) or not np.issubdtype(actions.dtype, np.integer) or (
+                    (actions < -1) | (actions >= self.action_space.n)).any():
+                raise ValueError(f"actions of shape {actions.shape} and dtype {actions.dtype}: expected "
+                                 f"({len(frames)},) integers in [-1, {self.action_space.n - 1}], one per video frame")
+            keep = self.sim.dit.config.context - 1  # older frames would leave the window at once
+            return frames[-keep:], actions[-keep:].astype(np.int64), "video"
+        if "scenario" in options:
+            return self._scenario_frame(options["scenario"])[None], np.array([-1], np.int64), "scenario"
+        if not len(self.start_frames):
+            raise ValueError(f"checkpoint {self.checkpoint} has no start frames: reset with options={{'image': "
+                             "frame}} or {'video': frames}")
+        pick = int(self.np_random.integers(len(self.start_frames)))
+        return self.start_frames[pick:pick + 1].copy(), np.array([-1], np.int64), "bank"
+
+    def _check_frames(self, frames, name: str, ndim: int) -> np.ndarray:
+        frames = np.asarray(frames)
+        want = ("(T, " if ndim == 4 else "(") + ", ".join(map(str, self.frame_shape)) + ")"
+        if frames.dtype != np.uint8 or frames.ndim != ndim or tuple(frames.shape[-3:]) != self.frame_shape or (
+                ndim == 4 and len(frames) == 0):
+            raise ValueError(f"{name} of shape {frames.shape} and dtype {frames.dtype}: expected uint8 {want}, the "
+                             f"frame size this checkpoint was trained on")
+        return np.ascontiguousarray(frames)
+
+    def _scenario_frame(self, scenario) -> np.ndarray:
+        if "Craft2D" not in str(self.env_id):
+            raise ValueError(f"reset option 'scenario' needs a Craft2D checkpoint; {self.checkpoint} was trained on "
+                             f"{self.env_id!r}: start from 'image' or 'video' instead")
+        from envs.craft2d import Craft2DEnv
+
+        h, w, _ = self.frame_shape
+        real = Craft2DEnv(view_width=w // 8, view_height=h // 8)
+        frame, _ = real.reset(seed=int(self.np_random.integers(2 ** 31)), options={"scenario": scenario})
+        real.close()
+        return frame
+
+    def _show(self, tick: bool = True) -> None:
+        from envs.window import FrameWindow
+
+        if self._window is None:
+            self._window = FrameWindow("worldsim dream", self.window_scale, self.metadata["render_fps"])
+        self._window.show(self._frame, tick)
