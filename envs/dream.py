@@ -9,6 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
 
 _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
 
@@ -16,6 +18,28 @@ _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
 def default_checkpoint() -> Path:
     """The checkpoint shipped inside the package (worldsim/assets/craft2d_s.safetensors)."""
     return Path(__file__).resolve().parents[1] / "worldsim" / "assets" / "craft2d_s.safetensors"
+
+
+def load_simulator(checkpoint, denoise_steps, context, device, batch_size: int):
+    """(WorldSimulator, path) for Dream-v0's arguments, each checked with a message that names it."""
+    from worldsim.simulator import WorldSimulator
+
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if checkpoint is None and not path.exists():
+        raise FileNotFoundError(f"no checkpoint ships in this install yet ({path}): pass checkpoint=PATH, a world "
+                                "model from `worldsim train world`")
+    if denoise_steps is not None and (not isinstance(denoise_steps, (int, np.integer)) or denoise_steps < 1):
+        raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"num_envs={batch_size!r}: expected an integer >= 1")
+    sim = WorldSimulator.from_checkpoint(path, steps=denoise_steps, device=device, seed=0)
+    trained = sim.dit.config.context
+    if context is not None:
+        if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:
+            raise ValueError(f"context={context!r}: expected an integer in [2, {trained}] (the checkpoint was "
+                             f"trained with a window of {trained} frames)")
+        sim.set_context(int(context))
+    return sim, path
 
 
 class DreamEnv(gym.Env):
@@ -73,24 +97,10 @@ class DreamEnv(gym.Env):
     def __init__(self, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
                  window_scale: int = 6):
-        from worldsim.simulator import WorldSimulator
-
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
-        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-        if checkpoint is None and not path.exists():
-            raise FileNotFoundError(f"no checkpoint ships in this install yet ({path}): pass checkpoint=PATH, a "
-                                    "world model from `worldsim train world`")
-        if denoise_steps is not None and (not isinstance(denoise_steps, (int, np.integer)) or denoise_steps < 1):
-            raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
-        self.sim = WorldSimulator.from_checkpoint(path, steps=denoise_steps, device=device, seed=0)
+        self.sim, path = load_simulator(checkpoint, denoise_steps, context, device, batch_size=1)
         meta = self.sim.metadata
-        trained = self.sim.dit.config.context
-        if context is not None:
-            if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:
-                raise ValueError(f"context={context!r}: expected an integer in [2, {trained}] (the checkpoint was "
-                                 f"trained with a window of {trained} frames)")
-            self.sim.set_context(int(context))
         self.checkpoint, self.render_mode, self.window_scale = path, render_mode, window_scale
         self.env_id = meta.get("env")
         self.action_meanings = list(meta["action_meanings"])
@@ -210,3 +220,98 @@ class DreamEnv(gym.Env):
         if self._window is None:
             self._window = FrameWindow("worldsim dream", self.window_scale, self.metadata["render_fps"])
         self._window.show(self._frame, tick)
+
+
+class DreamVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` learned worlds stepped by one batched forward pass: Dream-v0's native vector env.
+
+    `gymnasium.make_vec("worldsim/Dream-v0", num_envs=64)` returns it. The spaces and every argument are those of
+    `DreamEnv` (see its docstring), batched. Autoreset is `AutoresetMode.NEXT_STEP`: the step after a sub-env
+    terminates or truncates returns its new start frame (reward 0, not done) and ignores its action. `reset(seed=s)`
+    seeds sub-env i with s + i. Infos are dicts of arrays with `_key` masks, as Gymnasium's vector envs give them.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
+                 context: int | None = None, device: str = "auto", render_mode: str | None = None,
+                 max_episode_steps: int | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps={max_episode_steps}: expected None or an integer >= 1")
+        self.sim, self.checkpoint = load_simulator(checkpoint, denoise_steps, context, device, batch_size=num_envs)
+        meta = self.sim.metadata
+        if not len(self.sim.start_frames):
+            raise ValueError(f"checkpoint {self.checkpoint} has no start frames: the vector env starts its worlds "
+                             "from them")
+        self.num_envs, self.render_mode, self.max_episode_steps = int(num_envs), render_mode, max_episode_steps
+        self.action_meanings = list(meta["action_meanings"])
+        self.single_action_space = spaces.Discrete(len(self.action_meanings))
+        self.single_observation_space = spaces.Box(0, 255, tuple(meta["frame_shape"]), np.uint8)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.metadata = {**self.metadata, "render_fps": meta.get("render_fps") or 10}
+        self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
+        self._frames: np.ndarray | None = None
+        self._elapsed = np.zeros(self.num_envs, np.int64)
+        self._autoreset = np.zeros(self.num_envs, bool)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        if options:
+            raise ValueError(f"reset options {sorted(options)}: the vector env starts every world from the "
+                             "checkpoint's start frames; use DreamEnv for image, video or scenario starts")
+        seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
+                                                              for i in range(self.num_envs)]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"{len(seeds)} seeds for {self.num_envs} envs: expected one per sub-env")
+        if seed is not None:
+            self._rngs = [np.random.default_rng(s) for s in seeds]
+            self._np_random, self._np_random_seed = np.random.default_rng(seeds[0]), seeds[0]
+        self._frames = self._draw_starts(np.ones(self.num_envs, bool))  # first, as DreamEnv draws: same start frames
+        if seed is not None:
+            self.sim.seed(int(self._rngs[0].integers(2 ** 63)))
+        self.sim.reset(self._frames[:, None], np.full((self.num_envs, 1), -1, np.int64))
+        self._elapsed[:] = 0
+        self._autoreset[:] = False
+        return self._frames.copy(), self._info(np.ones(self.num_envs, bool))
+
+    def step(self, actions):
+        if self._frames is None:
+            raise ResetNeeded("DreamVectorEnv.step() was called before reset(): call envs.reset() first")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or not self.action_space.contains(actions.astype(np.int64)) or \
+                not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions {actions.tolist()!r} of shape {actions.shape}: expected {self.num_envs} "
+                             f"integers in [0, {self.single_action_space.n - 1}], one per sub-env")
+        restart = self._autoreset.copy()
+        starts = self._draw_starts(restart)
+        out = self.sim.step(actions, restart=restart, start_frames=starts)
+        self._frames = out.frames
+        self._elapsed = np.where(restart, 0, self._elapsed + 1)
+        terminated = out.terminated & ~restart
+        truncated = (np.zeros(self.num_envs, bool) if self.max_episode_steps is None
+                     else (self._elapsed >= self.max_episode_steps) & ~restart & ~terminated)
+        self._autoreset = terminated | truncated
+        return (self._frames.copy(), out.rewards.astype(np.float64), terminated, truncated,
+                self._info(np.ones(self.num_envs, bool)))
+
+    def render(self):
+        if self._frames is None:
+            raise ResetNeeded("DreamVectorEnv.render() was called before reset(): call envs.reset() first")
+        return tuple(self._frames.copy()) if self.render_mode == "rgb_array" else None
+
+    def get_action_meanings(self) -> list[str]:
+        return list(self.action_meanings)
+
+    def _draw_starts(self, which: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3): a bank frame, drawn with its sub-env's RNG, for each sub-env in `which` (zeros elsewhere)."""
+        bank = self.sim.start_frames
+        out = np.zeros((self.num_envs, *bank.shape[1:]), np.uint8)
+        for i in np.flatnonzero(which):
+            out[i] = bank[int(self._rngs[i].integers(len(bank)))]
+        return out
+
+    def _info(self, mask: np.ndarray) -> dict[str, np.ndarray]:
+        return {"solver_steps": np.full(self.num_envs, self.sim.steps), "_solver_steps": mask.copy(),
+                "t": self._elapsed.copy(), "_t": mask.copy()}

@@ -30,6 +30,7 @@ def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, sta
     dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=n_actions, context=context))
     for p in dit.parameters():  # adaLN-Zero starts as the identity: perturb so rewards and frames vary
         p.data.add_(torch.randn_like(p) * 0.05)
+    dit.terminated_head[-1].bias.data.fill_(-30.0)  # episodes end by the time limit, as a trained model's mostly do
     frames = np.stack([Craft2DEnv().reset(seed=s)[0] for s in range(starts)])
     tensors = {**prefixed(ae.state_dict(), "ae"), **prefixed(dit.state_dict(), "dit"),
                "start.frames": torch.from_numpy(frames)}

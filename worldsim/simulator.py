@@ -117,8 +117,14 @@ class WorldSimulator:
             self._commit(z[:, i:i + 1], a[:, i])
 
     @torch.no_grad()
-    def step(self, actions: np.ndarray) -> StepResult:
-        """Advance every world by one frame under `actions` (B,) and return what the model predicts."""
+    def step(self, actions: np.ndarray, restart: np.ndarray | None = None,
+             start_frames: np.ndarray | None = None) -> StepResult:
+        """Advance every world by one frame under `actions` (B,) and return what the model predicts.
+
+        `restart` (B,) bool marks worlds that start over instead (a vector env's autoreset): their history is dropped,
+        `start_frames[b]` (B, H, W, 3) uint8 becomes their first frame and is what they return, with reward 0 and not
+        terminated; their action is ignored. All worlds still take one batched step.
+        """
         if self.cache is None:
             raise RuntimeError("WorldSimulator.step() before reset(): call reset(frames) first")
         actions = np.asarray(actions, np.int64).reshape(-1)
@@ -135,11 +141,24 @@ class WorldSimulator:
             return to_velocity(out, x, s, prediction)
 
         z = sample(velocity, noise, self.steps, self.diffusion.shift)
+        rows = None
+        if restart is not None and np.any(restart):
+            rows = np.flatnonzero(restart)
+            if start_frames is None or len(start_frames) != self._batch:
+                raise ValueError(f"restart needs start_frames for all {self._batch} worlds (B, H, W, 3) uint8")
+            first = torch.from_numpy(np.ascontiguousarray(start_frames[rows])).to(self.device)
+            idx = torch.from_numpy(rows).to(self.device)
+            z[idx, 0] = self.ae.encode(first)  # (R, C, h, w): their first frame, as reset() would encode it
+            a = a.clone()
+            a[idx] = -1  # no action led to a first frame
+            self.cache.reset_rows(idx)
         out = self._commit(z, a)
-        frames = self.ae.decode_uint8(z[:, 0])  # (B, H, W, 3)
-        return StepResult(frames=frames.cpu().numpy(), rewards=out.reward[:, 0].float().cpu().numpy(),
-                          terminated=(out.terminated_logit[:, 0] > 0).cpu().numpy(),
-                          latents=z[:, 0].float().cpu().numpy())
+        frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()  # (B, H, W, 3)
+        rewards = out.reward[:, 0].float().cpu().numpy()
+        terminated = (out.terminated_logit[:, 0] > 0).cpu().numpy()
+        if rows is not None:
+            frames[rows], rewards[rows], terminated[rows] = start_frames[rows], 0.0, False
+        return StepResult(frames=frames, rewards=rewards, terminated=terminated, latents=z[:, 0].float().cpu().numpy())
 
     def _commit(self, z: torch.Tensor, actions: torch.Tensor):
         """Cache the finished chunk z (B, 1, C, h, w), shown at the history noise level; returns that pass's output."""
