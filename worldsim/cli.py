@@ -4,6 +4,7 @@
     worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]   trajectories into a dataset
     worldsim export data=DIR id=NS/NAME-v0 / import id=NS/NAME-v0 out=DIR       Minari interchange
     worldsim bench [only=[engine,loader] steps=20000 out=.]  speed table, written to bench.json
+    worldsim dream [--checkpoint CKPT] [--steps 300] [--agent explorer] [--out rollout.gif]   headless rollout
 
 Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work; later
 issues add dream and probe the same way. Those take key=value settings (Hydra overrides onto the dataclass) and,
@@ -30,6 +31,15 @@ def _play(ns: argparse.Namespace) -> int:
     result = play_real(PlayArgs(seed=ns.seed, scale=ns.scale, fps=ns.fps, max_ticks=ns.max_ticks,
                                 view_width=view_w, view_height=view_h, screenshot=ns.screenshot))
     print(f"played {result.ticks} ticks over {result.episodes} episode(s), total reward {result.total_reward:g}")
+    return 0
+
+
+def _dream(ns: argparse.Namespace) -> int:
+    from worldsim.rollout import DreamArgs, describe, run
+
+    summary = run(DreamArgs(checkpoint=ns.checkpoint, steps=ns.steps, agent=ns.agent, out=ns.out, seed=ns.seed,
+                            denoise_steps=ns.denoise_steps, scale=ns.scale, fps=ns.fps, real=not ns.no_real))
+    print(describe(summary))
     return 0
 
 
@@ -119,6 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--max-ticks", type=_positive, default=None, help="stop after this many ticks")
     play.add_argument("--screenshot", default=None, metavar="PNG", help="save the window to PNG when play ends")
     play.set_defaults(func=_play)
+
+    dream = sub.add_parser("dream", help="roll a world model out headless to a GIF or MP4 (beside the real game)",
+                           description="Roll a world model out with an agent and write the frames to a GIF or MP4; "
+                                       "for Craft2D checkpoints the real game runs beside it with the same actions.")
+    dream.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
+    dream.add_argument("--steps", type=_positive, default=300, help="steps to roll out (default 300)")
+    dream.add_argument("--agent", default="explorer", help="agent choosing the actions (default explorer; random "
+                                                           "for checkpoints of other games)")
+    dream.add_argument("--out", default="rollout.gif", help="output .gif or .mp4 (default rollout.gif)")
+    dream.add_argument("--seed", type=int, default=0, help="seed of the world, the agent and the sampling noise")
+    dream.add_argument("--denoise-steps", type=_positive, default=None, help="solver steps a frame (default: the "
+                                                                                "checkpoint's)")
+    dream.add_argument("--scale", type=_positive, default=4, help="output pixels per frame pixel (default 4)")
+    dream.add_argument("--fps", type=float, default=None, help="frames per second of the output (default: the "
+                                                               "checkpoint's)")
+    dream.add_argument("--no-real", action="store_true", help="the dream alone, without the real game beside it")
+    dream.set_defaults(func=_dream)
 
     _add_keyvalue(sub, "collect", "collect trajectories from a Gymnasium env into a dataset",
                   "out=DIR [env=ID agent=NAME steps=N workers=K ...]", _collect)

@@ -1,0 +1,49 @@
+"""Frames to GIF or MP4 files, written to a temporary name and renamed (a crash never leaves half a file)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = (".gif", ".mp4")
+
+
+def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, 3) -> (H*scale, W*scale, 3), nearest neighbour: pixel art stays sharp."""
+    return frame.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else frame
+
+
+def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: float) -> Path:
+    """Write uint8 (H, W, 3) frames as a looping GIF (Pillow) or an MP4 (moviepy), chosen by the suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"out={str(path)!r}: expected a file name ending in one of {FORMATS}")
+    if len(frames) == 0:
+        raise ValueError("no frames to write")
+    if fps <= 0:
+        raise ValueError(f"fps={fps}: expected a positive frame rate")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".gif":
+            from PIL import Image
+
+            images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+            images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
+                           optimize=False)
+        else:
+            try:
+                from moviepy import ImageSequenceClip
+            except ImportError:
+                raise ImportError("writing MP4 needs moviepy: pip install 'worldsim[video]', or write a .gif") from None
+            ImageSequenceClip([np.ascontiguousarray(f) for f in frames], fps=fps).write_videofile(
+                tmp, codec="libx264", audio=False, logger=None)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
