@@ -1,6 +1,6 @@
 """The `worldsim` command.
 
-    worldsim play [--real] [--seed N] [--scale 8] [--fps 10]   play Craft2D with the keyboard
+    worldsim play [--dream|--real|--ghost] [--checkpoint CKPT] [--seed N] [--scale 8]   play with the keyboard
     worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]   trajectories into a dataset
     worldsim export data=DIR id=NS/NAME-v0 / import id=NS/NAME-v0 out=DIR       Minari interchange
     worldsim bench [only=[engine,loader] steps=20000 out=.]  speed table, written to bench.json
@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 
 def _positive(value: str) -> int:
     n = int(value)
@@ -25,12 +27,23 @@ def _positive(value: str) -> int:
 
 
 def _play(ns: argparse.Namespace) -> int:
-    from worldsim.play import PlayArgs, play_real
+    from envs.dream import default_checkpoint
+    from worldsim.play import PlayArgs, play
 
+    mode = ns.mode
+    if mode is None:  # the dream when there is one to play, else the real game
+        mode = "dream" if ns.checkpoint or default_checkpoint().exists() else "real"
+        if mode == "real":
+            print("no world model ships with this install yet: playing the real game (--checkpoint CKPT for the "
+                  "dream)")
     view_w, view_h = ns.view
-    result = play_real(PlayArgs(seed=ns.seed, scale=ns.scale, fps=ns.fps, max_ticks=ns.max_ticks,
-                                view_width=view_w, view_height=view_h, screenshot=ns.screenshot))
-    print(f"played {result.ticks} ticks over {result.episodes} episode(s), total reward {result.total_reward:g}")
+    result = play(PlayArgs(mode=mode, checkpoint=ns.checkpoint, denoise_steps=ns.denoise_steps, image=ns.image,
+                           seed=ns.seed, scale=ns.scale, fps=ns.fps, max_ticks=ns.max_ticks, view_width=view_w,
+                           view_height=view_h, screenshot=ns.screenshot, save_seconds=ns.save_seconds))
+    line = f"played {result.ticks} ticks over {result.episodes} episode(s), total reward {result.total_reward:g}"
+    if result.agreement:
+        line += f", cells agreeing with the real game {np.mean(result.agreement):.1%} on average"
+    print(line)
     return 0
 
 
@@ -116,11 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     play = sub.add_parser("play", help="play in a pygame window",
-                          description="Play Craft2D with the keyboard: arrows/WASD move, W/up/space jump, J mine, "
-                                      "U mine up, S/down mine down, K place, L place down, Q/tab next block, "
-                                      "R restart, P pause, ESC quit.")
-    play.add_argument("--real", action="store_true", default=True,
-                      help="play the real game, Craft2D (the only mode until a trained world model ships)")
+                          description="Play the learned world or Craft2D with the keyboard: arrows/WASD move, "
+                                      "W/up/space jump, J mine, U mine up, S/down mine down, K place, L place down, "
+                                      "Q/tab next block, R restart, P pause, Ctrl+S save the last seconds, ESC quit.")
+    modes = play.add_mutually_exclusive_group()
+    modes.add_argument("--dream", dest="mode", action="store_const", const="dream",
+                       help="play the world model (the default when there is a checkpoint)")
+    modes.add_argument("--real", dest="mode", action="store_const", const="real", help="play the real game, Craft2D")
+    modes.add_argument("--ghost", dest="mode", action="store_const", const="ghost",
+                       help="the dream and the real game side by side, same start, same keys")
+    play.add_argument("--checkpoint", default=None, help="world model for --dream/--ghost (default: the shipped one)")
+    play.add_argument("--denoise-steps", type=_positive, default=None, help="solver steps a frame (default: the "
+                                                                               "checkpoint's)")
+    play.add_argument("--image", default=None, metavar="PNG", help="--dream: start from this picture")
+    play.add_argument("--save-seconds", type=float, default=10.0, help="Ctrl+S saves this many seconds (default 10)")
     play.add_argument("--seed", type=int, default=None, help="world seed (default: a new world each run)")
     play.add_argument("--scale", type=_positive, default=8, help="window pixels per game pixel (default 8)")
     play.add_argument("--fps", type=float, default=10.0, help="game ticks per second (default 10)")

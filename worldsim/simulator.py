@@ -108,6 +108,8 @@ class WorldSimulator:
         actions = np.asarray(actions, np.int64)
         if actions.shape != (b, t0):
             raise ValueError(f"actions of shape {actions.shape}: expected {(b, t0)}, one per frame")
+        if not frames.flags.writeable:
+            frames = frames.copy()  # torch.from_numpy wants a writable array (a decoded picture may not be)
         z = self.ae.encode(torch.from_numpy(frames).to(self.device))  # (B, T0, C, h, w) normalised latents
         self._batch = b
         self.cache = self.dit.new_cache(b)
