@@ -9,13 +9,16 @@ from worldsim.cli import main
 
 def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
     assert main(["bench", "steps=300", "repeats=1", "batches=3", "step_calls=2", "solver_steps=[1]",
-                 "train_steps=1", "train_batch=1", "clip_len=4", f"out={tmp_path}"]) == 0
+                 "train_steps=1", "train_batch=1", "clip_len=4", "episode_steps=[11,14]", "num_envs=[2]",
+                 "vector_steps=1", f"out={tmp_path}"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     names = [r["name"] for r in report["results"]]
     assert any("craft2d" in n for n in names) and any("loader" in n for n in names)
     assert any("dream step" in n and "1 solver step" in n for n in names)
     assert any(n.startswith("train world, preset S, 1 clips x 4 frames") for n in names)
-    assert all(r["median"] > 0 and len(r["runs"]) == 1 for r in report["results"])
+    assert any(n.startswith("dream step 14 of an episode") for n in names) and "step 14 / step 11 latency" in names
+    assert "Dream-v0 x2, native vector env" in names and "Dream-v0 x2, SyncVectorEnv" in names
+    assert all(r["median"] > 0 and len(r["runs"]) == 1 for r in report["results"] if r["unit"] not in ("ms", "MiB"))
     assert report["machine"]["cpus"] >= 1
     assert "benchmark" in capsys.readouterr().out
 
