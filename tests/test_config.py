@@ -23,7 +23,8 @@ MANDATORY = {"collect": ["out=x"], "train_ae": ["data=x"], "train_world": ["data
 def test_the_checkout_has_the_recipe_folders():
     root = configs_root()
     assert root is not None and root == Path(__file__).resolve().parents[1] / "configs"
-    assert "craft2d_s" in recipes("train_world") and "craft2d" in recipes("collect") and "craft2d" in recipes("train_ae")
+    assert "craft2d_s" in recipes("train_world")
+    assert "craft2d" in recipes("collect") and "craft2d" in recipes("train_ae")
     for folder in root.glob("*/experiment"):
         assert folder.parent.name in COMMANDS, f"{folder}: no command is called {folder.parent.name!r}"
 

@@ -60,7 +60,8 @@ def test_training_loss_targets_the_velocity():
     gen = torch.Generator().manual_seed(1)
     loss, logs = training_loss(zero_model, x0, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3),
                                torch.zeros(2, 3), DiffusionConfig(prediction="velocity"), gen)
-    assert logs["denoise_loss"] == pytest.approx(((x0 - 0) ** 2).mean().item() + 1, rel=0.3)  # E|eps - x0|^2 = 1 + |x0|^2
+    # E|eps - x0|^2 = 1 + |x0|^2
+    assert logs["denoise_loss"] == pytest.approx(((x0 - 0) ** 2).mean().item() + 1, rel=0.3)
     assert logs["reward_loss"] == 0 and logs["terminated_loss"] == pytest.approx(0.6931, abs=1e-3)
     assert loss.item() == pytest.approx(logs["denoise_loss"] + 0.1 * 0.6931, rel=1e-4)
 

@@ -54,7 +54,8 @@ def test_kill_9_then_the_same_command_continues_the_same_run(world_args, tmp_pat
             "step = loop.save_run\n"
             "loop.save_run = lambda *a, **k: (step(*a, **k), time.sleep(0.2))\n"
             "from worldsim.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # same threads as this process: same sums
+    # the same thread count as this process, so the same float sums as the reference run
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while _logged_step(killed) < 5 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

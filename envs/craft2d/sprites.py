@@ -245,6 +245,7 @@ def build_atlas(tile_size: int = 8) -> Atlas:
     for level in range(N_LIGHT):
         flat = cells[level].reshape(N_CELLS, -1)
         if len(np.unique(flat, axis=0)) != N_CELLS:
-            raise ValueError(f"tile_size={tile_size}: some sprites look identical at this size; use a larger one (8 is the default)")
+            raise ValueError(f"tile_size={tile_size}: some sprites look identical at this size; use a larger one "
+                             "(8 is the default)")
     cells.setflags(write=False)
     return Atlas(tile_size=tile_size, cells=cells, sprite_mask=mask)

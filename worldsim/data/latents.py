@@ -2,9 +2,9 @@
 
     latents/
       manifest.json          the source dataset's manifest plus latent_shape [C, h, w], latent_dtype, the
-                             autoencoder's identity (sha256 of its encoder and latent scale, its config, a checkpoint path if given)
-                             and the source's identity (a hash of its manifest, `steps` aside: a continued dataset
-                             is the same dataset)
+                             autoencoder's identity (sha256 of its encoder and latent scale, its config, a
+                             checkpoint path if given) and the source's identity (a hash of its manifest,
+                             `steps` aside: a continued dataset is the same dataset)
       shard-w00-00000/       one per source shard, same name, written under a temporary name and renamed when complete
         latents.npy          (N, C, h, w) float16: normalised latents (ae.encode), ~unit std, so float16 loses nothing
         actions.npy ...      the source's other arrays, copied: actions, rewards, terminated, truncated, episode

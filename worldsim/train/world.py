@@ -116,7 +116,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     starts = ClipDataset(cfg.data, 1, "train", cfg.holdout, captions=False)
     picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
     start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
-    metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg), "diffusion": asdict(cfg.diffusion),
+    metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg),
+                "diffusion": asdict(cfg.diffusion),
                 "action_meanings": train_set.manifest["action_meanings"],
                 "frame_shape": list(train_set.manifest["frame_shape"]), "latent_shape": [c, h, w],
                 "env": train_set.manifest.get("env")}
