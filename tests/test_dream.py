@@ -156,3 +156,18 @@ def test_a_shorter_context_is_a_smaller_window(ckpt):
     for a in range(5):
         env.step(a)
     assert env.sim.dit.config.context == 2 and int(env.sim.cache.lengths.max()) == 1
+
+
+def test_memory_is_bounded_by_the_window(ckpt):
+    """The cache is preallocated for `context` frames: stepping far past it reallocates nothing and keeps no more."""
+    env = DreamEnv(checkpoint=ckpt)
+    env.reset(seed=0)
+    env.step(0)
+    cache = env.sim.cache
+    buffers = [t.data_ptr() for t in cache.k + cache.v]
+    shapes = [tuple(t.shape) for t in cache.k + cache.v]
+    for a in np.random.default_rng(0).integers(12, size=12 * env.sim.dit.config.context):
+        env.step(int(a))
+    assert env.sim.cache is cache and [t.data_ptr() for t in cache.k + cache.v] == buffers
+    assert [tuple(t.shape) for t in cache.k + cache.v] == shapes
+    assert int(cache.lengths.max()) == env.sim.dit.config.context - 1
