@@ -28,6 +28,9 @@ def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: fl
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private (0600); give them the usual mode
     try:
         if path.suffix.lower() == ".gif":
             from PIL import Image
