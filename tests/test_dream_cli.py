@@ -19,7 +19,7 @@ def test_dream_writes_a_gif_beside_the_real_game(ckpt, tmp_path, capsys):
     out = tmp_path / "rollout.gif"
     assert main(["dream", "--checkpoint", ckpt, "--steps", "6", "--out", str(out), "--scale", "2"]) == 0
     gif = Image.open(out)
-    assert gif.n_frames == 7 and gif.size == (2 * (64 + 2 + 64), 2 * 64)  # dream | gap | real, doubled
+    assert gif.n_frames == 7 and gif.size == (2 * (64 + 4 + 64), 2 * 64)  # dream | gap | real, doubled
     said = capsys.readouterr().out
     assert "6 steps" in said and "cells matching the real game" in said
 

@@ -11,6 +11,17 @@ import numpy as np
 FORMATS = (".gif", ".mp4")
 
 
+GAP = 4  # white pixels between two views side by side
+
+
+def side_by_side(frames: list[np.ndarray]) -> np.ndarray:
+    """One frame, or two (H, W, 3) frames left and right of a white gap: the dream beside the real game."""
+    if len(frames) == 1:
+        return frames[0]
+    gap = np.full((frames[0].shape[0], GAP, 3), 255, np.uint8)
+    return np.concatenate([frames[0], gap, frames[1]], axis=1)
+
+
 def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     """(H, W, 3) -> (H*scale, W*scale, 3), nearest neighbour: pixel art stays sharp."""
     return frame.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else frame

@@ -25,11 +25,11 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from agents.human import HELP, KeyboardController  # noqa: E402
+from worldsim.media import side_by_side  # noqa: E402
 
 MODES = ("real", "dream", "ghost")
 PANEL_LINES = 5  # text lines under the view
 GRAPH_H = 40  # pixels of the ghost mode's agreement graph
-GAP = 4  # pixels between the two views of ghost mode
 BACKGROUND = (24, 24, 28)
 TEXT = (230, 230, 230)
 CURVE = (120, 220, 120)
@@ -170,13 +170,6 @@ class Session:
         for env in (self.dream, self.real):
             if env is not None:
                 env.close()
-
-
-def side_by_side(frames: list[np.ndarray]) -> np.ndarray:
-    if len(frames) == 1:
-        return frames[0]
-    gap = np.full((frames[0].shape[0], GAP, 3), 255, np.uint8)
-    return np.concatenate([frames[0], gap, frames[1]], axis=1)
 
 
 def play(args: PlayArgs = PlayArgs(), on_tick: Callable[[int], None] | None = None) -> PlayResult:

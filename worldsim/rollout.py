@@ -14,9 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-GAP = 2  # pixels of separator between the dream and the real game, before upscaling
-
-
 @dataclass(frozen=True)
 class DreamArgs:
     checkpoint: str | None = None  # default: the checkpoint shipped in the package
@@ -96,10 +93,9 @@ def run(args: DreamArgs, quiet: bool = False) -> dict:
 
 
 def _panel(dream_frame: np.ndarray, real_frame: np.ndarray | None) -> np.ndarray:
-    if real_frame is None:
-        return dream_frame
-    gap = np.full((dream_frame.shape[0], GAP, 3), 255, np.uint8)
-    return np.concatenate([dream_frame, gap, real_frame], axis=1)
+    from worldsim.media import side_by_side
+
+    return side_by_side([dream_frame] if real_frame is None else [dream_frame, real_frame])
 
 
 def _tile_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
