@@ -289,19 +289,9 @@ def run(args: BenchArgs) -> Path:
     unknown = set(args.only) - set(BENCHMARKS)
     if unknown:
         raise ValueError(f"only={args.only}: unknown {sorted(unknown)}, expected some of {BENCHMARKS}")
-    rows = []
-    if "engine" in args.only:
-        rows += bench_engine(args)
-    if "loader" in args.only:
-        rows += bench_loader(args)
-    if "step" in args.only:
-        rows += bench_step(args)
-    if "train" in args.only:
-        rows += bench_train(args)
-    if "episode" in args.only:
-        rows += bench_episode(args)
-    if "vector" in args.only:
-        rows += bench_vector(args)
+    runners = {"engine": bench_engine, "loader": bench_loader, "step": bench_step, "train": bench_train,
+               "episode": bench_episode, "vector": bench_vector}
+    rows = [row for name in BENCHMARKS if name in args.only for row in runners[name](args)]
     width = max(len(r["name"]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  {'target':>8}  unit")
     for r in rows:
