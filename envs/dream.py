@@ -269,8 +269,7 @@ class DreamVectorEnv(gym.vector.VectorEnv):
             self._rngs = [np.random.default_rng(s) for s in seeds]
             self._np_random, self._np_random_seed = np.random.default_rng(seeds[0]), seeds[0]
         self._frames = self._draw_starts(np.ones(self.num_envs, bool))  # first, as DreamEnv draws: same start frames
-        if seed is not None:
-            self.sim.seed(int(self._rngs[0].integers(2 ** 63)))
+        self.sim.seed(int(self._rngs[0].integers(2 ** 63)))  # unseeded envs get fresh noise, seeded ones the same
         self.sim.reset(self._frames[:, None], np.full((self.num_envs, 1), -1, np.int64))
         self._elapsed[:] = 0
         self._autoreset[:] = False
