@@ -12,6 +12,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from envs.window import RendersFrames
+
 _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
 
 
@@ -42,7 +44,7 @@ def load_simulator(checkpoint, denoise_steps, context, device, batch_size: int):
     return sim, path
 
 
-class DreamEnv(gym.Env):
+class DreamEnv(RendersFrames, gym.Env):
     """A learned world: every frame, reward and termination comes from a world model, none from a game engine.
 
     ## Description
@@ -93,6 +95,7 @@ class DreamEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
+    window_caption = "worldsim dream"
 
     def __init__(self, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
@@ -136,20 +139,6 @@ class DreamEnv(gym.Env):
         if self.render_mode == "human":
             self._show()
         return self._frame.copy(), float(out.rewards[0]), bool(out.terminated[0]), False, self._info()
-
-    def render(self):
-        if self._frame is None:
-            raise ResetNeeded("DreamEnv.render() was called before reset(): call env.reset() first")
-        if self.render_mode == "rgb_array":
-            return self._frame.copy()
-        if self.render_mode == "human":
-            self._show(tick=False)
-        return None
-
-    def close(self):
-        if self._window is not None:
-            self._window.close()
-            self._window = None
 
     def get_action_meanings(self) -> list[str]:
         return list(self.action_meanings)
@@ -213,13 +202,6 @@ class DreamEnv(gym.Env):
         frame, _ = real.reset(seed=int(self.np_random.integers(2 ** 31)), options={"scenario": scenario})
         real.close()
         return frame
-
-    def _show(self, tick: bool = True) -> None:
-        from envs.window import FrameWindow
-
-        if self._window is None:
-            self._window = FrameWindow("worldsim dream", self.window_scale, self.metadata["render_fps"])
-        self._window.show(self._frame, tick)
 
 
 class DreamVectorEnv(gym.vector.VectorEnv):

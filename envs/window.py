@@ -29,13 +29,41 @@ class FrameWindow:
         if tick:
             self._clock.tick(self.fps)
 
-    @property
-    def is_open(self) -> bool:
-        return self._window is not None
-
     def close(self) -> None:
         if self._window is not None:
             import pygame
 
             pygame.display.quit()
             self._window = self._clock = None
+
+
+class RendersFrames:
+    """render() and close() for an env that keeps its last frame in `_frame`: rgb_array returns a copy, human shows it
+    in a FrameWindow titled `window_caption`, scaled by `window_scale` and paced to metadata["render_fps"]."""
+
+    window_caption = "worldsim"
+    render_mode: str | None
+    window_scale: int
+    _frame: np.ndarray | None
+    _window: FrameWindow | None = None
+
+    def render(self):
+        if self._frame is None:
+            from gymnasium.error import ResetNeeded
+
+            raise ResetNeeded(f"{type(self).__name__}.render() was called before reset(): call env.reset() first")
+        if self.render_mode == "rgb_array":
+            return self._frame.copy()
+        if self.render_mode == "human":
+            self._show(tick=False)  # step() already showed this frame and kept the pace
+        return None
+
+    def close(self):
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+
+    def _show(self, tick: bool = True) -> None:
+        if self._window is None:
+            self._window = FrameWindow(self.window_caption, self.window_scale, self.metadata["render_fps"])
+        self._window.show(self._frame, tick)

@@ -112,23 +112,16 @@ def bench_loader(args: BenchArgs) -> list[dict]:
 
 def bench_step(args: BenchArgs) -> list[dict]:
     """Milliseconds per WorldSimulator.step (encode nothing, denoise, cache, decode) for one 64x64 world."""
-    import torch
-
-    from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
-    from worldsim.models.diffusion import DiffusionConfig
-    from worldsim.models.dit import DiT, dit_config
     from worldsim.simulator import WorldSimulator
 
-    torch.manual_seed(args.seed)
-    if args.checkpoint:
-        first = WorldSimulator.from_checkpoint(args.checkpoint, device="cpu", seed=args.seed)
-        ae, dit, label = first.ae, first.dit, Path(args.checkpoint).name
-    else:
-        ae, dit, label = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model)), f"preset {args.model}"
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        first = WorldSimulator.from_checkpoint(_dream_checkpoint(args, tmp), device="cpu", seed=args.seed)
+    ae, dit = first.ae, first.dit
+    label = Path(args.checkpoint).name if args.checkpoint else f"preset {args.model}"
     frames = np.random.default_rng(args.seed).integers(0, 256, (1, dit.config.context - 1, 64, 64, 3), np.uint8)
     rows = []
     for steps in args.solver_steps:
-        sim = WorldSimulator(ae, dit, DiffusionConfig(steps=steps), seed=args.seed)
+        sim = WorldSimulator(ae, dit, first.diffusion, steps=steps, seed=args.seed)
         sim.reset(frames)  # a full window of history: the steady-state cost
         for _ in range(5):
             sim.step([0])  # warm-up
@@ -264,11 +257,11 @@ def bench_vector(args: BenchArgs) -> list[dict]:
                 envs = gym.make_vec("worldsim/Dream-v0", num_envs=n, vectorization_mode=mode, checkpoint=ckpt,
                                     device="cpu")
                 envs.reset(seed=args.seed)
-                rng = np.random.default_rng(args.seed)
-                envs.step(rng.integers(12, size=n))  # warm-up
+                rng, n_actions = np.random.default_rng(args.seed), envs.single_action_space.n
+                envs.step(rng.integers(n_actions, size=n))  # warm-up
                 runs = []
                 for _ in range(args.repeats):
-                    actions = rng.integers(12, size=(args.vector_steps, n))
+                    actions = rng.integers(n_actions, size=(args.vector_steps, n))
                     start = time.perf_counter()
                     for a in actions:
                         envs.step(a)

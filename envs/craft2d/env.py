@@ -16,7 +16,7 @@ from envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
 from envs.craft2d.scenario import Scenario
 from envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, Tile
 from envs.craft2d.worldgen import World, generate
-from envs.window import FrameWindow
+from envs.window import FrameWindow, RendersFrames
 
 _STAND_IN = (Tile.SKY, Tile.WOOD, Tile.LEAVES, Tile.PINE, Tile.CACTUS)  # where the player may spawn
 _RESET_OPTIONS = ("scenario", "world_seed", "time_of_day")
@@ -27,7 +27,7 @@ def _world(seed: int, width: int, height: int) -> World:
     return generate(seed, width, height)  # shared: callers copy before changing anything
 
 
-class Craft2DEnv(gym.Env):
+class Craft2DEnv(RendersFrames, gym.Env):
     """A side-view, Minecraft-style tile world: walk, jump, mine, place, under a day/night cycle.
 
     ## Description
@@ -88,6 +88,7 @@ class Craft2DEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
+    window_caption = "Craft2D"
 
     def __init__(self, render_mode: str | None = None, *, tile_size: int = 8, view_width: int = 8,
                  view_height: int = 8, world_width: int = 512, world_height: int = 48, world_seed: int | None = None,
@@ -164,20 +165,6 @@ class Craft2DEnv(gym.Env):
         terminated = self.game.health <= 0
         return self._observe(), reward, terminated, False, self.game.info()
 
-    def render(self):
-        if self._frame is None:
-            raise ResetNeeded("Craft2DEnv.render() was called before reset(): call env.reset() first")
-        if self.render_mode == "rgb_array":
-            return self._frame.copy()
-        if self.render_mode == "human":
-            self._show(tick=False)  # step() already showed this frame and kept the pace
-        return None
-
-    def close(self):
-        if self._window is not None:
-            self._window.close()
-            self._window = None
-
     # ---- Craft2D extras ----------------------------------------------------------------------------------------
     def get_action_meanings(self) -> list[str]:
         return list(ACTION_MEANINGS)
@@ -221,8 +208,3 @@ class Craft2DEnv(gym.Env):
         if self.render_mode == "human":
             self._show()
         return self._frame
-
-    def _show(self, tick: bool = True) -> None:
-        if self._window is None:
-            self._window = FrameWindow("Craft2D", self.window_scale, self.metadata["render_fps"])
-        self._window.show(self._frame, tick)
