@@ -18,7 +18,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
-from envs.craft2d import Action, Craft2DEnv, GameState, Scenario
+from envs.craft2d import Action, Craft2DEnv, GameState, Scenario, Tile
 from worldsim.registration import ENVS
 
 from conftest import ENV_ID, random_actions
@@ -167,6 +167,28 @@ def test_world_seed_fixes_the_world_across_episodes():
     grid = env.game.grid.copy()
     env.reset(seed=1)
     assert np.array_equal(grid, env.game.grid)
+
+
+def test_reset_info_names_the_world_seed_played():
+    env = Craft2DEnv()
+    _, info = env.reset(seed=3)
+    world = env.game.grid.copy()
+    _, again = env.reset(options={"world_seed": info["world_seed"]})
+    assert isinstance(info["world_seed"], int) and np.array_equal(world, env.game.grid)
+    assert env.reset(options={"scenario": ".>.\nGGG"})[1]["world_seed"] is None
+    assert env.reset(options={"scenario": Scenario(".>.\nGGG", world_seed=7)})[1]["world_seed"] == 7
+
+
+def test_stamped_map_brings_its_own_ground_line():
+    """Air in a stamped map above the map's ground is sky, not cave, wherever the generated hills are, and mining
+    there follows the map's ground line (what is mined below it becomes cave, as in a generated world)."""
+    rows = ["......", "......", "..>...", "GGGGGG", "DDDDDD"]
+    for oy in (5, 30):  # high in the sky of the world, and deep under its ground
+        env = Craft2DEnv()
+        env.reset(options={"scenario": Scenario("\n".join(rows), world_seed=1, origin=(100, oy))})
+        grid = env.game.grid
+        assert (grid[oy:oy + 3, 100:106] == Tile.SKY).all(), oy
+        assert (env.game.sky_line[100:106] == oy + 3).all(), oy
 
 
 # ---- get_state / set_state ---------------------------------------------------------------------------------------

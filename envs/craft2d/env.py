@@ -81,7 +81,8 @@ class Craft2DEnv(RendersFrames, gym.Env):
     ```
     `view_width`/`view_height` are in tiles, the HUD row included: (12, 8) gives a 96x64 frame (W x H) and (8, 12)
     a 64x96 one. `reset(options=...)` accepts `scenario` (a `Scenario` or an ASCII map), `world_seed` and
-    `time_of_day` (a fraction of the cycle). `get_state()` / `set_state()` copy the full state, RNG included.
+    `time_of_day` (a fraction of the cycle); the reset info says which `world_seed` was played. `get_state()` /
+    `set_state()` copy the full state, RNG included.
 
     ## Version History
     * v0: initial release.
@@ -136,6 +137,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
             if not isinstance(scenario, Scenario):
                 raise TypeError(f"scenario of type {type(scenario).__name__}: expected a Scenario or an ASCII map")
             state = scenario.build(view, self.world_size, self.day_length)
+            world_seed = scenario.world_seed
         else:
             world_seed = options.get("world_seed", self.world_seed)
             if world_seed is None:
@@ -149,7 +151,9 @@ class Craft2DEnv(RendersFrames, gym.Env):
             state = new_state(world, player, time=time, day_length=self.day_length,
                               facing=1 if self.np_random.random() < 0.5 else -1)
         self.game = Game(state, view, self._reward_table)
-        return self._observe(), self.game.info()
+        info = self.game.info()
+        info["world_seed"] = world_seed  # None for a map-only scenario
+        return self._observe(), info
 
     def step(self, action):
         if self.game is None:

@@ -8,8 +8,9 @@
     ''', inventory={"dirt": 3}, time_of_day=0.7)
 
 Alone, the map is the whole world: it is widened to at least the view (its edge columns repeated outward), raised
-to at least the view with open sky on top, walled with bedrock on both sides and floored with bedrock. With `world_seed`, the map is stamped into that generated world
-with its top-left tile at `origin` (default: centred on the world, straddling the ground line).
+to at least the view with open sky on top, walled with bedrock on both sides and floored with bedrock. With
+`world_seed`, the map is stamped into that generated world with its top-left tile at `origin` (default: centred on
+the world, straddling the ground line); in the map's columns, the map's own ground line becomes the world's.
 """
 
 from __future__ import annotations
@@ -134,6 +135,11 @@ class Scenario:
             raise ValueError(f"scenario origin ({ox}, {oy}) puts the {w}x{h} map outside the {ww}x{wh} world "
                              f"(inside the bedrock walls and floor)")
         world.grid[oy:oy + h, ox:ox + w] = tiles
+        # Where the map has ground, its ground line is the world's: its air above is sky, not cave, and what is
+        # mined there opens to the sky, whatever the hills around it do.
+        line = _ground_line(tiles)
+        has_ground = line < h
+        world.sky_line[ox:ox + w][has_ground] = oy + line[has_ground]
         _air(world.grid, world.sky_line)
         return world, (ox, oy)
 
