@@ -191,6 +191,22 @@ def test_stamped_map_brings_its_own_ground_line():
         assert (env.game.sky_line[100:106] == oy + 3).all(), oy
 
 
+def test_scenario_ground_row_makes_pillars_and_pits_mine_like_the_ground_around():
+    """With ground_row, a block standing on the ground opens to the sky when mined, and a pit in the ground is
+    cave, in a map alone and stamped into a world alike."""
+    rows = ["......", "...S..", "..>D..", "GGG.GG", "DDD.DD", "DDDDDD"]
+    for extra in ({}, {"world_seed": 1, "origin": (100, 30)}):
+        env = Craft2DEnv()
+        env.reset(options={"scenario": Scenario("\n".join(rows), ground_row=3, **extra)})
+        x, y = env.game.xs[0], env.game.ys[0]
+        grid = env.game.grid
+        assert grid[y - 2, x + 1] == Tile.SKY and grid[y + 1, x + 1] == Tile.CAVE, extra
+        env.step(Action.MINE)  # the dirt block in front: the sand on it falls into the pit
+        assert grid[y - 1, x + 1] == Tile.SKY and grid[y, x + 1] == Tile.SAND, extra
+    with pytest.raises(ValueError, match="ground_row=9"):
+        Scenario("\n".join(rows), ground_row=9)
+
+
 # ---- get_state / set_state ---------------------------------------------------------------------------------------
 def _entities(game) -> list[tuple[int, int, int, int]]:
     return list(zip(game.kinds, game.xs, game.ys, game.facings))

@@ -49,6 +49,10 @@ class Scenario:
     biome: str = "forest"  # reported for every column of a map-only world
     world_seed: int | None = None
     origin: tuple[int, int] | None = None  # world (x, y) of the map's top-left tile, with world_seed
+    # Map row where the ground starts in every column: air above it is sky, below it cave, and what is mined above
+    # it opens to the sky. Default: per column, the first tile that is neither air nor a plant (so a pillar standing
+    # on the ground counts as ground).
+    ground_row: int | None = None
 
     def rows(self) -> list[str]:
         """The map's lines, dedented, without blank lines at either end; checked character by character."""
@@ -85,6 +89,8 @@ class Scenario:
             raise ValueError(f"scenario biome={self.biome!r}: expected one of {BIOME_NAMES}")
         if not 0.0 <= self.time_of_day < 1.0:
             raise ValueError(f"scenario time_of_day={self.time_of_day}: expected a fraction of the day in [0, 1)")
+        if self.ground_row is not None and not 0 <= self.ground_row <= len(rows):
+            raise ValueError(f"scenario ground_row={self.ground_row}: expected a row of the map, 0 to {len(rows)}")
         if self.origin is not None and self.world_seed is None:
             raise ValueError(f"scenario origin={self.origin}: an origin needs a world_seed to stamp the map into")
 
@@ -121,10 +127,16 @@ class Scenario:
         tiles = np.pad(tiles, ((0, 0), (left, grow_w - left)), mode="edge")  # the ground goes on sideways
         tiles = np.pad(tiles, ((max(view[1] - h, 0), 0), (0, 0)), constant_values=Tile.SKY)  # open sky above
         tiles = np.pad(tiles, ((0, 1), (1, 1)), constant_values=Tile.BEDROCK)
-        sky_line = _ground_line(tiles)
+        sky_line = self._ground(tiles, top=max(view[1] - h, 0))
         _air(tiles, sky_line)
         biome = np.full(tiles.shape[1], BIOME_NAMES.index(self.biome), np.uint8)
         return World(grid=tiles, biome=biome, sky_line=sky_line, animals=[]), (left + 1, max(view[1] - h, 0))
+
+    def _ground(self, tiles: np.ndarray, top: int) -> np.ndarray:
+        """The ground line of each column of `tiles`, whose map rows start `top` rows down."""
+        if self.ground_row is None:
+            return _ground_line(tiles)
+        return np.full(tiles.shape[1], top + self.ground_row, np.int64)
 
     def _stamp(self, tiles: np.ndarray, world_size: tuple[int, int]) -> tuple[World, tuple[int, int]]:
         world = generate(self.world_seed, *world_size)
@@ -137,7 +149,7 @@ class Scenario:
         world.grid[oy:oy + h, ox:ox + w] = tiles
         # Where the map has ground, its ground line is the world's: its air above is sky, not cave, and what is
         # mined there opens to the sky, whatever the hills around it do.
-        line = _ground_line(tiles)
+        line = self._ground(tiles, top=0)
         has_ground = line < h
         world.sky_line[ox:ox + w][has_ground] = oy + line[has_ground]
         _air(world.grid, world.sky_line)
