@@ -5,10 +5,11 @@
     worldsim export data=DIR id=NS/NAME-v0 / import id=NS/NAME-v0 out=DIR       Minari interchange
     worldsim bench [only=[engine,loader] steps=20000 out=.]  speed table, written to bench.json
     worldsim dream [--checkpoint CKPT] [--steps 300] [--agent explorer] [--out rollout.gif]   headless rollout
+    worldsim probe [checkpoint=CKPT suite=all seeds=4 out=probes] [--quick]   probes.json and probes.md
 
-Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work; later
-issues add dream and probe the same way. Those take key=value settings (Hydra overrides onto the dataclass) and,
-where configs/<command>/experiment/ has recipes, `experiment=NAME`; `--help` lists both.
+Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work. The
+key=value ones take Hydra overrides onto that dataclass and, where configs/<command>/experiment/ has recipes,
+`experiment=NAME`; `--help` lists both.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def _bench(ns: argparse.Namespace) -> int:
     from worldsim.bench import BenchArgs, run
 
     return _keyvalue_command(BenchArgs, run, None, "bench")(ns)
+
+
+def _probe(ns: argparse.Namespace) -> int:
+    from worldsim.probes.runner import ProbeConfig, run
+
+    quick = ns.quick or "--quick" in ns.overrides  # the flag may follow key=value settings
+    ns.overrides = [o for o in ns.overrides if o != "--quick"] + (["quick=true"] if quick else [])
+    return _keyvalue_command(ProbeConfig, run, None, "probe")(ns)
 
 
 def _collect(ns: argparse.Namespace) -> int:
@@ -178,11 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_keyvalue(sub, "bench", "measure speed; prints a table and writes bench.json",
                   "[only=[engine,loader] steps=20000 repeats=5 data=DIR out=.]", _bench)
+    _add_keyvalue(sub, "probe", "ask a world model what the real game knows; writes probes.json and probes.md",
+                  "[checkpoint=CKPT] [suite=all|permanence+causality...] [seeds=4] [out=DIR] [--quick]", _probe)
+    probe = sub.choices["probe"]
+    probe.add_argument("--quick", action="store_true", help="a reduced suite, for tests (seconds)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if extra and hasattr(ns, "overrides") and not any(e.startswith("-") for e in extra):
+        ns.overrides = [*ns.overrides, *extra]  # key=value settings on both sides of a flag (`a=1 --quick b=2`)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return ns.func(ns)
     except KeyboardInterrupt as err:

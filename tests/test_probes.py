@@ -1,0 +1,114 @@
+"""The probe suite checks itself: the engine scores 1, copying the last frame 0, an engine broken step by step scores
+lower and lower on the family it breaks, an action-blind predictor nothing on control; and the CLI writes a report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from worldsim.cli import main
+from worldsim.probes.families import FAMILIES, build_suite
+from worldsim.probes.predictors import CopyLast, Engine, MeanFrame
+from worldsim.probes.runner import QUICK, ProbeConfig, run
+from worldsim.probes.scenarios import OOD_SEED_BASE, Patch, place, training_world_seeds
+
+from test_dream import write_world
+
+
+def _scores(predictor, suite="all", tmp_path=None) -> dict[str, float]:
+    cfg = ProbeConfig(quick=True, suite=suite, seeds=2, out=str(tmp_path), report=False)
+    return {k: v["score"] for k, v in run(cfg, predictor=predictor, quiet=True)["families"].items()}
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("probes")
+
+
+def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
+    assert _scores(Engine(), tmp_path=out) == {f: 1.0 for f in FAMILIES}
+    assert _scores(CopyLast(), tmp_path=out) == {f: 0.0 for f in FAMILIES}
+    assert _scores(MeanFrame(), "physics+control", out) == {"physics": 0.0, "control": 0.0}
+
+
+@pytest.mark.parametrize(("corruption", "family"), [
+    ("noise", "permanence"), ("drop", "consistency"), ("swap", "control"), ("freeze", "physics"),
+])
+def test_a_corrupted_engine_scores_lower_the_more_it_is_broken(out, corruption, family):
+    scores = [_scores(Engine(corruption, level), family, out)[family] for level in (0.0, 0.5, 1.0)]
+    assert scores[0] == 1.0
+    assert scores[0] > scores[1] > scores[2], scores
+
+
+def test_an_action_blind_predictor_scores_about_zero_on_control(out):
+    assert _scores(Engine("blind", 1.0), "control", out)["control"] < 0.05
+
+
+def test_every_family_has_five_scenarios_in_and_out_of_distribution():
+    probes = build_suite(FAMILIES, seed=0, suite=QUICK)
+    seen = training_world_seeds()
+    for family in FAMILIES:
+        mine = [p for p in probes if p.family == family]
+        places = {(p.runs[0].scenario.map, p.runs[0].scenario.world_seed, p.runs[0].scenario.origin) for p in mine}
+        assert len(places) >= 5, family
+        assert {p.split for p in mine} == {"id", "ood"}, family
+        for p in mine:
+            seed = p.runs[0].scenario.world_seed
+            assert (seed in seen) if p.split == "id" else seed >= OOD_SEED_BASE, (p.name, seed)
+            if p.split == "ood" and family != "stability":
+                assert p.params["biome"] != p.params["world_biome"], p.name
+
+
+def test_the_same_seed_draws_the_same_suite_and_another_seed_another():
+    a, b = (build_suite(["permanence", "control"], seed=s, suite=QUICK) for s in (0, 0))
+    c = build_suite(["permanence", "control"], seed=1, suite=QUICK)
+    assert [p.runs for p in a] == [p.runs for p in b]
+    assert [p.runs for p in a] != [p.runs for p in c]
+
+
+def test_out_of_distribution_patches_sit_across_a_biome_border():
+    rng = np.random.default_rng(0)
+    scenario, params = place(Patch("snow", left=4, right=4), rng, "ood")
+    assert params["world_biome"] != "snow" and scenario.world_seed >= OOD_SEED_BASE
+    with pytest.raises(ValueError, match="split='train'"):
+        place(Patch("snow", left=4, right=4), rng, "train")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("suite=permanence+telepathy", r"suite='permanence\+telepathy'.*expected 'all'"),
+    ("seeds=0", r"seeds=0: expected at least 1"),
+])
+def test_bad_settings_are_named(tmp_path, capsys, override, message):
+    import re
+
+    assert main(["probe", override, f"out={tmp_path}"]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_checkpoint_of_another_game_is_refused(tmp_path, capsys):
+    ckpt = write_world(tmp_path / "other.safetensors", env="CartPole-v1", n_actions=2)
+    assert main(["probe", f"checkpoint={ckpt}", "--quick", f"out={tmp_path}"]) == 2
+    assert "CartPole-v1" in capsys.readouterr().err
+
+
+def test_cli_quick_run_writes_json_and_a_report(tmp_path, capsys):
+    ckpt = write_world(tmp_path / "tiny.safetensors")
+    out = tmp_path / "report"
+    assert main(["probe", f"checkpoint={ckpt}", "seeds=1", "suite=causality+control+stability",
+                 f"out={out}", "device=cpu", "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "causality" in printed and "wrote" in printed
+    summary = json.loads((out / "probes.json").read_text())
+    assert set(summary["families"]) == {"causality", "control", "stability"}
+    assert summary["solver_steps"] == 2 and summary["config"]["seeds"] == 1
+    for p in summary["probes"]:
+        assert {"model", "floor", "ceiling", "score", "floors"} <= set(p)
+        assert 0.5 < p["ceiling"]["mean"] <= 1.0, p["name"]  # below 1 only where animals wander
+    assert len(summary["control"]["confusion"]) == 12
+    report = (out / "probes.md").read_text()
+    strips = [p for p in (out / "strips").iterdir()]
+    assert len(strips) == len(summary["probes"])
+    assert all(f"strips/{s.name}" in report for s in strips)
+    assert (out / "plots" / "stability_valid.png").exists() and "plots/causality.png" in report

@@ -1,0 +1,171 @@
+"""Everything a probe can ask for the next frames: the engine (truth, ceiling, and corrupted for self-tests), a world
+model, and the trivial floors.
+
+A predictor sees a run's context (frames, the actions that led to them, and for engines the game state) and the
+actions to continue under, and returns the frames: `predict(contexts, actions, seeds) -> (R, T, H, W, 3)` uint8;
+it may call `on_step(rows)` as it goes, for a progress bar.
+The engine's RNG (animals) is seeded per row, so engine rows with other seeds than the reference measure the
+engine's own variance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from envs.craft2d import Craft2DEnv
+from envs.craft2d.engine import GameState
+from envs.craft2d.tiles import Action
+from worldsim.probes.scenarios import Run
+
+MIRROR = {int(Action.LEFT): int(Action.RIGHT), int(Action.RIGHT): int(Action.LEFT),
+          int(Action.JUMP_LEFT): int(Action.JUMP_RIGHT), int(Action.JUMP_RIGHT): int(Action.JUMP_LEFT)}
+CORRUPTIONS = ("noise", "drop", "swap", "freeze", "blind")
+
+
+@dataclass
+class Context:
+    """The frames a predictor is shown, and the engine state behind the last of them."""
+
+    frames: np.ndarray  # (T0, H, W, 3) uint8
+    actions: np.ndarray  # (T0,) int64: the action that led to each frame, -1 for the first
+    state: GameState
+
+
+@dataclass
+class Trace:
+    """What the engine did on one run: context and continuation, with the camera of every frame."""
+
+    context: Context
+    frames: np.ndarray  # (T, H, W, 3) uint8 after each action
+    cameras: np.ndarray  # (T0 + T, 2) top-left world tile (x, y) of every frame, context first
+    light: np.ndarray  # (T0 + T,) light level of every frame
+
+
+def _env() -> Craft2DEnv:
+    return Craft2DEnv()  # the Craft2D-v0 defaults, which every scenario is built for
+
+
+def reference(run: Run, seed: int) -> Trace:
+    """Play `run` in the engine: the context from its warm-up, then its actions."""
+    env = _env()
+    obs, _ = env.reset(seed=seed, options={"scenario": run.scenario})
+    frames, cameras, light = [obs], [env.game.camera], [env.game.light_level]
+    for a in run.warmup:
+        frames.append(env.step(a)[0])
+        cameras.append(env.game.camera)
+        light.append(env.game.light_level)
+    context = Context(np.stack(frames), np.array((-1,) + tuple(run.warmup), np.int64), env.get_state())
+    steps = []
+    for a in run.actions:
+        steps.append(env.step(a)[0])
+        cameras.append(env.game.camera)
+        light.append(env.game.light_level)
+    return Trace(context, np.stack(steps), np.array(cameras, np.int64), np.array(light, np.int64))
+
+
+class Predictor(Protocol):
+    name: str
+
+    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> np.ndarray:
+        ...
+
+
+class Engine:
+    """Craft2D itself, continuing each row from the context's game state with the row's own RNG seed.
+
+    `corruption` breaks it on purpose, `level` in [0, 1] saying how often (the probe suite's self-test): in that
+    fraction of steps "noise" adds Gaussian pixel noise (24 grey levels), "swap" exchanges left and right, "freeze"
+    skips the animals' update and "blind" ignores the action; "drop" blanks that fraction of the view's cells in
+    every frame. The random draws do not depend on `level`, so a higher level corrupts everything a lower one does,
+    and more.
+    """
+
+    def __init__(self, corruption: str | None = None, level: float = 0.0):
+        if corruption is not None and corruption not in CORRUPTIONS:
+            raise ValueError(f"corruption={corruption!r}: expected None or one of {CORRUPTIONS}")
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"level={level}: expected a fraction in [0, 1]")
+        self.corruption, self.level = corruption, level
+        self.name = "engine" if corruption is None else f"engine+{corruption}@{level:g}"
+
+    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> np.ndarray:
+        env = _env()
+        out = []
+        for ctx, row, seed in zip(contexts, actions, seeds):
+            env.set_state(ctx.state)
+            env.np_random = np.random.default_rng(int(seed))  # the animals' own draw for this row
+            draws = np.random.default_rng([int(seed), 7919])  # the corruption's draws: the same at every level
+            frames = []
+            for a in row:
+                a = int(a)
+                u = draws.random()
+                if self.corruption == "swap" and u < self.level:
+                    a = MIRROR.get(a, a)
+                elif self.corruption == "blind" and u < self.level:
+                    a = int(Action.NOOP)
+                if self.corruption == "freeze" and u < self.level:
+                    env.game._animals = lambda _u: None  # this step only: the instance attribute shadows the method
+                frame = env.step(a)[0]
+                env.game.__dict__.pop("_animals", None)
+                frames.append(self._spoil(frame, draws, u < self.level))
+            out.append(np.stack(frames))
+        return np.stack(out)
+
+    def _spoil(self, frame: np.ndarray, draws: np.random.Generator, hit: bool) -> np.ndarray:
+        if self.corruption == "noise":
+            noise = draws.standard_normal(frame.shape) * 24  # drawn every step, so the stream is level-independent
+            return np.clip(frame + noise, 0, 255).astype(np.uint8) if hit else frame
+        if self.corruption == "drop":
+            ts = 8
+            rows, cols = frame.shape[0] // ts - 1, frame.shape[1] // ts
+            gone = draws.random((rows, cols)) < self.level
+            frame = frame.copy()
+            frame[:rows * ts][np.repeat(np.repeat(gone, ts, 0), ts, 1)] = 0  # (rows * ts, cols * ts) pixel mask
+            return frame
+        return frame
+
+
+class CopyLast:
+    """Every future frame is the last context frame: the floor a world model must beat."""
+
+    name = "copy-last"
+
+    def predict(self, contexts, actions, seeds, on_step=None):
+        return np.stack([np.repeat(c.frames[-1:], actions.shape[1], 0) for c in contexts])
+
+
+class MeanFrame:
+    """Every future frame is the pixel mean of the context: a blurry guess of what stays."""
+
+    name = "mean-frame"
+
+    def predict(self, contexts, actions, seeds, on_step=None):
+        means = [c.frames.astype(np.float32).mean(0).round().astype(np.uint8) for c in contexts]
+        return np.stack([np.repeat(m[None], actions.shape[1], 0) for m in means])
+
+
+class Model:
+    """A world-model checkpoint, stepped by `WorldSimulator` in batches of up to `batch` rows."""
+
+    def __init__(self, sim, batch: int = 64):
+        self.sim, self.batch = sim, batch
+        self.name = "model"
+
+    def predict(self, contexts, actions, seeds, on_step=None):
+        keep = self.sim.dit.config.context - 1  # older context frames would leave the window at once
+        out = []
+        for lo in range(0, len(contexts), self.batch):
+            part = contexts[lo:lo + self.batch]
+            self.sim.seed(int(np.random.SeedSequence([int(s) for s in seeds[lo:lo + self.batch]])
+                              .generate_state(1)[0]))
+            self.sim.reset(np.stack([c.frames[-keep:] for c in part]), np.stack([c.actions[-keep:] for c in part]))
+            frames = []
+            for t in range(actions.shape[1]):
+                frames.append(self.sim.step(actions[lo:lo + self.batch, t]).frames)
+                if on_step:
+                    on_step(len(part))
+            out.append(np.stack(frames, 1))  # (B, T, H, W, 3)
+        return np.concatenate(out)

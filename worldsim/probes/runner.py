@@ -1,0 +1,331 @@
+"""`worldsim probe`: run the probe suite on a checkpoint and write probes.json and probes.md.
+
+    worldsim probe [checkpoint=CKPT] [suite=all|permanence+control] [seeds=4] [out=probes] [--quick]
+
+The engine plays every run once for the truth (seed 0) and once per sampling seed for the ceiling (its own variance,
+where animals wander). The predictor under test plays every run once per sampling seed; all its runs of one length
+go through the simulator as one batch. See `worldsim.probes.score` for what is scored and how it is normalised.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from worldsim.probes import score as scoring
+from worldsim.probes.families import FAMILIES, Suite, build_suite
+from worldsim.probes.predictors import MIRROR, CopyLast, Engine, MeanFrame, Model, Predictor, reference
+from worldsim.probes.scenarios import Probe
+
+REFERENCE_SEED = 0  # the engine run that is the truth; ceiling runs use seeds 1..seeds
+QUICK = Suite(permanence_k=(6, 20), ood=1, causality_checks=(1, 10), causality_walk=6, consistency_k=(6,),
+              control_repeat=2, stability_steps=60, stability_every=20)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    checkpoint: str | None = field(default=None, metadata={"help": "world model to probe (default: the shipped one)"})
+    suite: str = field(default="all", metadata={"help": f"all, or families joined by '+': {'+'.join(FAMILIES)}"})
+    seeds: int = field(default=4, metadata={"help": "sampling seeds per run: scores are mean +- std over them"})
+    seed: int = field(default=0, metadata={"help": "which draw of scenarios (worlds, places, objects, times)"})
+    out: str = field(default="probes", metadata={"help": "directory for probes.json, probes.md and the images"})
+    quick: bool = field(default=False, metadata={"help": "a reduced suite (fewer, shorter probes) for tests"})
+    denoise_steps: int | None = field(default=None, metadata={"help": "solver steps a frame (default: the "
+                                                                     "checkpoint's)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
+    batch: int = field(default=64, metadata={"help": "rows stepped together by the simulator"})
+    collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
+                                                           "worlds are the in-distribution ones"})
+    report: bool = field(default=True, metadata={"help": "write probes.md with image strips and plots"})
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds}: expected at least 1 sampling seed")
+        self.families()  # checked here, before anything runs
+
+    def families(self) -> tuple[str, ...]:
+        names = FAMILIES if self.suite == "all" else tuple(s.strip() for s in str(self.suite).split("+") if s.strip())
+        bad = [n for n in names if n not in FAMILIES]
+        if bad or not names:
+            raise ValueError(f"suite={self.suite!r}: expected 'all' or families joined by '+' (permanence+control), "
+                             f"from {FAMILIES}")
+        return names
+
+
+@dataclass
+class _Case:
+    """One probe's truth and everything the predictor must roll out for it."""
+
+    probe: Probe
+    traces: list
+    masks: list
+    ref: list
+    shuffled: np.ndarray  # (runs, T) the probe's actions, shuffled across runs and steps
+    index: int
+    shuffle_matters: bool = False
+    rows: dict = field(default_factory=dict)  # kind -> (runs, replicas, T, H, W, 3) frames
+
+
+def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = False) -> dict:
+    """Run the suite on `predictor` (default: the checkpoint's world model) and write the results to `cfg.out`."""
+    from worldsim.io import atomic_write_json
+
+    started = time.perf_counter()
+    suite = replace(QUICK if cfg.quick else Suite(), collect_seed=cfg.collect_seed)
+    meta = {}
+    if predictor is None:
+        predictor, meta = _load(cfg)
+    say = (lambda *a: None) if quiet else print
+    probes = build_suite(cfg.families(), cfg.seed, suite)
+    say(f"probing {predictor.name} on {len(probes)} probes x {cfg.seeds} seeds ({', '.join(cfg.families())})")
+    cases = [_case(p, i) for i, p in enumerate(probes)]
+    engine = Engine()
+    seeds = np.arange(1, cfg.seeds + 1)
+    _roll(engine, cases, "ceiling", seeds, _actions)
+    _roll(engine, [c for c in cases if c.probe.family != "stability"], "engine_shuffled", seeds[:1], _shuffled)
+    for c in cases:
+        c.shuffle_matters = _shuffle_matters(c)
+    timer = time.perf_counter()
+    mine = seeds + 1000 * cfg.seed  # the predictor's sampling seeds: apart from the engine's, one set per draw
+    _roll(predictor, cases, "model", mine, _actions, quiet)
+    _roll(predictor, [c for c in cases if c.shuffle_matters], "model_shuffled", mine + 100, _shuffled, quiet)
+    control = [c for c in cases if c.probe.family == "control"]
+    _roll(predictor, control, "model_random", mine + 200, _random, quiet)
+    _roll(predictor, control, "model_mirrored", mine + 300, _mirrored, quiet)
+    model_seconds = time.perf_counter() - timer
+    results = [_score(c, suite) for c in cases]
+    summary = {
+        "predictor": predictor.name, **meta, "config": _public(cfg), "suite": _public(suite),
+        "families": _families(results, cfg.families()), "control": _control(control),
+        "probes": [r["json"] for r in results],
+        "seconds": {"total": round(time.perf_counter() - started, 1), "predictor": round(model_seconds, 1)},
+    }
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.report:
+        from worldsim.probes.report import write_report
+
+        write_report(out, summary, cases, results)
+    summary["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(out / "probes.json", _finite(summary))
+    say(table(summary))
+    say(f"wrote {out / 'probes.json'}" + (f" and {out / 'probes.md'}" if cfg.report else "") +
+        f" in {summary['seconds']['total']:.0f} s")
+    return summary
+
+
+def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
+    from envs.dream import load_simulator
+
+    sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1)
+    if "Craft2D" not in str(sim.metadata.get("env")):
+        raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
+                         "of Craft2D, and need a Craft2D world model")
+    if tuple(sim.metadata.get("frame_shape", ())) != (64, 64, 3):
+        raise ValueError(f"checkpoint {path} makes frames of {sim.metadata.get('frame_shape')}: the probes are "
+                         "built for Craft2D-v0's 64x64 view")
+    return Model(sim, cfg.batch), {"checkpoint": str(path), "solver_steps": sim.steps,
+                                   "context": sim.dit.config.context}
+
+
+def _case(probe: Probe, index: int) -> _Case:
+    traces = [reference(r, REFERENCE_SEED) for r in probe.runs]
+    actions = np.array([r.actions for r in probe.runs], np.int64)
+    rng = np.random.default_rng([index, 17])
+    shuffled = rng.permutation(actions.reshape(-1)).reshape(actions.shape)
+    return _Case(probe, traces, scoring.masks(probe, traces), scoring.reference_cells(probe, traces), shuffled, index)
+
+
+def _actions(c: _Case) -> np.ndarray:
+    return np.array([r.actions for r in c.probe.runs], np.int64)
+
+
+def _shuffled(c: _Case) -> np.ndarray:
+    return c.shuffled
+
+
+def _random(c: _Case) -> np.ndarray:
+    rng = np.random.default_rng([c.index, 29])
+    return rng.integers(0, 12, _actions(c).shape)
+
+
+def _mirrored(c: _Case) -> np.ndarray:
+    return np.vectorize(lambda a: MIRROR.get(int(a), int(a)))(_actions(c))
+
+
+def _roll(predictor: Predictor, cases: list[_Case], kind: str, seeds: np.ndarray, actions_of,
+          quiet: bool = True) -> None:
+    """Roll every run of every case once per seed, batching rows of equal context and length together."""
+    from worldsim.progress import Progress
+
+    groups: dict[tuple[int, int], list[tuple[_Case, int, int]]] = {}
+    for c in cases:
+        for j in range(len(c.probe.runs)):
+            for r in range(len(seeds)):
+                groups.setdefault((c.probe.context_length, c.probe.steps), []).append((c, j, r))
+    total = sum(len(rows) * steps for (_, steps), rows in groups.items())
+    progress = None if quiet or not total else Progress(total, f"{predictor.name}: {kind.replace('_', ' ')}",
+                                                        "frames")
+    done = 0
+
+    def on_step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress.update(done)
+
+    for rows in groups.values():
+        contexts = [c.traces[j].context for c, j, _ in rows]
+        actions = np.stack([actions_of(c)[j] for c, j, _ in rows])
+        row_seeds = np.array([seeds[r] for _, _, r in rows])
+        frames = predictor.predict(contexts, actions, row_seeds, on_step=on_step if progress else None)
+        for (c, j, r), f in zip(rows, frames):
+            if kind not in c.rows:
+                c.rows[kind] = np.zeros((len(c.probe.runs), len(seeds)) + f.shape, np.uint8)
+            c.rows[kind][j, r] = f
+    if progress:
+        progress.close(done)
+
+
+def _shuffle_matters(c: _Case) -> bool:
+    if c.probe.family == "stability":
+        return False  # the long rollouts are scored on staying alive, which no action order decides
+    ceiling = scoring.accuracy(c.probe, c.ref, c.masks, c.rows["ceiling"])[0]
+    shuffled = scoring.accuracy(c.probe, c.ref, c.masks, c.rows["engine_shuffled"])[0]
+    if not np.isfinite(ceiling).any():
+        return False  # nothing scored at all: the probe is uninformative whatever the floor
+    return bool(np.nanmean(shuffled) < np.nanmean(ceiling) - scoring.SHUFFLE_MATTERS)
+
+
+def _measure(c: _Case, kind: str, suite: Suite) -> dict:
+    if c.probe.family == "stability":
+        return scoring.stability(c.probe, c.traces[0], c.rows[kind][0], suite.stability_every)
+    m, per_step = scoring.accuracy(c.probe, c.ref, c.masks, c.rows[kind])
+    return {"m": m, "per_step": per_step}
+
+
+def _score(c: _Case, suite: Suite) -> dict:
+    p = c.probe
+    for kind, pred in (("copy_last", CopyLast()), ("mean_frame", MeanFrame())):
+        contexts = [tr.context for tr in c.traces]
+        c.rows[kind] = pred.predict(contexts, _actions(c), np.zeros(len(contexts)))[:, None]
+    got = {kind: _measure(c, kind, suite) for kind in c.rows if kind != "engine_shuffled" or p.family != "stability"}
+    floors = {k: float(np.nanmean(got[k]["m"])) for k in ("copy_last", "mean_frame")}
+    if "model_shuffled" in got:
+        floors["shuffled_actions"] = float(np.nanmean(got["model_shuffled"]["m"]))
+    floors = {k: (0.0 if not np.isfinite(v) else v) for k, v in floors.items()}
+    floor = max(floors.values())
+    ceiling = float(np.nanmean(got["ceiling"]["m"]))
+    s, s_std, informative = scoring.normalise(got["model"]["m"], floor, ceiling)
+    labels = p.labels or tuple(f"t={t}" for t in p.score_at)
+    per_label = {k: _by_label(labels, got[k]["per_step"]) for k in ("model", "ceiling", "copy_last", "mean_frame")}
+    entry = {
+        "name": p.name, "family": p.family, "split": p.split, "params": p.params,
+        "model": _stats(got["model"]["m"]), "ceiling": _stats(got["ceiling"]["m"]),
+        "floor": floor, "floors": floors, "floor_from": max(floors, key=floors.get),
+        "score": s, "score_std": s_std, "informative": informative,
+        "scored_cells": int(sum(m.sum() for m in c.masks)), "curve": per_label,
+    }
+    if p.family == "stability":
+        g = got["model"]
+        entry["stability"] = {"steps": list(p.score_at), "valid": g["valid"].mean(0).tolist(),
+                              "live": g["live"].mean(0).tolist(), "continuity": g["continuity"].mean(0).tolist(),
+                              "valid_last": float(g["valid"][:, -1].mean()),
+                              "engine_valid_last": float(got["ceiling"]["valid"][:, -1].mean())}
+    return {"json": entry, "got": got}
+
+
+def _by_label(labels, per_step: np.ndarray) -> dict[str, float]:
+    out = {}
+    for label in dict.fromkeys(labels):
+        cols = [i for i, lab in enumerate(labels) if lab == label]
+        vals = per_step[:, cols]
+        out[label] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+    return out
+
+
+def _stats(m: np.ndarray) -> dict:
+    m = np.asarray(m, np.float64)
+    ok = m[np.isfinite(m)]
+    return {"mean": float(ok.mean()) if len(ok) else float("nan"), "std": float(ok.std()) if len(ok) else float("nan"),
+            "values": [float(v) for v in m]}
+
+
+def _families(results: list[dict], names) -> dict:
+    out = {}
+    for fam in names:
+        entries = [r["json"] for r in results if r["json"]["family"] == fam]
+        useful = [e for e in entries if e["informative"]]
+
+        def mean(es):
+            return float(np.mean([e["score"] for e in es])) if es else float("nan")
+
+        out[fam] = {"score": mean(useful), "id": mean([e for e in useful if e["split"] == "id"]),
+                    "ood": mean([e for e in useful if e["split"] == "ood"]),
+                    "std": float(np.mean([e["score_std"] for e in useful])) if useful else float("nan"),
+                    "probes": len(entries), "informative": len(useful)}
+    return out
+
+
+def _control(cases: list[_Case]) -> dict:
+    """The per-action confusion matrix, the left<->right swap rate, and the PSNR gains over random and mirrored
+    actions."""
+    if not cases:
+        return {}
+    conf = np.mean([scoring.control_matrix(c.ref, c.rows["model"], c.masks) for c in cases], 0)
+    from envs.craft2d.tiles import ACTION_MEANINGS, Action
+
+    pairs = [(Action.LEFT, Action.RIGHT), (Action.RIGHT, Action.LEFT), (Action.JUMP_LEFT, Action.JUMP_RIGHT),
+             (Action.JUMP_RIGHT, Action.JUMP_LEFT)]
+    truth = [np.stack([tr.frames for tr in c.traces]) for c in cases]  # (runs, T, H, W, 3)
+
+    def gain(kind: str, runs=None) -> float:
+        vals = []
+        for c, t in zip(cases, truth):
+            idx = list(range(len(c.traces))) if runs is None else runs
+            for r in range(c.rows["model"].shape[1]):
+                own = scoring.psnr_rows(c.rows["model"][idx, r], t[idx])
+                vals.append(own - scoring.psnr_rows(c.rows[kind][idx, r], t[idx]))
+        return float(np.mean(vals))
+
+    mirrored = sorted(MIRROR)
+    return {"actions": list(ACTION_MEANINGS), "confusion": conf.round(4).tolist(),
+            "accuracy": float(np.trace(conf) / len(conf)),
+            "left_right_swap": float(np.mean([conf[a, b] for a, b in pairs])),
+            "dpsnr_random": gain("model_random"), "dpsnr_mirrored": gain("model_mirrored", mirrored)}
+
+
+def _finite(obj):
+    """NaN and inf become null: JSON has no NaN, and a reader should not have to guess."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _public(obj) -> dict:
+    from dataclasses import asdict
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(obj).items()}
+
+
+def table(summary: dict) -> str:
+    """The family scores as a text table."""
+    lines = [f"{'family':<12} {'score':>6} {'+-':>5} {'id':>6} {'ood':>6} {'probes':>7}"]
+    for fam, f in summary["families"].items():
+        lines.append(f"{fam:<12} {f['score']:>6.2f} {f['std']:>5.2f} {f['id']:>6.2f} {f['ood']:>6.2f} "
+                     f"{f['informative']:>3}/{f['probes']:<3}")
+    ctrl = summary.get("control")
+    if ctrl:
+        lines.append(f"control: actions recognised {ctrl['accuracy']:.0%}, left<->right swaps "
+                     f"{ctrl['left_right_swap']:.0%}, PSNR gain over random actions {ctrl['dpsnr_random']:+.2f} dB, "
+                     f"over mirrored {ctrl['dpsnr_mirrored']:+.2f} dB")
+    return "\n".join(lines)
+

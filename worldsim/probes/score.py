@@ -1,0 +1,165 @@
+"""How a probe is scored: decoded tile grids, the cells that count, and the normalisation between floor and ceiling.
+
+A cell of a predicted frame is right when it decodes (Craft2D's exact tile decoder) to the engine's sprite and is
+near enough to that sprite to be one (`VALID_DISTANCE`). Only cells the engine changed relative to the last context
+frame are scored, so copying the context scores 0 by construction; a probe may narrow them further (`seen_until`)
+or widen them (`paired`). Per probe, m is the fraction of scored cells right, pooled over its runs and steps, and
+
+    s = clip((m - floor) / (ceiling - floor), 0, 1)
+
+with floor the best of copy-last-frame, the context's mean frame and (where the actions matter, see
+`SHUFFLE_MATTERS`) the predictor's own rollout under shuffled actions; ceiling the engine under other RNG seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.craft2d.decoder import TileDecoder
+from worldsim.probes.predictors import Trace
+from worldsim.probes.scenarios import Probe
+
+TILE = 8
+# RMS grey levels from the nearest sprite beyond which a cell looks like no sprite at all. Measured on the S model
+# over 360 explorer steps: cells that decode to the engine's sprite lie within 13.9 of it in 99% of cases, and
+# autoencoder round trips of real frames within 2.
+VALID_DISTANCE = 16.0
+MIN_SPAN = 0.05  # a probe whose ceiling is within this of its floor cannot tell anything apart: left out of means
+SHUFFLE_MATTERS = 0.1  # shuffled actions count toward the floor when they cost the engine this much accuracy
+
+_decoder = None
+
+
+def decoder() -> TileDecoder:
+    global _decoder
+    if _decoder is None:
+        _decoder = TileDecoder(TILE)
+    return _decoder
+
+
+def decode_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, distances), each (N, rows + 1, cols), of frames (N, H, W, 3); the HUD is the last row."""
+    dec = decoder()
+    out = [dec.decode(f) for f in frames]
+    return np.stack([d.cell for d in out]), np.stack([d.distance for d in out])
+
+
+def light_levels(frames: np.ndarray) -> np.ndarray:
+    dec = decoder()
+    return np.array([dec.light_level(f) for f in frames], np.int64)
+
+
+def masks(probe: Probe, traces: list[Trace]) -> list[np.ndarray]:
+    """Per run, (len(score_at), rows + 1, cols) bool: the cells scored at each scored step."""
+    t0 = probe.context_length
+    steps = np.array(probe.score_at) - 1
+    cells = [decode_frames(np.concatenate([tr.context.frames[-1:], tr.frames[steps]]))[0] for tr in traces]
+    out = []
+    for j, (tr, c) in enumerate(zip(traces, cells)):
+        m = c[1:] != c[:1]  # changed relative to the last context frame
+        if probe.paired:
+            for k, other in enumerate(cells):
+                if k != j:
+                    m |= c[1:] != other[1:]
+        if probe.seen_until is not None:
+            m[:, -1] = False  # world tiles only: the HUD is not a place
+            m &= _seen(tr.cameras[:probe.seen_until], tr.cameras[t0 + steps], m.shape[1] - 1, m.shape[2])[:, :, :]
+        out.append(m)
+    return out
+
+
+def _seen(before: np.ndarray, now: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(len(now), rows + 1, cols): cells of frames with cameras `now` that show a world tile a `before` frame showed."""
+    r, c = np.mgrid[0:rows, 0:cols]
+    out = np.zeros((len(now), rows + 1, cols), bool)
+    for i, (x0, y0) in enumerate(now):
+        wx, wy = x0 + c, y0 + r
+        for bx, by in before:
+            out[i, :rows] |= (wx >= bx) & (wx < bx + cols) & (wy >= by) & (wy < by + rows)
+    return out
+
+
+def reference_cells(probe: Probe, traces: list[Trace]) -> list[np.ndarray]:
+    steps = np.array(probe.score_at) - 1
+    return [decode_frames(tr.frames[steps])[0] for tr in traces]
+
+
+def accuracy(probe: Probe, ref: list[np.ndarray], mask: list[np.ndarray], pred: np.ndarray) -> tuple[np.ndarray,
+                                                                                                       np.ndarray]:
+    """pred (runs, replicas, T, H, W, 3) -> (m (replicas,), per scored step (replicas, len(score_at))).
+
+    m pools every scored cell of every run; a replica with no scored cell at all gets NaN."""
+    steps = np.array(probe.score_at) - 1
+    n_rep = pred.shape[1]
+    right = np.zeros((n_rep, len(steps)))
+    total = np.zeros((n_rep, len(steps)))
+    for j in range(pred.shape[0]):
+        for r in range(n_rep):
+            cells, dist = decode_frames(pred[j, r, steps])
+            ok = (cells == ref[j]) & (dist <= VALID_DISTANCE) & mask[j]
+            right[r] += ok.sum((1, 2))
+            total[r] += mask[j].sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return right.sum(1) / total.sum(1), right / total
+
+
+def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[str, np.ndarray]:
+    """pred (replicas, T, H, W, 3) of a long rollout -> per replica and scored step: `valid` (cells that look like a
+    sprite), `live` (valid cells that differ from the last context frame, over the engine's share of changed cells,
+    at most 1: 0 for a frozen or dissolved world), `continuity` (share of steps in the window before where the light
+    level moved at most one level) and `m` = live x continuity, averaged over the scored steps."""
+    steps = np.array(probe.score_at) - 1
+    last = decode_frames(trace.context.frames[-1:])[0][0]
+    engine_changed = np.array([(c != last).mean() for c in decode_frames(trace.frames[steps])[0]])
+    valid, live, cont = [], [], []
+    for rollout in pred:
+        cells, dist = decode_frames(rollout[steps])
+        ok = dist <= VALID_DISTANCE
+        valid.append(ok.mean((1, 2)))
+        live.append(np.minimum(1.0, (ok & (cells != last)).mean((1, 2)) / np.maximum(engine_changed, 1e-3)))
+        light = np.concatenate([light_levels(trace.context.frames[-1:]), light_levels(rollout)])
+        smooth = np.abs(np.diff(light)) <= 1  # (T,): step t's frame against the one before
+        cont.append(np.array([smooth[max(0, s + 1 - every):s + 1].mean() for s in steps]))
+    valid, live, cont = np.array(valid), np.array(live), np.array(cont)
+    return {"m": (live * cont).mean(1), "per_step": live * cont, "valid": valid, "live": live, "continuity": cont,
+            "light": np.array([light_levels(r) for r in pred[:1]])}
+
+
+def normalise(m: np.ndarray, floor: float, ceiling: float) -> tuple[float, float, bool]:
+    """(s, its std over replicas, informative) for the replicas' m."""
+    span = ceiling - floor
+    if not np.isfinite(span) or span < MIN_SPAN or not np.isfinite(m).any():
+        return float("nan"), float("nan"), False
+    mean = float(np.nanmean(m))
+    return float(np.clip((mean - floor) / span, 0.0, 1.0)), float(np.nanstd(m) / span), True
+
+
+def control_matrix(ref: list[np.ndarray], pred: np.ndarray, mask: list[np.ndarray]) -> np.ndarray:
+    """(A, A): row a, the share of replicas whose last frame under action a matches best the engine's last frame
+    under each action b, judged on the cells that either outcome changed. Where a's best match is an action whose
+    engine outcome equals a's own (in a given state, mine and noop may both change nothing), it counts as a; other
+    ties share. ref and mask per run (= action)."""
+    n = len(ref)
+    same = np.array([[np.array_equal(ref[a][-1], ref[b][-1]) for b in range(n)] for a in range(n)])
+    conf = np.zeros((n, n))
+    for a in range(n):
+        for r in range(pred.shape[1]):
+            cells, dist = decode_frames(pred[a, r, -1:])
+            hit_any = (cells[0][None] == np.stack([x[-1] for x in ref])) & (dist[0] <= VALID_DISTANCE)  # (A, ...)
+            sim = np.empty(n)
+            for b in range(n):
+                region = mask[a][-1] | mask[b][-1]
+                sim[b] = hit_any[b][region].mean() if region.any() else 1.0
+            best = np.flatnonzero(sim >= sim.max() - 1e-9)
+            if same[a, best].any():
+                conf[a, a] += 1.0 / pred.shape[1]
+            else:
+                conf[a, best] += 1.0 / len(best) / pred.shape[1]
+    return conf
+
+
+def psnr_rows(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean PSNR (dB) over frames of pred and truth (..., H, W, 3) uint8, each frame capped at 60 dB."""
+    err = ((pred.astype(np.float64) - truth.astype(np.float64)) ** 2).reshape(-1, int(np.prod(pred.shape[-3:])))
+    mse = np.maximum(err.mean(1), 255.0 ** 2 / 10 ** 6)
+    return float(np.mean(10 * np.log10(255.0 ** 2 / mse)))
