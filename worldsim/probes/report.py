@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from worldsim.plot import Series, save_chart
+from worldsim.probes.score import finite_mean
 
 QUESTIONS = {
     "permanence": "Does an object that leaves the view come back when the player returns? (swept over the steps "
@@ -127,7 +128,7 @@ def _plots(out: Path, fam: str, fam_cases, summary: dict) -> list[str]:
         ks = sorted({e["params"]["k"] for e in entries})
 
         def by_k(key):
-            return [np.nanmean([e[key]["mean"] if isinstance(e[key], dict) else e[key] for e in entries
+            return [finite_mean([e[key]["mean"] if isinstance(e[key], dict) else e[key] for e in entries
                                 if e["params"]["k"] == k]) for k in ks]
 
         series = [Series("model", ks, by_k("model")), Series("engine (ceiling)", ks, by_k("ceiling"), style="dashed"),
@@ -139,7 +140,7 @@ def _plots(out: Path, fam: str, fam_cases, summary: dict) -> list[str]:
     if fam == "causality":
         labels = list(entries[0]["curve"]["model"])
         xs = list(range(len(labels)))
-        series = [Series(name, xs, [np.nanmean([e["curve"][key][lab] for e in entries]) for lab in labels], style=st)
+        series = [Series(name, xs, [finite_mean([e["curve"][key][lab] for e in entries]) for lab in labels], style=st)
                   for name, key, st in (("model", "model", "line"), ("engine (ceiling)", "ceiling", "dashed"),
                                         ("copy last frame", "copy_last", "points"))]
         path = _chart(out, "causality", series, "Causality: the change still right at each check ("

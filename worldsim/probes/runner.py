@@ -167,8 +167,9 @@ def _roll(predictor: Predictor, cases: list[_Case], kind: str, seeds: np.ndarray
             for r in range(len(seeds)):
                 groups.setdefault((c.probe.context_length, c.probe.steps), []).append((c, j, r))
     total = sum(len(rows) * steps for (_, steps), rows in groups.items())
-    progress = None if quiet or not total else Progress(total, f"{predictor.name}: {kind.replace('_', ' ')}",
-                                                        "frames")
+    what = {"model": "rollouts", "model_shuffled": "shuffled actions", "model_random": "random actions",
+            "model_mirrored": "mirrored actions"}.get(kind, kind)
+    progress = None if quiet or not total else Progress(total, f"{predictor.name}, {what}", "frames")
     done = 0
 
     def on_step(n: int) -> None:
@@ -196,7 +197,7 @@ def _shuffle_matters(c: _Case) -> bool:
     shuffled = scoring.accuracy(c.probe, c.ref, c.masks, c.rows["engine_shuffled"])[0]
     if not np.isfinite(ceiling).any():
         return False  # nothing scored at all: the probe is uninformative whatever the floor
-    return bool(np.nanmean(shuffled) < np.nanmean(ceiling) - scoring.SHUFFLE_MATTERS)
+    return scoring.finite_mean(shuffled) < scoring.finite_mean(ceiling) - scoring.SHUFFLE_MATTERS
 
 
 def _measure(c: _Case, kind: str, suite: Suite) -> dict:
@@ -212,12 +213,12 @@ def _score(c: _Case, suite: Suite) -> dict:
         contexts = [tr.context for tr in c.traces]
         c.rows[kind] = pred.predict(contexts, _actions(c), np.zeros(len(contexts)))[:, None]
     got = {kind: _measure(c, kind, suite) for kind in c.rows if kind != "engine_shuffled" or p.family != "stability"}
-    floors = {k: float(np.nanmean(got[k]["m"])) for k in ("copy_last", "mean_frame")}
+    floors = {k: scoring.finite_mean(got[k]["m"]) for k in ("copy_last", "mean_frame")}
     if "model_shuffled" in got:
-        floors["shuffled_actions"] = float(np.nanmean(got["model_shuffled"]["m"]))
+        floors["shuffled_actions"] = scoring.finite_mean(got["model_shuffled"]["m"])
     floors = {k: (0.0 if not np.isfinite(v) else v) for k, v in floors.items()}
     floor = max(floors.values())
-    ceiling = float(np.nanmean(got["ceiling"]["m"]))
+    ceiling = scoring.finite_mean(got["ceiling"]["m"])
     s, s_std, informative = scoring.normalise(got["model"]["m"], floor, ceiling)
     labels = p.labels or tuple(f"t={t}" for t in p.score_at)
     per_label = {k: _by_label(labels, got[k]["per_step"]) for k in ("model", "ceiling", "copy_last", "mean_frame")}
@@ -242,7 +243,7 @@ def _by_label(labels, per_step: np.ndarray) -> dict[str, float]:
     for label in dict.fromkeys(labels):
         cols = [i for i, lab in enumerate(labels) if lab == label]
         vals = per_step[:, cols]
-        out[label] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        out[label] = scoring.finite_mean(vals)
     return out
 
 

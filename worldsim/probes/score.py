@@ -125,12 +125,19 @@ def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[
             "light": np.array([light_levels(r) for r in pred[:1]])}
 
 
+def finite_mean(x) -> float:
+    """The mean of the finite values; NaN, quietly, when there are none (a probe with nothing to score)."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else float("nan")
+
+
 def normalise(m: np.ndarray, floor: float, ceiling: float) -> tuple[float, float, bool]:
     """(s, its std over replicas, informative) for the replicas' m."""
     span = ceiling - floor
     if not np.isfinite(span) or span < MIN_SPAN or not np.isfinite(m).any():
         return float("nan"), float("nan"), False
-    mean = float(np.nanmean(m))
+    mean = finite_mean(m)
     return float(np.clip((mean - floor) / span, 0.0, 1.0)), float(np.nanstd(m) / span), True
 
 
