@@ -19,7 +19,8 @@ QUESTIONS = {
                "animal fall, does a wall stop a walk that a free path allows?",
     "consistency": "After A->B->A and A->B->C->A walks, do the returning frames show what the first pass showed?",
     "control": "From one state, does every action do what it does in the game (left goes left)?",
-    "stability": "Over 1,000 steps, do the frames stay valid sprites, keep moving, and keep a continuous day/night?",
+    "stability": "Over a long rollout (1,000 steps by default), do the frames stay valid sprites, keep moving, and keep "
+                 "a continuous day/night?",
 }
 SCALE = 2  # pixels per frame pixel in the strips
 GAP = 2
@@ -36,14 +37,15 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
         fam_cases = [(c, r) for c, r in zip(cases, results) if c.probe.family == fam]
         lines += ["", f"## {fam.capitalize()}: {_num(f['score'])}", "", QUESTIONS[fam], ""]
         lines += _plots(out, fam, fam_cases, summary)
-        lines += ["| probe | split | model m | floor (from) | ceiling | score | strip |", "|---" * 7 + "|"]
+        lines += ["| probe | split | model m | floor (from) | ceiling | score | PSNR model / copy-last | strip |",
+                  "|---" * 8 + "|"]
         for c, r in fam_cases:
             e = r["json"]
             strip = _strip(out, c)
             score = f"{_num(e['score'])} ± {_num(e['score_std'])}" if e["informative"] else "n/a (floor ~ ceiling)"
             lines.append(f"| {e['name']} | {e['split']} | {_num(e['model']['mean'])} ± {_num(e['model']['std'])} | "
                          f"{_num(e['floor'])} ({e['floor_from'].replace('_', ' ')}) | {_num(e['ceiling']['mean'])} | "
-                         f"{score} | ![]({strip}) |")
+                         f"{score} | {e['psnr']['model']:.1f} / {e['psnr']['copy_last']:.1f} dB | ![]({strip}) |")
         if fam == "control" and summary.get("control"):
             lines += [""] + _control(summary["control"])
     lines += ["", "## How the scores are made", "", *_method()]
@@ -191,6 +193,8 @@ def _method() -> list[str]:
         f"{VALID_DISTANCE:g} grey levels (RMS) of it. Only cells the engine changed relative to the last context "
         "frame are scored; permanence and consistency keep only world tiles seen before (in the context, or on the "
         "first pass), and the wall probe adds the cells where its walk and the same walk on a free path differ.",
+        "- PSNR (dB, capped at 60 a frame) of the whole frames at the scored steps is given beside m as a secondary "
+        "figure: it rewards blur and near-copies, which is why it is not the score.",
         "- m: the share of scored cells right, pooled over a probe's runs and scored steps, mean ± std over sampling "
         "seeds. Ceiling: the engine itself under other RNG seeds (animals wander at random). Floor: the best of "
         "copy-last-frame, the context's mean frame, and the model's own rollout with the probe's actions shuffled "

@@ -228,6 +228,7 @@ def _score(c: _Case, suite: Suite) -> dict:
         "floor": floor, "floors": floors, "floor_from": max(floors, key=floors.get),
         "score": s, "score_std": s_std, "informative": informative,
         "scored_cells": int(sum(m.sum() for m in c.masks)), "curve": per_label,
+        "psnr": {kind: _psnr(c, kind) for kind in ("model", "copy_last", "ceiling")},
     }
     if p.family == "stability":
         g = got["model"]
@@ -236,6 +237,14 @@ def _score(c: _Case, suite: Suite) -> dict:
                               "valid_last": float(g["valid"][:, -1].mean()),
                               "engine_valid_last": float(got["ceiling"]["valid"][:, -1].mean())}
     return {"json": entry, "got": got}
+
+
+def _psnr(c: _Case, kind: str) -> float:
+    """Pixel PSNR (dB) of `kind`'s frames against the engine's at the scored steps: the secondary figure."""
+    steps = np.array(c.probe.score_at) - 1
+    truth = np.stack([tr.frames[steps] for tr in c.traces])  # (runs, S, H, W, 3)
+    pred = c.rows[kind][:, :, steps]  # (runs, replicas, S, H, W, 3)
+    return scoring.psnr_rows(pred, np.broadcast_to(truth[:, None], pred.shape))
 
 
 def _by_label(labels, per_step: np.ndarray) -> dict[str, float]:
