@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import pytest
 
-from worldsim.checkpoint import load_checkpoint
+from worldsim.checkpoint import component, load_checkpoint
 from worldsim.cli import main
 from worldsim.data.loader import ClipDataset
 from worldsim.data.collect import CollectConfig, collect
@@ -52,6 +52,16 @@ def test_train_ae_then_world_then_step(data, tmp_path):
     out = sim.step([2])
     assert out.frames.shape == (1, 64, 64, 3) and out.frames.dtype == np.uint8
     assert sim.metadata["action_meanings"][2] == "right"
+
+    # fine-tuning: init= starts from the world model's transformer (lr 0 keeps it there exactly)
+    tuned = tmp_path / "tuned"
+    base = [a for a in args[:-1] if not a.startswith(("loop.out=", "optim."))]
+    assert main([*base, f"init={world_run / 'last.safetensors'}", "optim.steps=1", "optim.warmup=0", "optim.lr=0",
+                 "optim.ema=0.0", f"loop.out={tuned}"]) == 0
+    before, after = (component(load_checkpoint(p)[0], "dit") for p in (world_run / "last.safetensors",
+                                                                        tuned / "last.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert main([*base, f"init={world_run / 'last.safetensors'}", "dit.width=32", f"loop.out={tmp_path / 'x'}"]) == 2
 
 
 def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):

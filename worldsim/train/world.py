@@ -38,6 +38,8 @@ class TrainWorldConfig:
     latents: str | None = field(default=None, metadata={"help": "latent cache directory (default: beside data, "
                                                                 "named after the autoencoder)"})
     model: str = field(default="S", metadata={"help": "DiT preset: S | M | L"})
+    init: str | None = field(default=None, metadata={"help": "start from this world-model checkpoint's transformer "
+                                                              "(fine-tuning; the model fields must match it)"})
     dit: dict[str, Any] = field(default_factory=dict, metadata={"help": "DiTConfig overrides, e.g. dit.context=8"})
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=20_000, lr=3e-4, warmup=500))
@@ -60,6 +62,21 @@ def load_autoencoder(path: str | Path) -> tuple[Autoencoder, dict]:
     return ae.eval(), meta
 
 
+def _load_init(model: DiT, path: str) -> None:
+    from worldsim.checkpoint import CheckpointError
+
+    tensors, _ = load_checkpoint(path)
+    weights = component(tensors, "dit")
+    if not weights:
+        raise CheckpointError(f"init={path}: no transformer weights ('dit.*') in it; expected a checkpoint written "
+                              "by `worldsim train world`")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"init={path}: its transformer does not fit {model.config} ({e}); set model= and "
+                              "dit.* to the checkpoint's") from None
+
+
 def build_task(cfg: TrainWorldConfig) -> Task:
     ae, _ = load_autoencoder(cfg.ae)
     ae.requires_grad_(False)
@@ -71,6 +88,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                          **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
     model = DiT(dit_cfg)
+    if cfg.init:
+        _load_init(model, cfg.init)
     horizon = max(cfg.horizons)
     val = ClipDataset(cfg.data, cfg.eval_context + horizon, "val", cfg.holdout, captions=False)
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
