@@ -1,16 +1,19 @@
-"""`worldsim bench`: speed measurements, printed as a table and written to bench.json.
+"""`worldsim bench`: speed measurements, all in one run on this machine, printed as a table and written to
+bench.json.
 
 Each figure is the median over `repeats` runs, with every run's value kept in the JSON:
   engine   Craft2D step + render at 64x64, bare and through gymnasium.make
   loader   training clips per second out of a dataset (frames/s into the training loop)
-  step     WorldSimulator.step latency, one world at 64x64, preset S with a full context, at 1/2/4 solver steps
-           (weights are random: the cost of a step does not depend on what the model has learned; checkpoint=
-           measures a trained one instead)
-  train    world-model training throughput (tokens/s) of a preset on random latents shaped as Craft2D's
-           (8 x 8 x 8 at 64x64), with the peak resident memory of the process
+  step     Dream-v0 single-env step latency (median, p95) and FPS at each solver step count, full window of history
+  cache    a step that recomputes the whole window every solver pass against the cached step: the ratio
+  flops    achieved FLOP/s of a step against a fp32 matmul roofline measured in the same run
   episode  Dream-v0 step latency at step 50 and at step 1000 of one episode (the cache keeps it flat), and the
            resident memory growth between them
   vector   Dream-v0 env-steps/s with `num_envs` worlds: the native vector env against vectorization_mode="sync"
+  train    world-model training throughput (tokens/s) of a preset on random latents shaped as Craft2D's
+           (8 x 8 x 8 at 64x64), with the peak resident memory of the process
+The dream benchmarks (worldsim/bench_dream.py) use the shipped checkpoint, `checkpoint=` another, and random weights
+of preset `model` when there is neither: the cost of a step does not depend on what the model learned.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 from worldsim.config import to_dict
 from worldsim.io import atomic_write_json
 
-BENCHMARKS = ("engine", "loader", "step", "train", "episode", "vector")
+BENCHMARKS = ("engine", "loader", "step", "cache", "flops", "episode", "vector", "train")
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,19 @@ class BenchArgs:
     clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
     batch_size: int = field(default=32, metadata={"help": "clips per batch"})
     batches: int = field(default=200, metadata={"help": "batches per loader run"})
-    model: str = field(default="S", metadata={"help": "DiT preset for the step benchmark"})
+    model: str = field(default="S", metadata={"help": "DiT preset of the random-weight model (without a checkpoint) "
+                                                      "and of the train benchmark"})
     solver_steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "step benchmark"})
     step_calls: int = field(default=50, metadata={"help": "timed simulator steps per run"})
-    checkpoint: str | None = field(default=None, metadata={"help": "world-model checkpoint for the step benchmark "
-                                                                   "(default: random weights of `model`)"})
+    checkpoint: str | None = field(default=None, metadata={"help": "world model for the dream benchmarks (default: "
+                                                                   "the shipped one, else random weights of `model`)"})
     train_batch: int = field(default=8, metadata={"help": "clips per optimizer step in the train benchmark "
                                                           "(clip_len frames each), as `worldsim train world`"})
     train_steps: int = field(default=10, metadata={"help": "optimizer steps per train run"})
     episode_steps: list[int] = field(default_factory=lambda: [50, 1000], metadata={
         "help": "episode benchmark: steps whose latency is compared (median of the 21 steps around each)"})
-    num_envs: list[int] = field(default_factory=lambda: [1, 8], metadata={"help": "vector benchmark: batch sizes"})
+    num_envs: list[int] = field(default_factory=lambda: [1, 8, 64], metadata={"help": "vector benchmark: batch "
+                                                                                       "sizes"})
     vector_steps: int = field(default=20, metadata={"help": "vector benchmark: timed steps per run"})
 
 
@@ -110,34 +115,6 @@ def bench_loader(args: BenchArgs) -> list[dict]:
     return [{"name": name, "unit": "frames/s", "median": statistics.median(runs), "runs": runs, "target": 5_000}]
 
 
-def bench_step(args: BenchArgs) -> list[dict]:
-    """Milliseconds per WorldSimulator.step (encode nothing, denoise, cache, decode) for one 64x64 world."""
-    from worldsim.simulator import WorldSimulator
-
-    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
-        first = WorldSimulator.from_checkpoint(_dream_checkpoint(args, tmp), device="cpu", seed=args.seed)
-    ae, dit = first.ae, first.dit
-    label = Path(args.checkpoint).name if args.checkpoint else f"preset {args.model}"
-    frames = np.random.default_rng(args.seed).integers(0, 256, (1, dit.config.context - 1, 64, 64, 3), np.uint8)
-    rows = []
-    for steps in args.solver_steps:
-        sim = WorldSimulator(ae, dit, first.diffusion, steps=steps, seed=args.seed)
-        sim.reset(frames)  # a full window of history: the steady-state cost
-        for _ in range(5):
-            sim.step([0])  # warm-up
-        runs = []
-        for _ in range(args.repeats):
-            times = []
-            for _ in range(args.step_calls):
-                start = time.perf_counter()
-                sim.step([0])
-                times.append(time.perf_counter() - start)
-            runs.append(1000 * statistics.median(times))
-        rows.append({"name": f"dream step, {label}, 64x64, {steps} solver step(s)", "unit": "ms",
-                     "median": statistics.median(runs), "runs": runs, "target": 50})
-    return rows
-
-
 def bench_train(args: BenchArgs) -> list[dict]:
     """World-model training tokens/s (forward, backward, AdamW step) and the process's peak resident memory."""
     import resource
@@ -179,100 +156,6 @@ def bench_train(args: BenchArgs) -> list[dict]:
              "runs": [peak_mib], "target": 0}]
 
 
-def _dream_checkpoint(args: BenchArgs, tmp: str) -> str:
-    """args.checkpoint, or a random-weight checkpoint of preset `args.model` written to `tmp` (the cost of a step
-    does not depend on what the model learned)."""
-    if args.checkpoint:
-        return args.checkpoint
-    from dataclasses import asdict
-
-    import torch
-
-    from envs.craft2d import Craft2DEnv
-    from worldsim.checkpoint import prefixed, save_checkpoint
-    from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
-    from worldsim.models.diffusion import DiffusionConfig
-    from worldsim.models.dit import DiT, dit_config
-
-    torch.manual_seed(args.seed)
-    ae, dit = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model))
-    env = Craft2DEnv()
-    starts = torch.from_numpy(np.stack([env.reset(seed=s)[0] for s in range(4)]))
-    path = str(Path(tmp) / f"random-{args.model}.safetensors")
-    save_checkpoint(path, {**prefixed(ae.state_dict(), "ae"), **prefixed(dit.state_dict(), "dit"),
-                           "start.frames": starts}, config={"bench": f"random weights, preset {args.model}"},
-                    ae_config=asdict(ae.cfg), dit_config=asdict(dit.config), diffusion=asdict(DiffusionConfig()),
-                    action_meanings=env.get_action_meanings(), frame_shape=[64, 64, 3], latent_shape=[8, 8, 8],
-                    env="worldsim/Craft2D-v0")
-    return path
-
-
-def _rss_mib() -> float:
-    """Current resident memory of this process (Linux /proc; peak RSS elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-    except OSError:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def bench_episode(args: BenchArgs) -> list[dict]:
-    """Step latency of one Dream-v0 episode around step 50 and around step 1000, and memory growth between them."""
-    from envs.dream import DreamEnv
-
-    if len(args.episode_steps) != 2 or not 11 <= args.episode_steps[0] < args.episode_steps[1]:
-        raise ValueError(f"episode_steps={args.episode_steps}: expected [early, late] with 11 <= early < late (each "
-                         "is timed over the 21 steps around it)")
-    early, late = args.episode_steps
-    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
-        env = DreamEnv(checkpoint=_dream_checkpoint(args, tmp), device="cpu")
-        actions = np.random.default_rng(args.seed).integers(env.action_space.n, size=late + 11)
-        env.reset(seed=args.seed)
-        times, rss = [], {}
-        for t, a in enumerate(actions.tolist(), start=1):
-            start = time.perf_counter()
-            env.step(a)
-            times.append(1000 * (time.perf_counter() - start))
-            if t in (early, late):
-                rss[t] = _rss_mib()
-    at = {n: statistics.median(times[n - 11:n + 10]) for n in (early, late)}  # the 21 steps around step n
-    label = Path(args.checkpoint).name if args.checkpoint else f"preset {args.model}, random weights"
-    return [{"name": f"dream step {n} of an episode, {label}", "unit": "ms", "median": at[n],
-             "runs": times[n - 11:n + 10], "target": 50} for n in (early, late)] + [
-        {"name": f"step {late} / step {early} latency", "unit": "ratio", "median": at[late] / at[early],
-         "runs": [at[late] / at[early]], "target": 0},
-        {"name": f"resident memory growth, step {early} to {late}", "unit": "MiB", "median": rss[late] - rss[early],
-         "runs": [rss[late] - rss[early]], "target": 0}]
-
-
-def bench_vector(args: BenchArgs) -> list[dict]:
-    """Env-steps/s of make_vec("worldsim/Dream-v0"): the native batched env against SyncVectorEnv of single envs."""
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
-        ckpt = _dream_checkpoint(args, tmp)
-        for n in args.num_envs:
-            for mode in ("vector_entry_point", "sync"):
-                envs = gym.make_vec("worldsim/Dream-v0", num_envs=n, vectorization_mode=mode, checkpoint=ckpt,
-                                    device="cpu")
-                envs.reset(seed=args.seed)
-                rng, n_actions = np.random.default_rng(args.seed), envs.single_action_space.n
-                envs.step(rng.integers(n_actions, size=n))  # warm-up
-                runs = []
-                for _ in range(args.repeats):
-                    actions = rng.integers(n_actions, size=(args.vector_steps, n))
-                    start = time.perf_counter()
-                    for a in actions:
-                        envs.step(a)
-                    runs.append(args.vector_steps * n / (time.perf_counter() - start))
-                envs.close()
-                name = f"Dream-v0 x{n}, {'native vector env' if mode != 'sync' else 'SyncVectorEnv'}"
-                rows.append({"name": name, "unit": "env-steps/s", "median": statistics.median(runs), "runs": runs,
-                             "target": 0})
-    return rows
-
-
 def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "numpy": np.__version__, "gymnasium": gym.__version__}
@@ -282,8 +165,10 @@ def run(args: BenchArgs) -> Path:
     unknown = set(args.only) - set(BENCHMARKS)
     if unknown:
         raise ValueError(f"only={args.only}: unknown {sorted(unknown)}, expected some of {BENCHMARKS}")
-    runners = {"engine": bench_engine, "loader": bench_loader, "step": bench_step, "train": bench_train,
-               "episode": bench_episode, "vector": bench_vector}
+    from worldsim.bench_dream import bench_cache, bench_episode, bench_flops, bench_step, bench_vector
+
+    runners = {"engine": bench_engine, "loader": bench_loader, "step": bench_step, "cache": bench_cache,
+               "flops": bench_flops, "episode": bench_episode, "vector": bench_vector, "train": bench_train}
     rows = [row for name in BENCHMARKS if name in args.only for row in runners[name](args)]
     width = max(len(r["name"]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  {'target':>8}  unit")

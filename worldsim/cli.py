@@ -6,6 +6,7 @@
     worldsim bench [only=[engine,loader] steps=20000 out=.]  speed table, written to bench.json
     worldsim dream [--checkpoint CKPT] [--steps 300] [--agent explorer] [--out rollout.gif]   headless rollout
     worldsim probe [checkpoint=CKPT suite=all seeds=4 out=probes] [--quick]   probes.json and probes.md
+    worldsim curves RUN [RUN...] [--out curves.png]   training curves of runs, chained
 
 Each subcommand parses its flags into a frozen dataclass and hands it to the module that does the work. The
 key=value ones take Hydra overrides onto that dataclass and, where configs/<command>/experiment/ has recipes,
@@ -54,6 +55,13 @@ def _dream(ns: argparse.Namespace) -> int:
     summary = run(DreamArgs(checkpoint=ns.checkpoint, steps=ns.steps, agent=ns.agent, out=ns.out, seed=ns.seed,
                             denoise_steps=ns.denoise_steps, scale=ns.scale, fps=ns.fps, real=not ns.no_real))
     print(describe(summary))
+    return 0
+
+
+def _curves(ns: argparse.Namespace) -> int:
+    from worldsim.train.curves import main as curves
+
+    print(f"wrote {curves(ns.runs, ns.out, ns.title)}")
     return 0
 
 
@@ -182,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
                   "out=DIR [env=ID agent=NAME steps=N workers=K ...]", _collect)
     _add_keyvalue(sub, "train", "train the autoencoder or the world model (resumes a run in loop.out)",
                   "ae|world data=DIR [optim.steps=N loop.out=DIR ...]", _train)
+    curves = sub.add_parser("curves", help="plot training runs' curves to a PNG",
+                            description="Plot the training loss and held-out evaluations of runs (chained end to end: "
+                                        "a fine-tune continues its parent) to one PNG.")
+    curves.add_argument("runs", nargs="+", help="run directories (loop.out) or log.jsonl files, in training order")
+    curves.add_argument("--out", default="curves.png", help="output .png (default curves.png)")
+    curves.add_argument("--title", default="", help="title of the loss panel")
+    curves.set_defaults(func=_curves)
+
     _add_keyvalue(sub, "export", "export a dataset to Minari", "data=DIR id=NAMESPACE/NAME-v0", _export)
     _add_keyvalue(sub, "import", "import a Minari dataset", "id=NAMESPACE/NAME-v0 out=DIR", _import)
 

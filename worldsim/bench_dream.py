@@ -1,0 +1,240 @@
+"""`worldsim bench`'s measurements of the learned world: step latency (with and without the KV cache), achieved
+FLOP/s against this machine's matmul roofline, latency along an episode, and batched stepping.
+
+Each uses the checkpoint shipped in the package when there is one (`checkpoint=` names another); without either, a
+random-weight model of preset `model`, since the cost of a step does not depend on what the model learned.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+import numpy as np
+
+if TYPE_CHECKING:
+    from worldsim.bench import BenchArgs
+
+
+def dream_checkpoint(args: "BenchArgs", tmp: str) -> str:
+    """args.checkpoint, else the shipped checkpoint, else a random-weight checkpoint of preset `args.model` in `tmp`."""
+    from envs.dream import default_checkpoint
+
+    if args.checkpoint:
+        return args.checkpoint
+    if default_checkpoint().exists():
+        return str(default_checkpoint())
+    from dataclasses import asdict
+
+    import torch
+
+    from envs.craft2d import Craft2DEnv
+    from worldsim.checkpoint import prefixed, save_checkpoint
+    from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
+    from worldsim.models.diffusion import DiffusionConfig
+    from worldsim.models.dit import DiT, dit_config
+
+    torch.manual_seed(args.seed)
+    ae, dit = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model))
+    env = Craft2DEnv()
+    starts = torch.from_numpy(np.stack([env.reset(seed=s)[0] for s in range(4)]))
+    path = str(Path(tmp) / f"random-{args.model}.safetensors")
+    save_checkpoint(path, {**prefixed(ae.state_dict(), "ae"), **prefixed(dit.state_dict(), "dit"),
+                           "start.frames": starts}, config={"bench": f"random weights, preset {args.model}"},
+                    ae_config=asdict(ae.cfg), dit_config=asdict(dit.config), diffusion=asdict(DiffusionConfig()),
+                    action_meanings=env.get_action_meanings(), frame_shape=[64, 64, 3], latent_shape=[8, 8, 8],
+                    env="worldsim/Craft2D-v0")
+    return path
+
+
+def _label(args: "BenchArgs", path: str) -> str:
+    return Path(path).name if "random-" not in Path(path).name else f"preset {args.model}, random weights"
+
+
+def _timed_steps(step, calls: int) -> list[float]:
+    """Milliseconds of each of `calls` calls of step()."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        step()
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def bench_step(args: "BenchArgs") -> list[dict]:
+    """Dream-v0 single-env step latency (median and p95 over every timed step of every run) and the FPS it allows,
+    at each solver step count, from a full window of history: the steady-state cost."""
+    from envs.dream import DreamEnv
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        ckpt = dream_checkpoint(args, tmp)
+        env = DreamEnv(checkpoint=ckpt, device="cpu")
+        label = _label(args, ckpt)
+        for steps in args.solver_steps:
+            env.sim.steps = steps
+            env.reset(seed=args.seed)
+            for _ in range(env.sim.dit.config.context + 5):
+                env.step(0)  # fill the window, and warm up
+            runs = [_timed_steps(lambda: env.step(0), args.step_calls) for _ in range(args.repeats)]
+            every = [t for run in runs for t in run]
+            median, p95 = statistics.median(every), float(np.percentile(every, 95))
+            name = f"Dream-v0 step, {label}, {steps} solver step(s)"
+            rows += [{"name": name, "unit": "ms", "median": median, "runs": [statistics.median(r) for r in runs],
+                      "target": 50},
+                     {"name": f"{name}, p95", "unit": "ms", "median": p95, "runs": [p95], "target": 50},
+                     {"name": f"{name}, FPS", "unit": "FPS", "median": 1000 / median, "runs": [1000 / median],
+                      "target": 20}]
+        env.close()
+    return rows
+
+
+def bench_cache(args: "BenchArgs") -> list[dict]:
+    """The KV cache's worth: a step that recomputes the whole window every solver pass (what a model without a cache
+    does) against the cached step, at the first solver step count."""
+    import torch
+
+    from worldsim.models.diffusion import sample, to_velocity
+    from worldsim.simulator import WorldSimulator
+
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        ckpt = dream_checkpoint(args, tmp)
+        sim = WorldSimulator.from_checkpoint(ckpt, steps=args.solver_steps[0], device="cpu", seed=args.seed)
+    dit, steps, window = sim.dit, sim.steps, sim.dit.config.context
+    frames = sim.start_frames[:1, None].repeat(window - 1, 1)  # (1, window - 1, H, W, 3)
+    sim.reset(frames)
+    cached = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls)) for _ in range(args.repeats)]
+
+    with torch.no_grad():
+        history = sim.ae.encode(torch.from_numpy(np.ascontiguousarray(frames)))  # (1, window - 1, C, h, w)
+        actions = torch.full((1, window), -1, dtype=torch.long)
+        hist_sigma = torch.full((1, window - 1), sim.diffusion.history_sigma)
+
+        def recompute_step() -> None:
+            nonlocal history
+            def velocity(x, s):  # the whole window, history and the new chunk, through every layer
+                sigma = torch.cat([hist_sigma, s.reshape(1, 1)], 1)
+                out = dit(torch.cat([history, x], 1), sigma, actions).out[:, -1:]
+                return to_velocity(out, x, s, sim.diffusion.prediction)
+
+            noise = torch.randn((1, 1) + tuple(history.shape[2:]), generator=sim.generator)
+            z = sample(velocity, noise, steps, sim.diffusion.shift)
+            sim.ae.decode_uint8(z[:, 0])
+            history = torch.cat([history[:, 1:], z], 1)  # slide the window
+
+        recompute_step()  # warm-up
+        recomputed = [statistics.median(_timed_steps(recompute_step, args.step_calls)) for _ in range(args.repeats)]
+    c, r = statistics.median(cached), statistics.median(recomputed)
+    name = f"{_label(args, ckpt)}, {steps} solver step(s), window {window}"
+    return [{"name": f"step with KV cache, {name}", "unit": "ms", "median": c, "runs": cached, "target": 0},
+            {"name": f"step recomputing the window, {name}", "unit": "ms", "median": r, "runs": recomputed,
+             "target": 0},
+            {"name": "recompute / cached step time", "unit": "ratio", "median": r / c, "runs": [r / c], "target": 0}]
+
+
+def bench_flops(args: "BenchArgs") -> list[dict]:
+    """Achieved FLOP/s of a cached step (FLOPs counted by torch's FlopCounterMode, over the median step time) against
+    the FLOP/s of a large fp32 matmul measured in the same run: how close a step comes to this machine's limit."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from worldsim.simulator import WorldSimulator
+
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)  # warm-up
+    roof = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            torch.matmul(a, b)
+        roof.append(10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        ckpt = dream_checkpoint(args, tmp)
+        sim = WorldSimulator.from_checkpoint(ckpt, steps=args.solver_steps[0], device="cpu", seed=args.seed)
+    sim.reset(sim.start_frames[:1, None].repeat(sim.dit.config.context - 1, 1))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        sim.step([0])
+    flops = counter.get_total_flops()
+    times = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls)) for _ in range(args.repeats)]
+    achieved = flops / (statistics.median(times) / 1000) / 1e9
+    peak = statistics.median(roof)
+    return [{"name": f"fp32 matmul {n}x{n} (the roofline)", "unit": "GFLOP/s", "median": peak, "runs": roof,
+             "target": 0},
+            {"name": f"Dream step, {sim.steps} solver step(s): {flops / 1e6:.1f} MFLOP in {statistics.median(times):.1f} "
+                     "ms", "unit": "GFLOP/s", "median": achieved, "runs": [achieved], "target": 0},
+            {"name": "Dream step / roofline", "unit": "%", "median": 100 * achieved / peak,
+             "runs": [100 * achieved / peak], "target": 0}]
+
+
+def _rss_mib() -> float:
+    """Current resident memory of this process (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_episode(args: "BenchArgs") -> list[dict]:
+    """Step latency of one Dream-v0 episode around step 50 and around step 1000, and memory growth between them."""
+    from envs.dream import DreamEnv
+
+    if len(args.episode_steps) != 2 or not 11 <= args.episode_steps[0] < args.episode_steps[1]:
+        raise ValueError(f"episode_steps={args.episode_steps}: expected [early, late] with 11 <= early < late (each "
+                         "is timed over the 21 steps around it)")
+    early, late = args.episode_steps
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        ckpt = dream_checkpoint(args, tmp)
+        env = DreamEnv(checkpoint=ckpt, device="cpu")
+        actions = np.random.default_rng(args.seed).integers(env.action_space.n, size=late + 11)
+        env.reset(seed=args.seed)
+        times, rss = [], {}
+        for t, a in enumerate(actions.tolist(), start=1):
+            start = time.perf_counter()
+            env.step(a)
+            times.append(1000 * (time.perf_counter() - start))
+            if t in (early, late):
+                rss[t] = _rss_mib()
+    at = {n: statistics.median(times[n - 11:n + 10]) for n in (early, late)}  # the 21 steps around step n
+    label = _label(args, ckpt)
+    return [{"name": f"dream step {n} of an episode, {label}", "unit": "ms", "median": at[n],
+             "runs": times[n - 11:n + 10], "target": 50} for n in (early, late)] + [
+        {"name": f"step {late} / step {early} latency", "unit": "ratio", "median": at[late] / at[early],
+         "runs": [at[late] / at[early]], "target": 0},
+        {"name": f"resident memory growth, step {early} to {late}", "unit": "MiB", "median": rss[late] - rss[early],
+         "runs": [rss[late] - rss[early]], "target": 0}]
+
+
+def bench_vector(args: "BenchArgs") -> list[dict]:
+    """Env-steps/s of make_vec("worldsim/Dream-v0"): the native batched env against SyncVectorEnv of single envs."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
+        ckpt = dream_checkpoint(args, tmp)
+        for n in args.num_envs:
+            for mode in ("vector_entry_point", "sync"):
+                envs = gym.make_vec("worldsim/Dream-v0", num_envs=n, vectorization_mode=mode, checkpoint=ckpt,
+                                    device="cpu")
+                envs.reset(seed=args.seed)
+                rng, n_actions = np.random.default_rng(args.seed), envs.single_action_space.n
+                envs.step(rng.integers(n_actions, size=n))  # warm-up
+                runs = []
+                for _ in range(args.repeats):
+                    actions = rng.integers(n_actions, size=(args.vector_steps, n))
+                    start = time.perf_counter()
+                    for a in actions:
+                        envs.step(a)
+                    runs.append(args.vector_steps * n / (time.perf_counter() - start))
+                envs.close()
+                name = f"Dream-v0 x{n}, {'native vector env' if mode != 'sync' else 'SyncVectorEnv'}"
+                rows.append({"name": name, "unit": "env-steps/s", "median": statistics.median(runs), "runs": runs,
+                             "target": 0})
+    return rows
