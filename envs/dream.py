@@ -28,8 +28,8 @@ def load_simulator(checkpoint, denoise_steps, context, device, batch_size: int):
 
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():
-        raise FileNotFoundError(f"no checkpoint ships in this install yet ({path}): pass checkpoint=PATH, a world "
-                                "model from `worldsim train world`")
+        raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
+                                "or pass checkpoint=PATH, a world model from `worldsim train world`")
     if denoise_steps is not None and (not isinstance(denoise_steps, (int, np.integer)) or denoise_steps < 1):
         raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

@@ -141,8 +141,8 @@ def test_bad_actions_and_arguments_are_named(ckpt, tmp_path):
             env.step(bad)
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         DreamEnv(checkpoint=tmp_path / "nope.safetensors")
-    if not default_checkpoint().exists():  # until one ships (issue 7), the default says how to get one
-        with pytest.raises(FileNotFoundError, match="no checkpoint ships.*checkpoint=PATH"):
+    if not default_checkpoint().exists():  # a broken install: the default says what to do
+        with pytest.raises(FileNotFoundError, match="missing from this install.*checkpoint=PATH"):
             gym.make(DREAM)
     with pytest.raises(ValueError, match=r"context=9.*\[2, 4\]"):
         DreamEnv(checkpoint=ckpt, context=9)

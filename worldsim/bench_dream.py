@@ -95,8 +95,8 @@ def bench_step(args: "BenchArgs") -> list[dict]:
 
 
 def bench_cache(args: "BenchArgs") -> list[dict]:
-    """The KV cache's worth: a step that recomputes the whole window every solver pass (what a model without a cache
-    does) against the cached step, at the first solver step count."""
+    """The KV cache's worth, at each solver step count: a step that recomputes the whole window every solver pass (what
+    a model without a cache does) against the cached step, and the ratio."""
     import torch
 
     from worldsim.models.diffusion import sample, to_velocity
@@ -104,19 +104,25 @@ def bench_cache(args: "BenchArgs") -> list[dict]:
 
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
         ckpt = dream_checkpoint(args, tmp)
-        sim = WorldSimulator.from_checkpoint(ckpt, steps=args.solver_steps[0], device="cpu", seed=args.seed)
-    dit, steps, window = sim.dit, sim.steps, sim.dit.config.context
+        sim = WorldSimulator.from_checkpoint(ckpt, device="cpu", seed=args.seed)
+    dit, window = sim.dit, sim.dit.config.context
     frames = sim.start_frames[:1, None].repeat(window - 1, 1)  # (1, window - 1, H, W, 3)
-    sim.reset(frames)
-    cached = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls)) for _ in range(args.repeats)]
-
     with torch.no_grad():
-        history = sim.ae.encode(torch.from_numpy(np.ascontiguousarray(frames)))  # (1, window - 1, C, h, w)
-        actions = torch.full((1, window), -1, dtype=torch.long)
-        hist_sigma = torch.full((1, window - 1), sim.diffusion.history_sigma)
+        start = sim.ae.encode(torch.from_numpy(np.ascontiguousarray(frames)))  # (1, window - 1, C, h, w)
+    actions = torch.full((1, window), -1, dtype=torch.long)
+    hist_sigma = torch.full((1, window - 1), sim.diffusion.history_sigma)
+    rows = []
+    for steps in args.solver_steps:
+        sim.steps = steps
+        sim.reset(frames)
+        cached = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls))
+                  for _ in range(args.repeats)]
+        history = start
 
+        @torch.no_grad()
         def recompute_step() -> None:
             nonlocal history
+
             def velocity(x, s):  # the whole window, history and the new chunk, through every layer
                 sigma = torch.cat([hist_sigma, s.reshape(1, 1)], 1)
                 out = dit(torch.cat([history, x], 1), sigma, actions).out[:, -1:]
@@ -129,19 +135,22 @@ def bench_cache(args: "BenchArgs") -> list[dict]:
 
         recompute_step()  # warm-up
         recomputed = [statistics.median(_timed_steps(recompute_step, args.step_calls)) for _ in range(args.repeats)]
-    c, r = statistics.median(cached), statistics.median(recomputed)
-    name = f"{_label(args, ckpt)}, {steps} solver step(s), window {window}"
-    return [{"name": f"step with KV cache, {name}", "unit": "ms", "median": c, "runs": cached, "target": 0},
-            {"name": f"step recomputing the window, {name}", "unit": "ms", "median": r, "runs": recomputed,
-             "target": 0},
-            {"name": "recompute / cached step time", "unit": "ratio", "median": r / c, "runs": [r / c], "target": 0}]
+        c, r = statistics.median(cached), statistics.median(recomputed)
+        name = f"{_label(args, ckpt)}, {steps} solver step(s), window {window}"
+        rows += [{"name": f"step with KV cache, {name}", "unit": "ms", "median": c, "runs": cached, "target": 0},
+                 {"name": f"step recomputing the window, {name}", "unit": "ms", "median": r, "runs": recomputed,
+                  "target": 0},
+                 {"name": f"recompute / cached, {steps} solver step(s)", "unit": "ratio", "median": r / c,
+                  "runs": [r / c], "target": 0}]
+    return rows
 
 
 def bench_flops(args: "BenchArgs") -> list[dict]:
     """Achieved FLOP/s of a cached step (FLOPs counted by torch's FlopCounterMode, over the median step time) against
     the FLOP/s of a large fp32 matmul measured in the same run: how close a step comes to this machine's limit."""
+    import multiprocessing
+
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from worldsim.simulator import WorldSimulator
 
@@ -156,21 +165,36 @@ def bench_flops(args: "BenchArgs") -> list[dict]:
         roof.append(10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
         ckpt = dream_checkpoint(args, tmp)
-        sim = WorldSimulator.from_checkpoint(ckpt, steps=args.solver_steps[0], device="cpu", seed=args.seed)
+        sim = WorldSimulator.from_checkpoint(ckpt, device="cpu", seed=args.seed)  # its default solver steps
+        # Counted in a child process: after FlopCounterMode, torch 2.13 on CPU runs every op ~7 ms slower for the
+        # rest of the process (seen with the profiler), which would spoil every timing after this one.
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            flops = pool.apply(count_step_flops, (ckpt, args.seed))
+    sim.reset(sim.start_frames[:1, None].repeat(sim.dit.config.context - 1, 1))
+    times = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls)) for _ in range(args.repeats)]
+    ms = statistics.median(times)
+    achieved = flops / (ms / 1000) / 1e9
+    peak = statistics.median(roof)
+    return [{"name": f"fp32 matmul {n}x{n} (the roofline)", "unit": "GFLOP/s", "median": peak, "runs": roof,
+             "target": 0},
+            {"name": f"Dream step, {sim.steps} solver step(s): {flops / 1e6:.1f} MFLOP in {ms:.1f} ms", "unit": "GFLOP/s",
+             "median": achieved, "runs": [achieved], "target": 0},
+            {"name": "Dream step / roofline", "unit": "%", "median": 100 * achieved / peak,
+             "runs": [100 * achieved / peak], "target": 0}]
+
+
+def count_step_flops(checkpoint: str, seed: int) -> int:
+    """FLOPs of one cached step of `checkpoint` at its default solver steps, from a full window of history."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from worldsim.simulator import WorldSimulator
+
+    sim = WorldSimulator.from_checkpoint(checkpoint, device="cpu", seed=seed)
     sim.reset(sim.start_frames[:1, None].repeat(sim.dit.config.context - 1, 1))
     counter = FlopCounterMode(display=False)
     with counter:
         sim.step([0])
-    flops = counter.get_total_flops()
-    times = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls)) for _ in range(args.repeats)]
-    achieved = flops / (statistics.median(times) / 1000) / 1e9
-    peak = statistics.median(roof)
-    return [{"name": f"fp32 matmul {n}x{n} (the roofline)", "unit": "GFLOP/s", "median": peak, "runs": roof,
-             "target": 0},
-            {"name": f"Dream step, {sim.steps} solver step(s): {flops / 1e6:.1f} MFLOP in {statistics.median(times):.1f} "
-                     "ms", "unit": "GFLOP/s", "median": achieved, "runs": [achieved], "target": 0},
-            {"name": "Dream step / roofline", "unit": "%", "median": 100 * achieved / peak,
-             "runs": [100 * achieved / peak], "target": 0}]
+    return int(counter.get_total_flops())
 
 
 def _rss_mib() -> float:

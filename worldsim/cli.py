@@ -36,8 +36,8 @@ def _play(ns: argparse.Namespace) -> int:
     if mode is None:  # the dream when there is one to play, else the real game
         mode = "dream" if ns.checkpoint or default_checkpoint().exists() else "real"
         if mode == "real":
-            print("no world model ships with this install yet: playing the real game (--checkpoint CKPT for the "
-                  "dream)")
+            print(f"the shipped world model is missing from this install ({default_checkpoint()}): playing the real "
+                  "game (--checkpoint CKPT for a dream)")
     view_w, view_h = ns.view
     result = play(PlayArgs(mode=mode, checkpoint=ns.checkpoint, denoise_steps=ns.denoise_steps, image=ns.image,
                            seed=ns.seed, scale=ns.scale, fps=ns.fps, max_ticks=ns.max_ticks, view_width=view_w,
