@@ -24,8 +24,8 @@ FAMILIES = ("permanence", "causality", "physics", "consistency", "control", "sta
 
 @dataclass(frozen=True)
 class Suite:
-    """How big the suite is (the defaults fit `worldsim probe` in about ten minutes on a 2-core CPU), and which
-    training run's worlds are in distribution."""
+    """How big the suite is (with the defaults `worldsim probe` takes about six minutes on a 2-core CPU for the S
+    model at 2 solver steps), and which training run's worlds are in distribution."""
 
     permanence_k: tuple[int, ...] = (6, 12, 24, 48)  # steps walked away: from inside the context to well beyond
     ood: int = 2  # out-of-distribution probes per family, beside one in-distribution probe per scenario

@@ -60,7 +60,7 @@ class Probe:
     params: dict = field(default_factory=dict)  # what was randomised, for the report
 
     def __post_init__(self):
-        lengths = {len(r.actions) for r in self.runs} | set()
+        lengths = {len(r.actions) for r in self.runs}
         warmups = {len(r.warmup) for r in self.runs}
         if len(lengths) != 1 or len(warmups) != 1:
             raise ValueError(f"probe {self.name}: runs of lengths {sorted(lengths)} after warm-ups of "

@@ -63,7 +63,7 @@ def masks(probe: Probe, traces: list[Trace]) -> list[np.ndarray]:
                     m |= c[1:] != other[1:]
         if probe.seen_until is not None:
             m[:, -1] = False  # world tiles only: the HUD is not a place
-            m &= _seen(tr.cameras[:probe.seen_until], tr.cameras[t0 + steps], m.shape[1] - 1, m.shape[2])[:, :, :]
+            m &= _seen(tr.cameras[:probe.seen_until], tr.cameras[t0 + steps], m.shape[1] - 1, m.shape[2])
         out.append(m)
     return out
 
