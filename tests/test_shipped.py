@@ -1,0 +1,40 @@
+"""The world model that ships inside the package: present, small, declared as package data, and it plays Craft2D."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import worldsim
+from envs.dream import default_checkpoint
+from worldsim.probes.score import VALID_DISTANCE, decode_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_checkpoint_ships_in_the_package_under_25_mib():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    path = default_checkpoint()
+    assert path.exists(), f"{path} is missing: a fresh install must play without training"
+    assert path.stat().st_size <= 25 * 2 ** 20
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["worldsim"]
+    inside = path.relative_to(Path(worldsim.__file__).parent).as_posix()
+    assert any(fnmatch.fnmatch(inside, p) for p in patterns), f"{inside} is not package data: wheels would lack it"
+
+
+def test_dream_v0_plays_the_shipped_model_when_no_checkpoint_is_named():
+    env = gym.make("worldsim/Dream-v0", device="cpu")
+    try:
+        obs, info = env.reset(seed=0)
+        assert info["start"] == "bank" and obs.shape == (64, 64, 3)
+        frames = np.stack([env.step(a)[0] for a in (2, 2, 2, 1, 0, 3, 0, 6)])
+    finally:
+        env.close()
+    meta = env.unwrapped.sim.metadata
+    assert "Craft2D" in meta["env"] and meta["action_meanings"][1] == "left"
+    _, distance = decode_frames(frames)
+    assert (distance <= VALID_DISTANCE).mean() > 0.95  # it draws Craft2D's sprites, not mush
