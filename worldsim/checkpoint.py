@@ -103,3 +103,17 @@ def _decode(path: Path, raw: dict[str, str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path}: format_version {meta['format_version']}, this worldsim reads "
                               f"{FORMAT_VERSION}; use the worldsim version that wrote it")
     return meta
+
+
+def load_init(model: torch.nn.Module, path: str | Path, prefix: str, what: str, writers: str, fix: str) -> None:
+    """Load the `prefix.*` weights of checkpoint `path` into `model` (init= of a training run), or say what is wrong:
+    `what` names the part ("autoencoder"), `writers` the commands that write such checkpoints, `fix` what to set."""
+    tensors, _ = load_checkpoint(path)
+    weights = component(tensors, prefix)
+    if not weights:
+        raise CheckpointError(f"init={path}: no {what} weights ('{prefix}.*') in it; expected a checkpoint written "
+                              f"by {writers}")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"init={path}: its {what} does not fit this run's ({e}); {fix}") from None

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from worldsim.checkpoint import CheckpointError, component, load_checkpoint, prefixed
+from worldsim.checkpoint import load_init, prefixed
 from worldsim.config import show, to_dict
 from worldsim.data.loader import ClipDataset
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -83,16 +83,8 @@ def build_task(cfg: TrainAEConfig) -> Task:
 
 
 def _load_init(model: Autoencoder, path: str) -> None:
-    tensors, _ = load_checkpoint(path)
-    weights = component(tensors, "ae")
-    if not weights:
-        raise CheckpointError(f"init={path}: no autoencoder weights ('ae.*') in it; expected a checkpoint written "
-                              "by `worldsim train ae` or `worldsim train world`")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"init={path}: its autoencoder does not fit model={model.cfg} ({e}); set the model "
-                              "fields to the checkpoint's") from None
+    load_init(model, path, "ae", "autoencoder", "`worldsim train ae` or `worldsim train world`",
+              f"set the model fields to the checkpoint's (this run: {model.cfg})")
 
 
 @torch.no_grad()

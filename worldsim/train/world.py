@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from worldsim.checkpoint import component, load_checkpoint, prefixed
+from worldsim.checkpoint import component, load_checkpoint, load_init, prefixed
 from worldsim.config import show, to_dict
 from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset
 from worldsim.data.loader import ClipDataset
@@ -63,18 +63,8 @@ def load_autoencoder(path: str | Path) -> tuple[Autoencoder, dict]:
 
 
 def _load_init(model: DiT, path: str) -> None:
-    from worldsim.checkpoint import CheckpointError
-
-    tensors, _ = load_checkpoint(path)
-    weights = component(tensors, "dit")
-    if not weights:
-        raise CheckpointError(f"init={path}: no transformer weights ('dit.*') in it; expected a checkpoint written "
-                              "by `worldsim train world`")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"init={path}: its transformer does not fit {model.config} ({e}); set model= and "
-                              "dit.* to the checkpoint's") from None
+    load_init(model, path, "dit", "transformer", "`worldsim train world`",
+              f"set model= and dit.* to the checkpoint's (this run: {model.config})")
 
 
 def build_task(cfg: TrainWorldConfig) -> Task:
