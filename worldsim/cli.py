@@ -74,8 +74,8 @@ def _bench(ns: argparse.Namespace) -> int:
 def _probe(ns: argparse.Namespace) -> int:
     from worldsim.probes.runner import ProbeConfig, run
 
-    quick = ns.quick or "--quick" in ns.overrides  # the flag may follow key=value settings
-    ns.overrides = [o for o in ns.overrides if o != "--quick"] + (["quick=true"] if quick else [])
+    if ns.quick:
+        ns.overrides = [*ns.overrides, "quick=true"]
     return _keyvalue_command(ProbeConfig, run, None, "probe")(ns)
 
 

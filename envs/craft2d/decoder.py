@@ -117,10 +117,11 @@ def _read_hud(glyphs: np.ndarray) -> Hud:
 
 
 @lru_cache(maxsize=4)
-def _decoder(tile_size: int) -> TileDecoder:
+def tile_decoder(tile_size: int = 8) -> TileDecoder:
+    """The TileDecoder for `tile_size`, built once (its atlas and candidate tables take a while)."""
     return TileDecoder(tile_size)
 
 
 def decode(frame: np.ndarray, tile_size: int = 8) -> Decoded:
     """Decode a Craft2D frame drawn at `tile_size` (default 8)."""
-    return _decoder(tile_size).decode(frame)
+    return tile_decoder(tile_size).decode(frame)

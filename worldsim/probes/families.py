@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from envs.craft2d.tiles import Action
-from worldsim.probes.scenarios import PALETTES, Patch, Probe, Run, place
+from worldsim.probes.scenarios import PALETTES, PLANTS, Patch, Probe, Run, place
 
 (NOOP, LEFT, RIGHT, JUMP, JUMP_LEFT, JUMP_RIGHT, MINE, MINE_UP, MINE_DOWN, PLACE, PLACE_DOWN,
  NEXT_BLOCK) = (int(a) for a in Action)
@@ -65,7 +65,7 @@ def _object(patch: Patch, kind: str, rng: np.random.Generator) -> None:
         animal = "ph"[int(rng.integers(2))]
         patch.column(-1, -1, 0, "=").column(-4, -1, 0, "=").put(-2 - int(rng.integers(2)), 0, animal)
     elif kind == "plant":
-        patch.plant(-2, {"forest": "tree", "plains": "tree", "desert": "cactus", "snow": "pine"}[patch.biome])
+        patch.plant(-2, PLANTS[patch.biome])
     elif kind == "pool":
         liquid = "~%"[int(rng.integers(2))]
         patch.put(-1, 1, liquid).put(-2, 1, liquid).put(-3, 1, liquid)

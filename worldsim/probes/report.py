@@ -160,16 +160,16 @@ def _plots(out: Path, fam: str, fam_cases, summary: dict) -> list[str]:
         steps = np.arange(1, len(light) + 1)
         series = [Series("model", steps, light), Series("engine", steps, c.traces[0].light[c.probe.context_length:],
                                                         style="dashed")]
-        path = _chart(out, "stability_light", series, "Light level over one rollout (0 day, 5 night)", "step")
+        path = _chart(out, "stability_light", series, "Light level over one rollout (0 day, 5 night)", "step",
+                      ylim=None, ylabel="light level")
         lines.append(f"![light]({path})")
         return lines + [""]
     return []
 
 
-def _chart(out: Path, name: str, series, title: str, xlabel: str, ylim=(0, 1.02)) -> str:
-    save_chart(out / "plots" / f"{name}.png", series, title=title, xlabel=xlabel,
-               ylabel="" if name == "stability_light" else "fraction",
-               ylim=None if name == "stability_light" else ylim, size=(720, 320))
+def _chart(out: Path, name: str, series, title: str, xlabel: str, ylim=(0, 1.02), ylabel: str = "fraction") -> str:
+    save_chart(out / "plots" / f"{name}.png", series, title=title, xlabel=xlabel, ylabel=ylabel, ylim=ylim,
+               size=(720, 320))
     return f"plots/{name}.png"
 
 

@@ -67,6 +67,7 @@ class _Case:
     index: int
     shuffle_matters: bool = False
     rows: dict = field(default_factory=dict)  # kind -> (runs, replicas, T, H, W, 3) frames
+    got: dict = field(default_factory=dict)  # kind -> its measurements (_measure), each made once
 
 
 def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = False) -> dict:
@@ -136,7 +137,8 @@ def _case(probe: Probe, index: int) -> _Case:
     actions = np.array([r.actions for r in probe.runs], np.int64)
     rng = np.random.default_rng([index, 17])
     shuffled = rng.permutation(actions.reshape(-1)).reshape(actions.shape)
-    return _Case(probe, traces, scoring.masks(probe, traces), scoring.reference_cells(probe, traces), shuffled, index)
+    ref = scoring.reference_cells(probe, traces)
+    return _Case(probe, traces, scoring.masks(probe, traces, ref), ref, shuffled, index)
 
 
 def _actions(c: _Case) -> np.ndarray:
@@ -193,18 +195,23 @@ def _roll(predictor: Predictor, cases: list[_Case], kind: str, seeds: np.ndarray
 def _shuffle_matters(c: _Case) -> bool:
     if c.probe.family == "stability":
         return False  # the long rollouts are scored on staying alive, which no action order decides
-    ceiling = scoring.accuracy(c.probe, c.ref, c.masks, c.rows["ceiling"])[0]
-    shuffled = scoring.accuracy(c.probe, c.ref, c.masks, c.rows["engine_shuffled"])[0]
+    ceiling = _measure(c, "ceiling")["m"]
+    shuffled = _measure(c, "engine_shuffled")["m"]
     if not np.isfinite(ceiling).any():
         return False  # nothing scored at all: the probe is uninformative whatever the floor
     return scoring.finite_mean(shuffled) < scoring.finite_mean(ceiling) - scoring.SHUFFLE_MATTERS
 
 
-def _measure(c: _Case, kind: str, suite: Suite) -> dict:
-    if c.probe.family == "stability":
-        return scoring.stability(c.probe, c.traces[0], c.rows[kind][0], suite.stability_every)
-    m, per_step = scoring.accuracy(c.probe, c.ref, c.masks, c.rows[kind])
-    return {"m": m, "per_step": per_step}
+def _measure(c: _Case, kind: str, suite: Suite | None = None) -> dict:
+    """`kind`'s measurements on this probe, made once (decoding frames is most of the cost). `suite` is needed for
+    stability probes only."""
+    if kind not in c.got:
+        if c.probe.family == "stability":
+            c.got[kind] = scoring.stability(c.probe, c.traces[0], c.rows[kind][0], suite.stability_every)
+        else:
+            m, per_step = scoring.accuracy(c.probe, c.ref, c.masks, c.rows[kind])
+            c.got[kind] = {"m": m, "per_step": per_step}
+    return c.got[kind]
 
 
 def _score(c: _Case, suite: Suite) -> dict:
@@ -212,7 +219,7 @@ def _score(c: _Case, suite: Suite) -> dict:
     for kind, pred in (("copy_last", CopyLast()), ("mean_frame", MeanFrame())):
         contexts = [tr.context for tr in c.traces]
         c.rows[kind] = pred.predict(contexts, _actions(c), np.zeros(len(contexts)))[:, None]
-    got = {kind: _measure(c, kind, suite) for kind in c.rows if kind != "engine_shuffled" or p.family != "stability"}
+    got = {kind: _measure(c, kind, suite) for kind in c.rows if kind != "engine_shuffled"}  # that one: the floor rule
     floors = {k: scoring.finite_mean(got[k]["m"]) for k in ("copy_last", "mean_frame")}
     if "model_shuffled" in got:
         floors["shuffled_actions"] = scoring.finite_mean(got["model_shuffled"]["m"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.craft2d.decoder import TileDecoder
+from envs.craft2d.decoder import TileDecoder, tile_decoder
 from worldsim.probes.predictors import Trace
 from worldsim.probes.scenarios import Probe
 
@@ -27,14 +27,9 @@ VALID_DISTANCE = 16.0
 MIN_SPAN = 0.05  # a probe whose ceiling is within this of its floor cannot tell anything apart: left out of means
 SHUFFLE_MATTERS = 0.1  # shuffled actions count toward the floor when they cost the engine this much accuracy
 
-_decoder = None
-
 
 def decoder() -> TileDecoder:
-    global _decoder
-    if _decoder is None:
-        _decoder = TileDecoder(TILE)
-    return _decoder
+    return tile_decoder(TILE)
 
 
 def decode_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,18 +44,18 @@ def light_levels(frames: np.ndarray) -> np.ndarray:
     return np.array([dec.light_level(f) for f in frames], np.int64)
 
 
-def masks(probe: Probe, traces: list[Trace]) -> list[np.ndarray]:
-    """Per run, (len(score_at), rows + 1, cols) bool: the cells scored at each scored step."""
+def masks(probe: Probe, traces: list[Trace], ref: list[np.ndarray]) -> list[np.ndarray]:
+    """Per run, (len(score_at), rows + 1, cols) bool: the cells scored at each scored step. `ref` holds each run's
+    decoded engine frames at the scored steps (`reference_cells`)."""
     t0 = probe.context_length
     steps = np.array(probe.score_at) - 1
-    cells = [decode_frames(np.concatenate([tr.context.frames[-1:], tr.frames[steps]]))[0] for tr in traces]
     out = []
-    for j, (tr, c) in enumerate(zip(traces, cells)):
-        m = c[1:] != c[:1]  # changed relative to the last context frame
+    for j, (tr, c) in enumerate(zip(traces, ref)):
+        m = c != decode_frames(tr.context.frames[-1:])[0]  # changed relative to the last context frame
         if probe.paired:
-            for k, other in enumerate(cells):
+            for k, other in enumerate(ref):
                 if k != j:
-                    m |= c[1:] != other[1:]
+                    m |= c != other
         if probe.seen_until is not None:
             m[:, -1] = False  # world tiles only: the HUD is not a place
             m &= _seen(tr.cameras[:probe.seen_until], tr.cameras[t0 + steps], m.shape[1] - 1, m.shape[2])
