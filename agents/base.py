@@ -26,9 +26,9 @@ def check_discrete(action_space: gym.Space, who: str) -> int:
 
 
 def _registry() -> dict[str, Callable[..., Agent]]:
-    from agents.explorer import ExplorerAgent
-    from agents.mixture import MixtureAgent
-    from agents.random_agent import RandomAgent
+    from worldsim.agents.explorer import ExplorerAgent
+    from worldsim.agents.mixture import MixtureAgent
+    from worldsim.agents.random_agent import RandomAgent
 
     return {"random": RandomAgent, "explorer": ExplorerAgent, "mixture": MixtureAgent}
 

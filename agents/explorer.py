@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from envs.craft2d.tiles import ITEM_NAMES, PLACEABLE, Action
+from worldsim.envs.craft2d.tiles import ITEM_NAMES, PLACEABLE, Action
 
 # Plain ints for the hot path: reading an IntEnum member costs about a microsecond.
 (NOOP, LEFT, RIGHT, JUMP, JUMP_LEFT, JUMP_RIGHT, MINE, MINE_UP, MINE_DOWN, PLACE, PLACE_DOWN,

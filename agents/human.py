@@ -8,7 +8,7 @@ import os
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from envs.craft2d.tiles import Action  # noqa: E402
+from worldsim.envs.craft2d.tiles import Action  # noqa: E402
 
 LEFT_KEYS = (pygame.K_LEFT, pygame.K_a)
 RIGHT_KEYS = (pygame.K_RIGHT, pygame.K_d)

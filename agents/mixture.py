@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from agents.base import Agent
+from worldsim.agents.base import Agent
 
 CRAFT2D_WEIGHTS = {"explorer": 0.8, "random": 0.2}  # mostly purposeful walks, some button-mashing
 
@@ -19,8 +19,8 @@ class MixtureAgent:
 
     def __init__(self, action_space: gym.Space, env_id: str | None = None,
                  weights: Mapping[str, float] | None = None, **options: Any):
-        from agents.base import make_agent
-        from agents.explorer import is_craft2d
+        from worldsim.agents.base import make_agent
+        from worldsim.agents.explorer import is_craft2d
 
         if weights is None:
             weights = CRAFT2D_WEIGHTS if is_craft2d(env_id) else {"random": 1.0}

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.base import check_discrete
+from worldsim.agents.base import check_discrete
 
 
 class RandomAgent:

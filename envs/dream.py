@@ -12,7 +12,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs.window import RendersFrames
+from worldsim.envs.window import RendersFrames
 
 _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
 
@@ -195,7 +195,7 @@ class DreamEnv(RendersFrames, gym.Env):
         if "Craft2D" not in str(self.env_id):
             raise ValueError(f"reset option 'scenario' needs a Craft2D checkpoint; {self.checkpoint} was trained on "
                              f"{self.env_id!r}: start from 'image' or 'video' instead")
-        from envs.craft2d import Craft2DEnv
+        from worldsim.envs.craft2d import Craft2DEnv
 
         h, w, _ = self.frame_shape
         real = Craft2DEnv(view_width=w // 8, view_height=h // 8)

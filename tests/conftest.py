@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import worldsim  # noqa: E402, F401  (registers the env ids)
-from envs.craft2d import Action, Scenario, Tile  # noqa: E402
-from envs.craft2d.tiles import EMPTY, KIND_NAMES  # noqa: E402
+from worldsim.envs.craft2d import Action, Scenario, Tile  # noqa: E402
+from worldsim.envs.craft2d.tiles import EMPTY, KIND_NAMES  # noqa: E402
 
 ENV_ID = "worldsim/Craft2D-v0"
 

@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.base import Agent, agent_names, make_agent
-from agents.explorer import ExplorerAgent, is_craft2d
-from agents.mixture import MixtureAgent
-from agents.random_agent import RandomAgent
-from envs.craft2d import ACTION_MEANINGS, Action
+from worldsim.agents.base import Agent, agent_names, make_agent
+from worldsim.agents.explorer import ExplorerAgent, is_craft2d
+from worldsim.agents.mixture import MixtureAgent
+from worldsim.agents.random_agent import RandomAgent
+from worldsim.envs.craft2d import ACTION_MEANINGS, Action
 from worldsim.data.stats import coverage
 
 from conftest import ENV_ID

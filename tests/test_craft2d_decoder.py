@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.craft2d import Craft2DEnv, TileDecoder, decode
-from envs.craft2d.engine import Game
-from envs.craft2d.tiles import BIOME_NAMES, ITEM_NAMES, KIND_NAMES, PLACEABLE
+from worldsim.envs.craft2d import Craft2DEnv, TileDecoder, decode
+from worldsim.envs.craft2d.engine import Game
+from worldsim.envs.craft2d.tiles import BIOME_NAMES, ITEM_NAMES, KIND_NAMES, PLACEABLE
 
 from conftest import random_actions
 

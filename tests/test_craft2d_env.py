@@ -18,7 +18,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
-from envs.craft2d import Action, Craft2DEnv, GameState, Scenario, Tile
+from worldsim.envs.craft2d import Action, Craft2DEnv, GameState, Scenario, Tile
 from worldsim.registration import ENVS
 
 from conftest import ENV_ID, random_actions
@@ -93,7 +93,7 @@ def test_import_worldsim_registers_lazily():
     out = _python(
         "import sys, gymnasium, worldsim\n"
         "print('worldsim/Craft2D-v0' in gymnasium.registry, "
-        "any(m in sys.modules for m in ('envs.craft2d.env', 'pygame', 'torch')))\n")
+        "any(m in sys.modules for m in ('worldsim.envs.craft2d.env', 'pygame', 'torch')))\n")
     assert out.split() == ["True", "False"]
 
 

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.craft2d import Action, Craft2DEnv, Scenario, Tile, decode
-from envs.craft2d.tiles import SOLID
+from worldsim.envs.craft2d import Action, Craft2DEnv, Scenario, Tile, decode
+from worldsim.envs.craft2d.tiles import SOLID
 
 from conftest import ENV_ID, Scene, random_actions
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.craft2d import Biome, Craft2DEnv, Tile
-from envs.craft2d.tiles import BIOME_NAMES, SAND_PASSES, SOLID, Kind
-from envs.craft2d.worldgen import generate
+from worldsim.envs.craft2d import Biome, Craft2DEnv, Tile
+from worldsim.envs.craft2d.tiles import BIOME_NAMES, SAND_PASSES, SOLID, Kind
+from worldsim.envs.craft2d.worldgen import generate
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2, 3, 4)
@@ -42,7 +42,7 @@ def test_same_seed_same_world_bit_for_bit(worlds):
 
 
 def test_same_world_in_another_process(worlds):
-    code = ("import hashlib, numpy as np\nfrom envs.craft2d.worldgen import generate\nw = generate(0)\n"
+    code = ("import hashlib, numpy as np\nfrom worldsim.envs.craft2d.worldgen import generate\nw = generate(0)\n"
             "h = hashlib.sha256()\nfor p in (w.grid, w.biome, w.sky_line):\n    h.update(np.ascontiguousarray(p).tobytes())\n"
             "h.update(repr(w.animals).encode())\nprint(h.hexdigest())\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "123"}

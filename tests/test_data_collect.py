@@ -461,7 +461,7 @@ def test_a_misspelt_env_kwarg_fails_naming_it(tmp_path):
 
 
 def test_explorer_refuses_a_non_craft2d_env(tmp_path):
-    pytest.importorskip("agents.explorer")
+    pytest.importorskip("worldsim.agents.explorer")
     out = tmp_path / "ds"
     with pytest.raises(ValueError, match=r"agent=explorer.*CartPole-v1"):
         collect(CollectConfig(out=str(out), env="CartPole-v1", agent="explorer", steps=10), quiet=True)

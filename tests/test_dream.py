@@ -13,8 +13,8 @@ import torch
 from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
-from envs.craft2d import Craft2DEnv, Scenario
-from envs.dream import DreamEnv, default_checkpoint
+from worldsim.envs.craft2d import Craft2DEnv, Scenario
+from worldsim.envs.dream import DreamEnv, default_checkpoint
 from worldsim.checkpoint import prefixed, save_checkpoint
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import RecordEpisodeStatistics, RecordVideo
 
-from envs.dream import DreamVectorEnv
+from worldsim.envs.dream import DreamVectorEnv
 
 from test_dream import DREAM, write_world
 

@@ -12,8 +12,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # "matplotlib is not installed": only play_plot needs it
     from gymnasium.utils.play import play
 
-from agents.human import KeyboardController, action_for, keys_to_action
-from envs.craft2d import Action
+from worldsim.agents.human import KeyboardController, action_for, keys_to_action
+from worldsim.envs.craft2d import Action
 
 from conftest import ENV_ID
 

@@ -7,7 +7,7 @@ import pygame
 import pytest
 from PIL import Image
 
-from envs.craft2d import Craft2DEnv
+from worldsim.envs.craft2d import Craft2DEnv
 from worldsim.cli import main
 from worldsim.data.loader import ClipDataset
 from worldsim.play import PlayArgs, play

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import worldsim
-from envs.dream import default_checkpoint
+from worldsim.envs.dream import default_checkpoint
 from worldsim.probes.score import VALID_DISTANCE, decode_frames
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -77,7 +77,7 @@ def _steps_per_second(env: gym.Env, steps: int, seed: int) -> float:
 
 def bench_engine(args: BenchArgs) -> list[dict]:
     """Craft2D step + render at 64x64, one process: the bare env and the same env through gymnasium.make."""
-    from envs.craft2d import Craft2DEnv
+    from worldsim.envs.craft2d import Craft2DEnv
 
     rows = []
     for name, make in (("craft2d step+render 64x64 (Craft2DEnv)", lambda: Craft2DEnv()),

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def dream_checkpoint(args: "BenchArgs", tmp: str) -> str:
     """args.checkpoint, else the shipped checkpoint, else a random-weight checkpoint of preset `args.model` in `tmp`."""
-    from envs.dream import default_checkpoint
+    from worldsim.envs.dream import default_checkpoint
 
     if args.checkpoint:
         return args.checkpoint
@@ -33,7 +33,7 @@ def dream_checkpoint(args: "BenchArgs", tmp: str) -> str:
 
     import torch
 
-    from envs.craft2d import Craft2DEnv
+    from worldsim.envs.craft2d import Craft2DEnv
     from worldsim.checkpoint import prefixed, save_checkpoint
     from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
     from worldsim.models.diffusion import DiffusionConfig
@@ -69,7 +69,7 @@ def _timed_steps(step, calls: int) -> list[float]:
 def bench_step(args: "BenchArgs") -> list[dict]:
     """Dream-v0 single-env step latency (median and p95 over every timed step of every run) and the FPS it allows,
     at each solver step count, from a full window of history: the steady-state cost."""
-    from envs.dream import DreamEnv
+    from worldsim.envs.dream import DreamEnv
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
@@ -210,7 +210,7 @@ def _rss_mib() -> float:
 
 def bench_episode(args: "BenchArgs") -> list[dict]:
     """Step latency of one Dream-v0 episode around step 50 and around step 1000, and memory growth between them."""
-    from envs.dream import DreamEnv
+    from worldsim.envs.dream import DreamEnv
 
     if len(args.episode_steps) != 2 or not 11 <= args.episode_steps[0] < args.episode_steps[1]:
         raise ValueError(f"episode_steps={args.episode_steps}: expected [early, late] with 11 <= early < late (each "

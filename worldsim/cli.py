@@ -29,7 +29,7 @@ def _positive(value: str) -> int:
 
 
 def _play(ns: argparse.Namespace) -> int:
-    from envs.dream import default_checkpoint
+    from worldsim.envs.dream import default_checkpoint
     from worldsim.play import PlayArgs, play
 
     mode = ns.mode

@@ -24,7 +24,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from agents.human import HELP, KeyboardController  # noqa: E402
+from worldsim.agents.human import HELP, KeyboardController  # noqa: E402
 from worldsim.media import side_by_side  # noqa: E402
 
 MODES = ("real", "dream", "ghost")
@@ -78,11 +78,11 @@ class Session:
         self.args = args
         self.real = self.dream = None
         if args.mode in ("real", "ghost"):
-            from envs.craft2d import Craft2DEnv
+            from worldsim.envs.craft2d import Craft2DEnv
 
             self.real = Craft2DEnv(render_mode="rgb_array", view_width=args.view_width, view_height=args.view_height)
         if args.mode in ("dream", "ghost"):
-            from envs.dream import DreamEnv
+            from worldsim.envs.dream import DreamEnv
 
             self.dream = DreamEnv(checkpoint=args.checkpoint, denoise_steps=args.denoise_steps)
             if self.real is not None and self.real.observation_space.shape != self.dream.observation_space.shape:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 
 ENVS = {
-    "worldsim/Craft2D-v0": dict(entry_point="envs.craft2d.env:Craft2DEnv", max_episode_steps=1000),
-    "worldsim/Dream-v0": dict(entry_point="envs.dream:DreamEnv", vector_entry_point="envs.dream:DreamVectorEnv",
+    "worldsim/Craft2D-v0": dict(entry_point="worldsim.envs.craft2d.env:Craft2DEnv", max_episode_steps=1000),
+    "worldsim/Dream-v0": dict(entry_point="worldsim.envs.dream:DreamEnv", vector_entry_point="worldsim.envs.dream:DreamVectorEnv",
                               max_episode_steps=1000),
 }
 

@@ -37,15 +37,15 @@ class DreamArgs:
 
 def run(args: DreamArgs, quiet: bool = False) -> dict:
     """Roll out, write `args.out`, and return a summary (steps, episodes, tile accuracy where there is a game)."""
-    from agents.base import make_agent
-    from envs.dream import DreamEnv
+    from worldsim.agents.base import make_agent
+    from worldsim.envs.dream import DreamEnv
     from worldsim.media import upscale, write_video
     from worldsim.progress import Progress
 
     dream = DreamEnv(checkpoint=args.checkpoint, denoise_steps=args.denoise_steps)
     real = None
     if args.real and "Craft2D" in str(dream.env_id):
-        from envs.craft2d import Craft2DEnv
+        from worldsim.envs.craft2d import Craft2DEnv
 
         h, w, _ = dream.frame_shape
         real = Craft2DEnv(view_width=w // 8, view_height=h // 8)

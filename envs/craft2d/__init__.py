@@ -1,10 +1,10 @@
 """Craft2D: a side-view, Minecraft-style tile world that worldsim learns from and is measured against."""
 
-from envs.craft2d.decoder import Decoded, Entity, Hud, TileDecoder, decode
-from envs.craft2d.engine import GameState
-from envs.craft2d.env import Craft2DEnv
-from envs.craft2d.scenario import Scenario
-from envs.craft2d.tiles import ACTION_MEANINGS, Action, Biome, Item, Tile
+from worldsim.envs.craft2d.decoder import Decoded, Entity, Hud, TileDecoder, decode
+from worldsim.envs.craft2d.engine import GameState
+from worldsim.envs.craft2d.env import Craft2DEnv
+from worldsim.envs.craft2d.scenario import Scenario
+from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, Action, Biome, Item, Tile
 
 __all__ = ["ACTION_MEANINGS", "Action", "Biome", "Craft2DEnv", "Decoded", "Entity", "GameState", "Hud", "Item",
            "Scenario", "Tile", "TileDecoder", "decode"]

@@ -12,10 +12,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from envs.craft2d.sprites import (
+from worldsim.envs.craft2d.sprites import (
     COMPOSITE, COUNT, HEART_FULL, HEART_HALF, HUD, ICON, ICON_SELECTED, N_CELLS, N_LIGHT, build_atlas,
 )
-from envs.craft2d.tiles import ITEM_NAMES, KIND_NAMES, N_ITEMS, N_TILES
+from worldsim.envs.craft2d.tiles import ITEM_NAMES, KIND_NAMES, N_ITEMS, N_TILES
 
 
 @dataclass(frozen=True)

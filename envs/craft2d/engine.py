@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.craft2d.tiles import (
+from worldsim.envs.craft2d.tiles import (
     BIOME_NAMES, DROP, ITEM_NAMES, KIND_NAMES, MAX_STACK, MINEABLE, PLACEABLE, PLACES_AS, SAND_PASSES, SOLID,
     TILE_NAMES, Action, Kind, Tile,
 )

@@ -11,12 +11,12 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from envs.craft2d.engine import Game, GameState, new_state
-from envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
-from envs.craft2d.scenario import Scenario
-from envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, Tile
-from envs.craft2d.worldgen import World, generate
-from envs.window import FrameWindow, RendersFrames
+from worldsim.envs.craft2d.engine import Game, GameState, new_state
+from worldsim.envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
+from worldsim.envs.craft2d.scenario import Scenario
+from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, Tile
+from worldsim.envs.craft2d.worldgen import World, generate
+from worldsim.envs.window import FrameWindow, RendersFrames
 
 _STAND_IN = (Tile.SKY, Tile.WOOD, Tile.LEAVES, Tile.PINE, Tile.CACTUS)  # where the player may spawn
 _RESET_OPTIONS = ("scenario", "world_seed", "time_of_day")
@@ -36,7 +36,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
     cacti; a bedrock floor and walls. Columns belong to biomes (forest, desert, snow, plains) that change which tiles
     appear. Pigs and sheep wander (driven by the env's RNG), fall, never pass solid tiles and keep living off-screen.
     Unsupported sand falls one tile per step. Every entity occupies one whole tile and no two share one, and the
-    camera moves by whole tiles, so every frame decodes exactly (`envs.craft2d.decode`).
+    camera moves by whole tiles, so every frame decodes exactly (`worldsim.envs.craft2d.decode`).
 
     ## Action Space
     `Discrete(12)`:
@@ -175,7 +175,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Key combinations to actions for `gymnasium.utils.play.play` (arrows/WASD, space; J/U/S mine; K/L place)."""
-        from agents.human import keys_to_action
+        from worldsim.agents.human import keys_to_action
 
         return keys_to_action()
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.craft2d.engine import MAX_HEALTH, Game
-from envs.craft2d.sprites import (
+from worldsim.envs.craft2d.engine import MAX_HEALTH, Game
+from worldsim.envs.craft2d.sprites import (
     COMPOSITE, COUNT, HEART_EMPTY, HEART_FULL, HEART_HALF, HUD, HUD_BLANK, ICON, ICON_SELECTED, build_atlas,
 )
-from envs.craft2d.tiles import N_TILES, PLACEABLE
+from worldsim.envs.craft2d.tiles import N_TILES, PLACEABLE
 
 N_HEARTS = MAX_HEALTH // 2
 MIN_VIEW_WIDTH = N_HEARTS + 2  # the hearts, then the selected item and its count

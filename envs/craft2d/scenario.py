@@ -22,9 +22,9 @@ from typing import Mapping
 
 import numpy as np
 
-from envs.craft2d.engine import MAX_HEALTH, GameState, new_state
-from envs.craft2d.tiles import BIOME_NAMES, EMPTY, ITEM_NAMES, PLACEABLE, Kind, Tile
-from envs.craft2d.worldgen import World, generate
+from worldsim.envs.craft2d.engine import MAX_HEALTH, GameState, new_state
+from worldsim.envs.craft2d.tiles import BIOME_NAMES, EMPTY, ITEM_NAMES, PLACEABLE, Kind, Tile
+from worldsim.envs.craft2d.worldgen import World, generate
 
 # '.' is air: open sky above a column's ground line, a cave below it.
 LEGEND = MappingProxyType({

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from envs.craft2d.tiles import N_ITEMS, N_TILES, Item, Kind, Tile
+from worldsim.envs.craft2d.tiles import N_ITEMS, N_TILES, Item, Kind, Tile
 
 BASE = 8  # sprites are designed on an 8x8 grid
 LIGHT_FACTORS = (1.0, 0.85, 0.7, 0.56, 0.45, 0.36)  # light level 0 is full day, the last is deepest night

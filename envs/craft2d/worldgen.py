@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.craft2d.tiles import SAND_PASSES, SOLID, Biome, Kind, Tile
+from worldsim.envs.craft2d.tiles import SAND_PASSES, SOLID, Biome, Kind, Tile
 
 MIN_WIDTH, MIN_HEIGHT = 32, 24
 _SKY, _CAVE, _SAND, _WATER, _LAVA = int(Tile.SKY), int(Tile.CAVE), int(Tile.SAND), int(Tile.WATER), int(Tile.LAVA)

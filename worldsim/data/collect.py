@@ -168,7 +168,7 @@ def _done_by_worker(root: Path, k: int) -> tuple[int, int, int]:
 
 def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[int], None]) -> None:
     """Worker k: play its episodes until its share of `steps` is stored, writing a shard every `shard_steps`."""
-    from agents.base import make_agent
+    from worldsim.agents.base import make_agent
 
     root = Path(cfg.out)
     rows, last_episode, index = _done_by_worker(root, k)
@@ -247,7 +247,7 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     if not quiet:
         print(show(cfg), end="")
     facts = inspect_env(cfg)
-    from agents.base import make_agent
+    from worldsim.agents.base import make_agent
 
     make_agent(cfg.agent, gym.spaces.Discrete(len(facts.action_meanings)), cfg.env, **cfg.agent_options)  # check
     root = Path(cfg.out)

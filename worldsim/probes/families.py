@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from envs.craft2d.tiles import Action
+from worldsim.envs.craft2d.tiles import Action
 from worldsim.probes.scenarios import PALETTES, PLANTS, Patch, Probe, Run, place
 
 (NOOP, LEFT, RIGHT, JUMP, JUMP_LEFT, JUMP_RIGHT, MINE, MINE_UP, MINE_DOWN, PLACE, PLACE_DOWN,
@@ -237,8 +237,8 @@ STABILITY_TIMES = (0.05, 0.3, 0.45, 0.7, 0.88)  # morning, noon, just before dus
 def stability(rng: np.random.Generator, suite: Suite) -> list[Probe]:
     """Long rollouts under the explorer agent's actions (chosen as it plays the engine): scored every
     `stability_every` steps on cells that are valid sprites and not frozen, and on day/night continuity."""
-    from agents.explorer import ExplorerAgent
-    from envs.craft2d import Craft2DEnv
+    from worldsim.agents.explorer import ExplorerAgent
+    from worldsim.envs.craft2d import Craft2DEnv
 
     probes = []
     for i, time_of_day in enumerate(STABILITY_TIMES):

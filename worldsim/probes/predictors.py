@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from envs.craft2d import Craft2DEnv
-from envs.craft2d.engine import GameState
-from envs.craft2d.tiles import Action
+from worldsim.envs.craft2d import Craft2DEnv
+from worldsim.envs.craft2d.engine import GameState
+from worldsim.envs.craft2d.tiles import Action
 from worldsim.probes.scenarios import Run
 
 MIRROR = {int(Action.LEFT): int(Action.RIGHT), int(Action.RIGHT): int(Action.LEFT),

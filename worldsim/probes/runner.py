@@ -119,7 +119,7 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
 
 
 def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
-    from envs.dream import load_simulator
+    from worldsim.envs.dream import load_simulator
 
     sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1)
     if "Craft2D" not in str(sim.metadata.get("env")):
@@ -292,7 +292,7 @@ def _control(cases: list[_Case]) -> dict:
     if not cases:
         return {}
     conf = np.mean([scoring.control_matrix(c.ref, c.rows["model"], c.masks) for c in cases], 0)
-    from envs.craft2d.tiles import ACTION_MEANINGS, Action
+    from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, Action
 
     pairs = [(Action.LEFT, Action.RIGHT), (Action.RIGHT, Action.LEFT), (Action.JUMP_LEFT, Action.JUMP_RIGHT),
              (Action.JUMP_RIGHT, Action.JUMP_LEFT)]

@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from envs.craft2d.scenario import Scenario
-from envs.craft2d.tiles import BIOME_NAMES
+from worldsim.envs.craft2d.scenario import Scenario
+from worldsim.envs.craft2d.tiles import BIOME_NAMES
 
 SKY_ROWS = 5  # air rows above the player's row: the view shows 3 of them, a jump one more
 DEPTH = 6  # ground rows under the player: the view shows 3, pits need a few more
@@ -133,7 +133,7 @@ class Patch:
 @lru_cache(maxsize=1)
 def training_world_seeds(collect_seed: int = 0, episodes: int = 64) -> tuple[int, ...]:
     """The world seeds of the first episodes `worldsim collect seed=collect_seed` plays: in-distribution worlds."""
-    from envs.craft2d import Craft2DEnv
+    from worldsim.envs.craft2d import Craft2DEnv
     from worldsim.data.collect import derive_seed
 
     env = Craft2DEnv()
@@ -142,7 +142,7 @@ def training_world_seeds(collect_seed: int = 0, episodes: int = 64) -> tuple[int
 
 @lru_cache(maxsize=64)
 def _world(seed: int):
-    from envs.craft2d.worldgen import generate
+    from worldsim.envs.craft2d.worldgen import generate
 
     return generate(seed, *WORLD)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.craft2d.decoder import TileDecoder, tile_decoder
+from worldsim.envs.craft2d.decoder import TileDecoder, tile_decoder
 from worldsim.probes.predictors import Trace
 from worldsim.probes.scenarios import Probe
 

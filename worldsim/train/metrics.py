@@ -14,7 +14,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def tile_accuracy(pred: np.ndarray, truth: np.ndarray, tile_size: int = 8) -> float:
     """Fraction of cells (tiles, entities, HUD glyphs) of `pred` frames that decode to the same atlas cell as in
     `truth` frames; both (N, H, W, 3) uint8 Craft2D frames."""
-    from envs.craft2d.decoder import decode
+    from worldsim.envs.craft2d.decoder import decode
 
     same = total = 0
     for p, t in zip(pred, truth):
