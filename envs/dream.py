@@ -34,7 +34,7 @@ def load_simulator(checkpoint, denoise_steps, context, device, batch_size: int):
         raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"num_envs={batch_size!r}: expected an integer >= 1")
-    sim = WorldSimulator.from_checkpoint(path, steps=denoise_steps, device=device, seed=0)
+    sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
     trained = sim.dit.config.context
     if context is not None:
         if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:
@@ -77,7 +77,7 @@ class DreamEnv(RendersFrames, gym.Env):
     made with `gymnasium.make`).
 
     ## Info
-    `solver_steps` (denoising passes per step), `t` (steps since reset) and `start` ("bank", "image", "video" or
+    `denoise_steps` (solver passes per step), `t` (steps since reset) and `start` ("bank", "image", "video" or
     "scenario"); deterministic: nothing depends on the wall clock.
 
     ## Arguments
@@ -145,7 +145,7 @@ class DreamEnv(RendersFrames, gym.Env):
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:
-        return {"solver_steps": self.sim.steps, "t": self._t, "start": self._start}
+        return {"denoise_steps": self.sim.denoise_steps, "t": self._t, "start": self._start}
 
     def _start_clip(self, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
         """(frames (T, H, W, 3) uint8, actions (T,) int64, how) to start from."""
@@ -294,5 +294,5 @@ class DreamVectorEnv(gym.vector.VectorEnv):
         return out
 
     def _info(self, mask: np.ndarray) -> dict[str, np.ndarray]:
-        return {"solver_steps": np.full(self.num_envs, self.sim.steps), "_solver_steps": mask.copy(),
+        return {"denoise_steps": np.full(self.num_envs, self.sim.denoise_steps), "_denoise_steps": mask.copy(),
                 "t": self._elapsed.copy(), "_t": mask.copy()}

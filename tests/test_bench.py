@@ -10,7 +10,7 @@ from worldsim.cli import main
 
 
 def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
-    assert main(["bench", "steps=300", "repeats=1", "batches=3", "step_calls=2", "solver_steps=[1]",
+    assert main(["bench", "steps=300", "repeats=1", "batches=3", "step_calls=2", "denoise_steps=[1]",
                  "train_steps=1", "train_batch=1", "clip_len=4", "episode_steps=[11,14]", "num_envs=[2]",
                  "vector_steps=1", f"out={tmp_path}"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())

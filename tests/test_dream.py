@@ -36,7 +36,7 @@ def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, sta
                "start.frames": torch.from_numpy(frames)}
     meanings = Craft2DEnv().get_action_meanings() if n_actions == 12 else [f"a{i}" for i in range(n_actions)]
     save_checkpoint(path, tensors, config={"tiny": True}, ae_config=asdict(ae.cfg), dit_config=asdict(dit.config),
-                    diffusion=asdict(DiffusionConfig(steps=2)), action_meanings=meanings, frame_shape=[64, 64, 3],
+                    diffusion=asdict(DiffusionConfig(denoise_steps=2)), action_meanings=meanings, frame_shape=[64, 64, 3],
                     latent_shape=[4, 8, 8], env=env, step=0)
     return path
 
@@ -80,7 +80,7 @@ def test_same_seed_same_frames(ckpt):
     c = _rollout(gym.make(DREAM, checkpoint=str(ckpt)), 6, actions)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     assert not np.array_equal(a[0], c[0])
-    assert a[2] == {"solver_steps": 2, "t": 8, "start": "bank"}
+    assert a[2] == {"denoise_steps": 2, "t": 8, "start": "bank"}
 
 
 def test_spaces_meanings_and_defaults_come_from_the_checkpoint(ckpt, tmp_path):
@@ -88,7 +88,7 @@ def test_spaces_meanings_and_defaults_come_from_the_checkpoint(ckpt, tmp_path):
     assert env.action_space == gym.spaces.Discrete(12)
     assert env.observation_space.shape == (64, 64, 3) and env.observation_space.dtype == np.uint8
     assert env.get_action_meanings()[2] == "right"
-    assert env.reset(seed=0)[1]["solver_steps"] == 1
+    assert env.reset(seed=0)[1]["denoise_steps"] == 1
     other = DreamEnv(checkpoint=write_world(tmp_path / "five.safetensors", env="CartPole-v1", n_actions=5))
     assert other.action_space == gym.spaces.Discrete(5) and other.get_action_meanings()[4] == "a4"
 

@@ -35,7 +35,7 @@ def test_make_vec_gives_the_native_batched_env(ckpt):
     obs, rewards, terminated, truncated, info = envs.step(np.array([1, 2, 3]))
     assert obs.shape == (3, 64, 64, 3) and rewards.shape == terminated.shape == truncated.shape == (3,)
     assert terminated.dtype == truncated.dtype == np.bool_
-    assert info["solver_steps"].tolist() == [2, 2, 2] and info["_solver_steps"].all() and info["t"].tolist() == [1] * 3
+    assert info["denoise_steps"].tolist() == [2, 2, 2] and info["_denoise_steps"].all() and info["t"].tolist() == [1] * 3
     assert envs.unwrapped.max_episode_steps == 1000  # the registered limit reaches the vector env
 
 

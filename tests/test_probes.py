@@ -102,7 +102,7 @@ def test_cli_quick_run_writes_json_and_a_report(tmp_path, capsys):
     assert "causality" in printed and "wrote" in printed
     summary = json.loads((out / "probes.json").read_text())
     assert set(summary["families"]) == {"causality", "control", "stability"}
-    assert summary["solver_steps"] == 2 and summary["config"]["seeds"] == 1
+    assert summary["denoise_steps"] == 2 and summary["config"]["seeds"] == 1
     for p in summary["probes"]:
         assert {"model", "floor", "ceiling", "score", "floors"} <= set(p)
         assert 0.5 < p["ceiling"]["mean"] <= 1.0, p["name"]  # below 1 only where animals wander

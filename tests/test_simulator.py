@@ -32,7 +32,7 @@ def test_cached_steps_equal_recomputing_the_whole_history():
     `context` chunks ending at itself, so deeper layers see further back (as in Mistral). Brute force: the whole
     history through dit.forward (whose mask has the same window) at every solver pass."""
     ae, dit = _models()
-    diffusion = DiffusionConfig(steps=2)
+    diffusion = DiffusionConfig(denoise_steps=2)
     frames = _clip()
     actions = np.array([[-1, 3, 4], [-1, 1, 2]])
     sim = WorldSimulator(ae, dit, diffusion, seed=7)
@@ -54,7 +54,7 @@ def test_cached_steps_equal_recomputing_the_whole_history():
                 return to_velocity(dit(xs, sig, past_actions).out[:, -1:], x, s, diffusion.prediction)
 
             noise = torch.randn((2, 1) + hist[0].shape[1:], generator=gen)
-            z = sample(velocity, noise, diffusion.steps)
+            z = sample(velocity, noise, diffusion.denoise_steps)
             assert np.allclose(cached[step], z[:, 0].numpy(), atol=1e-5), f"step {step} differs"
             hist.append(torch.from_numpy(cached[step]))  # the same history for both: float32 noise must not compound
             acts.append(a)
@@ -65,7 +65,7 @@ def test_same_seed_same_frames_other_seed_other_frames():
     ae, dit = _models()
     runs = []
     for seed in (3, 3, 4):
-        sim = WorldSimulator(ae, dit, DiffusionConfig(steps=1), seed=seed)
+        sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=seed)
         sim.reset(_clip(b=1, t=2))
         runs.append(np.stack([sim.step([5]).frames for _ in range(3)]))
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
@@ -73,7 +73,7 @@ def test_same_seed_same_frames_other_seed_other_frames():
 
 def test_step_shapes_and_types():
     ae, dit = _models()
-    sim = WorldSimulator(ae, dit, DiffusionConfig(steps=1), seed=0)
+    sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=0)
     sim.reset(_clip(b=3, t=1, h=96, w=64))
     out = sim.step(np.array([0, 1, 2]))
     assert out.frames.shape == (3, 96, 64, 3) and out.frames.dtype == np.uint8
@@ -83,7 +83,7 @@ def test_step_shapes_and_types():
 
 def test_bad_input_is_refused():
     ae, dit = _models()
-    sim = WorldSimulator(ae, dit, DiffusionConfig(steps=1))
+    sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1))
     with pytest.raises(RuntimeError, match="before reset"):
         sim.step([0])
     with pytest.raises(ValueError, match=r"\(B, T, H, W, 3\) uint8"):
@@ -92,4 +92,4 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="3 actions for 2 worlds"):
         sim.step([0, 1, 2])
     with pytest.raises(ValueError, match="steps=0"):
-        WorldSimulator(ae, dit, DiffusionConfig(steps=0))
+        WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=0))

@@ -31,7 +31,7 @@ def test_train_ae_then_world_then_step(data, tmp_path):
     assert (ae_run / "last.safetensors").exists()
     args = ["train", "world", f"data={data}", f"ae={ae_run / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2",
-            "horizons=[1,2]", "eval_solver_steps=[1]", "holdout=0.3", "optim.steps=4", "optim.warmup=1",
+            "horizons=[1,2]", "eval_denoise_steps=[1]", "holdout=0.3", "optim.steps=4", "optim.warmup=1",
             f"loop.out={world_run}", "loop.eval_every=0", "loop.stop_after=2"]
     assert main(args) == 0  # stops after 2 steps, as a killed run would have left it
     assert json.loads((world_run / "log.jsonl").read_text().splitlines()[-1])["step"] == 2

@@ -49,7 +49,7 @@ class BenchArgs:
     batches: int = field(default=200, metadata={"help": "batches per loader run"})
     model: str = field(default="S", metadata={"help": "DiT preset of the random-weight model (without a checkpoint) "
                                                       "and of the train benchmark"})
-    solver_steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "step benchmark"})
+    denoise_steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "step benchmark"})
     step_calls: int = field(default=50, metadata={"help": "timed simulator steps per run"})
     checkpoint: str | None = field(default=None, metadata={"help": "world model for the dream benchmarks (default: "
                                                                    "the shipped one, else random weights of `model`)"})

@@ -76,8 +76,8 @@ def bench_step(args: "BenchArgs") -> list[dict]:
         ckpt = dream_checkpoint(args, tmp)
         env = DreamEnv(checkpoint=ckpt, device="cpu")
         label = _label(args, ckpt)
-        for steps in args.solver_steps:
-            env.sim.steps = steps
+        for steps in args.denoise_steps:
+            env.sim.denoise_steps = steps
             env.reset(seed=args.seed)
             for _ in range(env.sim.dit.config.context + 5):
                 env.step(0)  # fill the window, and warm up
@@ -112,8 +112,8 @@ def bench_cache(args: "BenchArgs") -> list[dict]:
     actions = torch.full((1, window), -1, dtype=torch.long)
     hist_sigma = torch.full((1, window - 1), sim.diffusion.history_sigma)
     rows = []
-    for steps in args.solver_steps:
-        sim.steps = steps
+    for steps in args.denoise_steps:
+        sim.denoise_steps = steps
         sim.reset(frames)
         cached = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls))
                   for _ in range(args.repeats)]
@@ -177,7 +177,7 @@ def bench_flops(args: "BenchArgs") -> list[dict]:
     peak = statistics.median(roof)
     return [{"name": f"fp32 matmul {n}x{n} (the roofline)", "unit": "GFLOP/s", "median": peak, "runs": roof,
              "target": 0},
-            {"name": f"Dream step, {sim.steps} solver step(s): {flops / 1e6:.1f} MFLOP in {ms:.1f} ms", "unit": "GFLOP/s",
+            {"name": f"Dream step, {sim.denoise_steps} solver step(s): {flops / 1e6:.1f} MFLOP in {ms:.1f} ms", "unit": "GFLOP/s",
              "median": achieved, "runs": [achieved], "target": 0},
             {"name": "Dream step / roofline", "unit": "%", "median": 100 * achieved / peak,
              "runs": [100 * achieved / peak], "target": 0}]

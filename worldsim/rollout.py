@@ -84,7 +84,7 @@ def run(args: DreamArgs, quiet: bool = False) -> dict:
         progress.close(args.steps)
     fps = args.fps or dream.metadata["render_fps"]
     path = write_video(args.out, [upscale(f, args.scale) for f in frames], fps)
-    summary = {"out": str(path), "steps": args.steps, "episodes": episodes, "solver_steps": dream.sim.steps}
+    summary = {"out": str(path), "steps": args.steps, "episodes": episodes, "denoise_steps": dream.sim.denoise_steps}
     if accuracy:
         summary["tile_accuracy"] = float(np.mean(accuracy))
         summary["tile_accuracy_first_10"] = float(np.mean(accuracy[:10]))
@@ -106,7 +106,7 @@ def _tile_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def describe(summary: dict) -> str:
     line = f"wrote {summary['out']}: {summary['steps']} steps, {summary['episodes']} episode(s), " \
-           f"{summary['solver_steps']} solver step(s) a frame"
+           f"{summary['denoise_steps']} solver step(s) a frame"
     if "tile_accuracy" in summary:
         line += (f"; cells matching the real game: {summary['tile_accuracy']:.1%} over the rollout "
                  f"({summary['tile_accuracy_first_10']:.1%} in the first 10 steps, "

@@ -2,8 +2,8 @@
 
 Each world is a history of latent frames held as keys and values in the transformer's cache (a sliding window of
 `context` chunks, so a step costs the same at step 10 and at step 10,000 and memory stays bounded). A step denoises
-the new chunk from pure noise in `steps` solver passes that attend to the cache, then runs one more pass on the clean
-result to cache it; the reward and termination heads read that last pass.
+the new chunk from pure noise in `denoise_steps` solver passes that attend to the cache, then runs one more pass on
+the clean result to cache it; the reward and termination heads read that last pass.
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class WorldSimulator:
     """Steps `B` learned worlds: `reset(frames, actions)`, then `step(actions)` -> frames, rewards, terminated."""
 
-    def __init__(self, autoencoder, dit, diffusion: DiffusionConfig, *, steps: int | None = None,
+    def __init__(self, autoencoder, dit, diffusion: DiffusionConfig, *, denoise_steps: int | None = None,
                  device: str | torch.device = "cpu", seed: int | None = None):
         self.device = resolve_device(device)
         self.ae = autoencoder.to(self.device).eval()
         self.dit = dit.to(self.device).eval()
         self.diffusion = diffusion
-        self.steps = diffusion.steps if steps is None else steps
-        if self.steps < 1:
-            raise ValueError(f"steps={self.steps}: expected at least 1 solver step")
+        self.denoise_steps = diffusion.denoise_steps if denoise_steps is None else denoise_steps
+        if self.denoise_steps < 1:
+            raise ValueError(f"denoise_steps={self.denoise_steps}: expected at least 1 solver step")
         self.generator = torch.Generator(self.device)
         self.seed(seed)
         self.cache = None
@@ -51,7 +51,7 @@ class WorldSimulator:
         self.start_frames = np.zeros((0, 0, 0, 3), np.uint8)  # (K, H, W, 3) real start frames (from_checkpoint)
 
     @classmethod
-    def from_checkpoint(cls, path, *, steps: int | None = None, device: str | torch.device = "auto",
+    def from_checkpoint(cls, path, *, denoise_steps: int | None = None, device: str | torch.device = "auto",
                         seed: int | None = None) -> "WorldSimulator":
         """Build the autoencoder, transformer and sampler a world-model checkpoint describes."""
         from dataclasses import fields
@@ -69,8 +69,11 @@ class WorldSimulator:
         dit = DiT(DiTConfig(**meta["dit_config"]))
         dit.load_state_dict(component(tensors, "dit"))
         known = {f.name for f in fields(DiffusionConfig)}
-        diffusion = DiffusionConfig(**{k: v for k, v in meta["diffusion"].items() if k in known})
-        sim = cls(ae, dit, diffusion, steps=steps, device=device, seed=seed)
+        saved = dict(meta["diffusion"])
+        if "steps" in saved:  # format 1 files written before the name was unified
+            saved["denoise_steps"] = saved.pop("steps")
+        diffusion = DiffusionConfig(**{k: v for k, v in saved.items() if k in known})
+        sim = cls(ae, dit, diffusion, denoise_steps=denoise_steps, device=device, seed=seed)
         sim.metadata = meta
         if "start.frames" in tensors:
             sim.start_frames = tensors["start.frames"].numpy()
@@ -142,7 +145,7 @@ class WorldSimulator:
             out = self.dit.forward_chunk(x, s, a, self.t, self.cache, write=False).out
             return to_velocity(out, x, s, prediction)
 
-        z = sample(velocity, noise, self.steps, self.diffusion.shift)
+        z = sample(velocity, noise, self.denoise_steps, self.diffusion.shift)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)

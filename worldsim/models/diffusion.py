@@ -27,7 +27,7 @@ class DiffusionConfig:
     sigma_std: float = 1.0
     clean_prob: float = 0.1  # chance a chunk is given sigma 0 in training: clean history, as at play time
     history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
-    steps: int = 2  # Euler steps per new chunk at play time
+    denoise_steps: int = 2  # Euler steps per new chunk at play time
     shift: float = 1.0  # > 1 spends more of the steps at high noise (sigma' = shift*s / (1 + (shift-1)*s))
     prediction: str = "x0"  # what the network outputs: "x0" (the clean chunk; its MSE is v's weighted by sigma^2,
     #                         so low noise counts less) or "velocity" (v, unweighted MSE). x0 measured better at every
@@ -39,9 +39,9 @@ class DiffusionConfig:
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction={self.prediction!r}: expected one of {PREDICTIONS}")
-        if self.steps < 1 or not 0.0 <= self.clean_prob <= 1.0 or not 0.0 <= self.history_sigma < 1.0:
-            raise ValueError(f"steps={self.steps}, clean_prob={self.clean_prob}, history_sigma={self.history_sigma}: "
-                             "expected steps >= 1, clean_prob in [0, 1] and history_sigma in [0, 1)")
+        if self.denoise_steps < 1 or not 0.0 <= self.clean_prob <= 1.0 or not 0.0 <= self.history_sigma < 1.0:
+            raise ValueError(f"denoise_steps={self.denoise_steps}, clean_prob={self.clean_prob}, history_sigma={self.history_sigma}: "
+                             "expected denoise_steps >= 1, clean_prob in [0, 1] and history_sigma in [0, 1)")
 
 
 PREDICTIONS = ("velocity", "x0")

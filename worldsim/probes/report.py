@@ -66,8 +66,8 @@ def _header(summary: dict) -> list[str]:
              "scenario in the engine, shows the model a few real frames, then plays actions in both. Only what the "
              "engine changed is scored, on decoded tiles: **0 is the best trivial guess (copying the last frame, the "
              "mean frame, or the model itself fed shuffled actions), 1 is the engine**.", "",
-             f"- model: `{who}`" + (f", {summary['solver_steps']} solver step(s) a frame, context "
-                                    f"{summary['context']} frames" if "solver_steps" in summary else ""),
+             f"- model: `{who}`" + (f", {summary['denoise_steps']} solver step(s) a frame, context "
+                                    f"{summary['context']} frames" if "denoise_steps" in summary else ""),
              f"- `worldsim probe suite={cfg['suite']} seeds={cfg['seeds']} seed={cfg['seed']}"
              + (" --quick" if cfg["quick"] else "") + "`: "
              f"{len(summary['probes'])} probes x {cfg['seeds']} sampling seeds in {summary['seconds']['total']:.0f} s",

@@ -128,7 +128,7 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     if tuple(sim.metadata.get("frame_shape", ())) != (64, 64, 3):
         raise ValueError(f"checkpoint {path} makes frames of {sim.metadata.get('frame_shape')}: the probes are "
                          "built for Craft2D-v0's 64x64 view")
-    return Model(sim, cfg.batch), {"checkpoint": str(path), "solver_steps": sim.steps,
+    return Model(sim, cfg.batch), {"checkpoint": str(path), "denoise_steps": sim.denoise_steps,
                                    "context": sim.dit.config.context}
 
 

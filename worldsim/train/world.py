@@ -50,8 +50,8 @@ class TrainWorldConfig:
     eval_clips: int = field(default=4, metadata={"help": "held-out rollouts per evaluation"})
     eval_context: int = field(default=8, metadata={"help": "real frames a rollout starts from"})
     horizons: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "rollout steps scored"})
-    eval_solver_steps: list[int] = field(default_factory=list, metadata={
-        "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.steps"})
+    eval_denoise_steps: list[int] = field(default_factory=list, metadata={
+        "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.denoise_steps"})
 
 
 def load_autoencoder(path: str | Path) -> tuple[Autoencoder, dict]:
@@ -102,14 +102,14 @@ def build_task(cfg: TrainWorldConfig) -> Task:
             logs[f"copy_psnr_h{hz}"] = psnr(last, truth)
             if craft2d:
                 logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
-        for steps in dict.fromkeys([cfg.diffusion.steps, *cfg.eval_solver_steps]):
-            suffix = "" if steps == cfg.diffusion.steps else f"_s{steps}"
+        for steps in dict.fromkeys([cfg.diffusion.denoise_steps, *cfg.eval_denoise_steps]):
+            suffix = "" if steps == cfg.diffusion.denoise_steps else f"_s{steps}"
             logs.update({f"{k}{suffix}": v for k, v in rollout_scores(m, steps).items()})
         return logs
 
     def rollout_scores(m, steps: int) -> dict[str, float]:
         """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions."""
-        sim = WorldSimulator(ae, m, cfg.diffusion, steps=steps, device=next(m.parameters()).device, seed=0)
+        sim = WorldSimulator(ae, m, cfg.diffusion, denoise_steps=steps, device=next(m.parameters()).device, seed=0)
         ctx = cfg.eval_context
         sim.reset(clips.frames[:, :ctx], clips.actions[:, :ctx])
         predicted = [sim.step(clips.actions[:, ctx + i]).frames for i in range(horizon)]
