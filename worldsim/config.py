@@ -127,6 +127,13 @@ def describe(cls: type) -> str:
     return "\n".join(lines)
 
 
+def check(ok: bool, name: str, value: Any, expected: str) -> None:
+    """Refuse a config value at construction (from a dataclass's `__post_init__`), before any work starts, with a
+    message that names the setting, its value and what it must be: `check(steps >= 1, "steps", steps, ">= 1")`."""
+    if not ok:
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+
+
 def to_dict(cfg: Any) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
