@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from worldsim.io import atomic_path
 
 FORMATS = (".gif", ".mp4")
 
@@ -36,13 +36,7 @@ def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: fl
         raise ValueError("no frames to write")
     if fps <= 0:
         raise ValueError(f"fps={fps}: expected a positive frame rate")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private (0600); give them the usual mode
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix.lower() == ".gif":
             from PIL import Image
 
@@ -55,9 +49,5 @@ def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: fl
             except ImportError:
                 raise ImportError("writing MP4 needs moviepy: pip install 'worldsim[video]', or write a .gif") from None
             ImageSequenceClip([np.ascontiguousarray(f) for f in frames], fps=fps).write_videofile(
-                tmp, codec="libx264", audio=False, logger=None)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                str(tmp), codec="libx264", audio=False, logger=None)
     return path
