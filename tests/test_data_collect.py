@@ -404,6 +404,63 @@ def test_a_stale_tmp_shard_is_ignored_by_readers_and_removed_by_collect(tmp_path
     assert "removed 1 incomplete shard" in capsys.readouterr().out
 
 
+def shard_bytes(root: Path) -> dict[str, dict[str, bytes]]:
+    """Every shard's files, byte for byte (verified.json aside: readers write it, it records file times)."""
+    return {p.name: {f.name: f.read_bytes() for f in sorted(p.iterdir()) if f.name != "verified.json"}
+            for p in shard_paths(root)}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_deleted_shards_are_named_on_load_and_the_same_collect_restores_them_byte_identically(tmp_path, workers):
+    import shutil
+
+    out = tmp_path / "ds"
+    cfg = craft_cfg(out, steps=1500, shard_steps=200, workers=workers)
+    collect(cfg, quiet=True)
+    before = shard_bytes(out)
+    names = sorted(before)
+    lost = [names[1], names[-1]]  # one from the middle (a gap), and the last (only shards.json knows of it)
+    for name in lost:
+        shutil.rmtree(out / name)
+    with pytest.raises(shards.ShardError, match=r"2 shard\(s\) missing \(deleted\?\): " + ", ".join(lost) +
+                       r"\. Re-run the same `worldsim collect` command"):
+        open_dataset(out)
+    summary = collect(cfg, quiet=True)
+    assert shard_bytes(out) == before  # the same shards, not later episodes appended
+    assert summary["frames"] == sum(json.loads(files["meta.json"])["rows"] for files in before.values())
+    open_dataset(out)
+
+
+def test_a_deleted_shard_cut_by_an_earlier_budget_comes_back_cut(tmp_path):
+    import shutil
+
+    out = tmp_path / "ds"
+    collect(craft_cfg(out, steps=500, shard_steps=200), quiet=True)
+    collect(craft_cfg(out, steps=1000, shard_steps=200), quiet=True)  # continued: the old last episode stays cut
+    before = shard_bytes(out)
+    cut = [name for name, files in before.items() if any(e["cut"] for e in json.loads(files["meta.json"])[
+        "episodes"])]
+    assert len(cut) == 2 and cut[0] != sorted(before)[-1]  # the old budget's cut, in the middle; the new one's
+    shutil.rmtree(out / cut[0])
+    collect(craft_cfg(out, steps=1000, shard_steps=200), quiet=True)
+    assert shard_bytes(out) == before
+
+
+def test_a_replay_that_does_not_reach_the_next_shard_is_an_error(tmp_path):
+    import shutil
+
+    out = tmp_path / "ds"
+    collect(craft_cfg(out, steps=900, shard_steps=200), quiet=True)
+    victim = shard_paths(out)[1]
+    meta_path = shard_paths(out)[2] / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["episodes"][0]["id"] += 1  # as if the env had played differently this time
+    meta_path.write_text(json.dumps(meta))
+    shutil.rmtree(victim)
+    with pytest.raises(RuntimeError, match=rf"restoring {victim.name}: .* does not replay deterministically"):
+        collect(craft_cfg(out, steps=900, shard_steps=200), quiet=True)
+
+
 @pytest.mark.parametrize("change, key", [
     (dict(seed=1), "seed"),
     (dict(workers=2), "workers"),

@@ -28,7 +28,7 @@ def quiet_minari():
 
 def _rows(root):
     """Every array of a dataset concatenated in episode order, with captions and per-episode facts."""
-    _, shards = open_dataset(root, verify_frames=True)
+    _, shards = open_dataset(root, rehash=True)
     arrays = {k: np.concatenate([s.arrays[k] for s in shards]) for k in shards[0].arrays}
     arrays["captions"] = [c for s in shards for c in s.captions()]
     arrays["episodes"] = [(e["id"], e["seed"], e["agent"], e["length"], e["ret"], e["cut"])

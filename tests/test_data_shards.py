@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from worldsim.data import integrity
 from worldsim.data.loader import ClipDataset
 from worldsim.data.shards import (
     FORMAT_VERSION, ShardError, ShardWriter, open_dataset, open_shard, read_manifest, remove_incomplete, shard_paths,
@@ -53,7 +54,7 @@ def test_writer_round_trip_whole_episodes_only(tmp_path):
     fill(writer, 16, 4, rng)  # unfinished: stays in the writer for the next shard
     path = writer.flush()
     assert path == tmp_path / "shard-w03-00007" and writer.index == 8 and len(writer) == 4
-    shard = open_shard(path, FRAME, verify_frames=True)
+    shard = open_shard(path, FRAME)
     assert shard.rows == 8 and shard.meta["worker"] == 3 and shard.meta["index"] == 7
     for name, dtype in (("frames", np.uint8), ("actions", np.int16), ("rewards", np.float32),
                         ("terminated", np.bool_), ("truncated", np.bool_), ("episode", np.int64),
@@ -145,18 +146,143 @@ def test_a_damaged_shard_is_refused_naming_the_file(dataset, damage):
     open_shard(dataset / "shard-w00-00001")  # its neighbour is untouched
 
 
-def test_edited_frames_are_caught_only_with_verify_frames(dataset):
+# ---- contents verified by default, once ----------------------------------------------------------------------------
+@pytest.fixture
+def settled(monkeypatch):
+    """Files count as settled at once (RACY_S = 0): a test need not wait for its shards to age to see them recorded."""
+    monkeypatch.setattr(integrity, "RACY_S", 0.0)
+
+
+def _hashed(monkeypatch) -> list[Path]:
+    """Every file integrity hashes from now on is appended to the returned list."""
+    calls = []
+    real = integrity.sha256_file
+    monkeypatch.setattr(integrity, "sha256_file", lambda path: calls.append(Path(path)) or real(path))
+    return calls
+
+
+def test_a_flipped_byte_in_frames_is_refused_by_default_naming_the_file(dataset):
     shard = dataset / "shard-w00-00000"
+    open_dataset(dataset)  # verified and fine; just written, so not yet recorded as settled
     _edit_last_byte(shard / "frames.npy")
-    assert open_shard(shard).rows == 12  # by default only sizes are checked for frames: hashing them is slow
+    for load in (lambda: open_shard(shard), lambda: open_dataset(dataset),
+                 lambda: ClipDataset(dataset, clip_len=2, split="all")):
+        with pytest.raises(ShardError, match="checksum") as err:
+            load()
+        assert str(shard / "frames.npy") in str(err.value)
+
+
+def test_a_same_size_replacement_after_verification_is_refused(dataset, settled):
+    shard = dataset / "shard-w00-00000"
     open_dataset(dataset)
+    assert "frames.npy" in json.loads((shard / integrity.VERIFIED).read_text())["files"]  # recorded as verified
+    frames = np.load(shard / "frames.npy")
+    np.save(dataset / "other.npy", 255 - frames)  # same shape, dtype and size; another file renamed over it
+    (dataset / "other.npy").rename(shard / "frames.npy")
+    assert (shard / "frames.npy").stat().st_size == json.loads((shard / "meta.json").read_text())["files"][
+        "frames.npy"]["bytes"]
     with pytest.raises(ShardError, match="checksum") as err:
-        open_shard(shard, verify_frames=True)
+        open_dataset(dataset)
     assert str(shard / "frames.npy") in str(err.value)
-    with pytest.raises(ShardError, match="checksum"):
-        open_dataset(dataset, verify_frames=True)
-    with pytest.raises(ShardError, match="checksum"):
-        ClipDataset(dataset, clip_len=2, split="all", verify_frames=True)
+
+
+def test_verification_is_recorded_and_a_second_load_hashes_nothing(dataset, settled, monkeypatch):
+    hashed = _hashed(monkeypatch)
+    open_dataset(dataset)
+    first = [p.name for p in hashed if p.name != "meta.json"]
+    assert sorted(first) == sorted(f for s in shard_paths(dataset) for f in json.loads(
+        (s / "meta.json").read_text())["files"])  # every listed file of both shards, frames.npy included
+    for shard in shard_paths(dataset):
+        record = json.loads((shard / integrity.VERIFIED).read_text())["files"]
+        meta = json.loads((shard / "meta.json").read_text())["files"]
+        assert sorted(record) == sorted(meta)
+        assert all(stamp[-1] == meta[f]["sha256"] for f, stamp in record.items())
+    hashed.clear()
+    open_dataset(dataset)
+    ClipDataset(dataset, clip_len=2, split="all")
+    assert [p for p in hashed if p.name != "meta.json"] == []
+    open_dataset(dataset, rehash=True)  # asked to: everything again
+    assert len([p for p in hashed if p.name != "meta.json"]) == len(first)
+
+
+def test_files_changed_moments_before_verification_are_not_recorded(dataset, monkeypatch):
+    """Racily clean: within a clock tick a second edit would leave size and times unchanged, so a file changed
+    less than RACY_S before it was verified is hashed again next time."""
+    hashed = _hashed(monkeypatch)
+    open_dataset(dataset)
+    assert not (dataset / "shard-w00-00000" / integrity.VERIFIED).exists()  # nothing settled to record
+    hashed.clear()
+    open_dataset(dataset)
+    assert "frames.npy" in [p.name for p in hashed]
+
+
+def test_a_read_only_dataset_still_loads_and_is_verified_each_time(dataset, settled, monkeypatch):
+    monkeypatch.setattr(integrity, "atomic_write_json", lambda *a: (_ for _ in ()).throw(PermissionError(13, "no")))
+    hashed = _hashed(monkeypatch)
+    open_dataset(dataset)
+    open_dataset(dataset)
+    assert [p.name for p in hashed].count("frames.npy") == 4  # two shards, twice: nothing recorded, nothing lost
+
+
+def test_non_finite_rewards_are_refused_naming_the_file_and_row(tmp_path):
+    write_manifest(tmp_path, {"env": "synthetic", "action_meanings": list("abcd"), "frame_shape": list(FRAME)})
+    writer = ShardWriter(tmp_path, 0, 0, FRAME)
+    fill(writer, 0, 5, np.random.default_rng(0))
+    writer.cols["rewards"][3] = float("nan")
+    writer.end_episode(0, seed=0, agent="random", cut=False)
+    path = writer.flush()
+    with pytest.raises(ShardError, match=r"1 non-finite values .* row 3") as err:
+        open_shard(path)
+    assert str(path / "rewards.npy") in str(err.value)
+
+
+# ---- shards missing -----------------------------------------------------------------------------------------------
+def test_a_shard_missing_from_the_middle_is_named(dataset):
+    import shutil
+
+    fill_more = ShardWriter(dataset, 0, 2, FRAME)
+    fill(fill_more, 3, 4, np.random.default_rng(1))
+    fill_more.end_episode(3, seed=3, agent="random", cut=False)
+    fill_more.flush()
+    shutil.rmtree(dataset / "shard-w00-00001")
+    for load in (open_dataset, lambda root: ClipDataset(root, clip_len=2, split="all")):
+        with pytest.raises(ShardError, match=r"1 shard\(s\) missing \(deleted\?\): shard-w00-00001\. Re-run the "
+                                              r"same `worldsim collect` command"):
+            load(dataset)
+
+
+def test_the_last_shard_of_a_finished_dataset_missing_is_named(dataset):
+    import shutil
+
+    integrity.record_complete(dataset, shard_paths(dataset))
+    open_dataset(dataset)
+    shutil.rmtree(dataset / "shard-w00-00001")  # the last: no gap in the indices, only the record knows
+    with pytest.raises(ShardError, match=r"missing \(deleted\?\): shard-w00-00001\."):
+        open_dataset(dataset)
+
+
+def test_a_shard_swapped_for_another_is_refused(dataset, tmp_path_factory):
+    import shutil
+
+    integrity.record_complete(dataset, shard_paths(dataset))
+    other = tmp_path_factory.mktemp("other")  # a dataset of its own, its shard sound but not this one
+    writer = ShardWriter(other, 0, 0, FRAME)
+    for eid, length in ((0, 5), (1, 7)):
+        fill(writer, eid, length, np.random.default_rng(7))
+        writer.end_episode(eid, seed=eid, agent="random", cut=False)
+    writer.flush()
+    shutil.rmtree(dataset / "shard-w00-00000")
+    shutil.copytree(other / "shard-w00-00000", dataset / "shard-w00-00000")
+    open_shard(dataset / "shard-w00-00000")  # sound on its own
+    with pytest.raises(ShardError, match="not the shard this dataset was written with") as err:
+        open_dataset(dataset)
+    assert str(dataset / "shard-w00-00000" / "meta.json") in str(err.value)
+
+
+def test_a_dataset_without_shards_is_refused(tmp_path):
+    write_manifest(tmp_path, {"env": "synthetic", "action_meanings": list("abcd"), "frame_shape": list(FRAME)})
+    with pytest.raises(ShardError, match="holds no complete shards"):
+        open_dataset(tmp_path)
 
 
 def test_frames_of_another_size_than_the_manifest_says_are_refused(dataset):

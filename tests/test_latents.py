@@ -14,7 +14,7 @@ import torch
 from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset, open_latent_dataset
 from worldsim.data.loader import ClipDataset
-from worldsim.data.shards import ShardError, open_dataset
+from worldsim.data.shards import ShardError, open_dataset, write_shard
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*give no clips")
@@ -61,7 +61,7 @@ def copy_of(cache: Path, tmp_path: Path) -> Path:
 # ---- encoding ----------------------------------------------------------------------------------------------------
 def test_cache_mirrors_the_dataset_with_latents(data, ae, cache):
     source, src_shards = open_dataset(data)
-    manifest, shards = open_latent_dataset(cache, verify_latents=True)
+    manifest, shards = open_latent_dataset(cache, rehash=True)
     assert len(src_shards) >= 2 and [s.path.name for s in shards] == [s.path.name for s in src_shards]
     assert manifest["latent_shape"] == [4, 8, 8] and manifest["frame_shape"] == source["frame_shape"]
     assert manifest["autoencoder"]["sha256"] == ae_identity(ae)
@@ -147,6 +147,7 @@ def test_changed_source_shard_refused(data, ae, cache, tmp_path):
     shutil.copytree(data, moved)
     meta_path = sorted(moved.glob("shard-*"))[0] / "meta.json"
     meta_path.write_text(meta_path.read_text() + " ")  # another version of the shard
+    (moved / "shards.json").unlink()  # (else the source itself is refused first: not the shard it was written with)
     with pytest.raises(ShardError, match="another version"):
         encode_dataset(ae, moved, out)
 
@@ -154,8 +155,8 @@ def test_changed_source_shard_refused(data, ae, cache, tmp_path):
 # ---- clips -------------------------------------------------------------------------------------------------------
 def test_latent_clips_match_frame_clips_and_never_cross_episodes(data, ae, cache):
     for split in ("train", "val", "all"):
-        lat = LatentClipDataset(cache, T, split=split, holdout=0.3)
-        frm = ClipDataset(data, T, split=split, holdout=0.3)
+        lat = LatentClipDataset(cache, T, split=split, holdout=0.3, captions=True)
+        frm = ClipDataset(data, T, split=split, holdout=0.3, captions=True)
         assert len(lat) == len(frm) > 0  # the same clip starts: the same episode rule and the same held-out split
         idx = np.random.default_rng(0).integers(len(lat), size=16)
         a, b = lat.get(idx), frm.get(idx)
@@ -190,3 +191,65 @@ def test_the_cache_names_the_encoder_not_the_decoder(ae):
         assert ae_identity(same) == ae_identity(ae)
         same.encoder.conv_out.weight.add_(1.0)
         assert ae_identity(same) != ae_identity(ae)
+
+
+# ---- contents: checked by default --------------------------------------------------------------------------------
+def test_a_flipped_byte_in_latents_is_refused_naming_the_shard(cache, tmp_path):
+    out = copy_of(cache, tmp_path)
+    victim = sorted(out.glob("shard-*"))[1] / "latents.npy"
+    with open(victim, "r+b") as f:  # in place, one byte: same size, same inode
+        f.seek(victim.stat().st_size - 7)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(ShardError, match="checksum") as err:
+        LatentClipDataset(out, T)
+    assert str(victim) in str(err.value)
+
+
+def test_nan_latents_in_a_cache_are_refused_naming_the_shard(cache, tmp_path):
+    """A cache whose latents are NaN but whose checksums match (what a diverged encoder used to write): never
+    trained on."""
+    out = copy_of(cache, tmp_path)
+    victim = sorted(out.glob("shard-*"))[0]
+    meta = json.loads((victim / "meta.json").read_text())
+    arrays = {f[:-4]: np.load(victim / f) for f in meta["files"] if f.endswith(".npy")}
+    arrays["latents"][5, 1] = np.nan
+    captions = (victim / "captions.json").read_bytes()
+    shutil.rmtree(victim)
+    write_shard(victim, arrays, captions, **{k: v for k, v in meta.items() if k not in ("format_version", "rows",
+                                                                                       "files")})
+    (out / "shards.json").unlink()  # (the listing would name the shard as changed, before its contents)
+    with pytest.raises(ShardError, match=r"non-finite values \(NaN or inf\), the first in row 5") as err:
+        LatentClipDataset(out, T)
+    assert str(victim / "latents.npy") in str(err.value)
+
+
+def test_an_encoder_giving_nan_is_refused_before_anything_is_cached(data, ae, tmp_path):
+    broken = make_ae(0)
+    broken.load_state_dict(ae.state_dict())
+    with torch.no_grad():
+        next(broken.encoder.parameters()).fill_(float("nan"))
+    out = tmp_path / "cache"
+    with pytest.raises(ValueError, match=r"non-finite latent values .* retrain or pick another checkpoint") as err:
+        encode_dataset(broken, data, out)
+    assert "shard-w00-00000" in str(err.value)
+    assert not list(out.glob("shard-*")) and not list(out.glob(".shard-*"))
+
+
+def test_a_deleted_latent_shard_is_named_and_encoding_again_restores_it(data, ae, cache, tmp_path):
+    out = copy_of(cache, tmp_path)
+    victim = sorted(out.glob("shard-*"))[-1]  # the last: only the cache's shards.json knows it was there
+    shutil.rmtree(victim)
+    with pytest.raises(ShardError, match=rf"missing \(deleted\?\): {victim.name}\. Encode the dataset again"):
+        LatentClipDataset(out, T)
+    assert encode_dataset(ae, data, out)["encoded"] == 1
+    assert len(LatentClipDataset(out, T, split="all")) == len(LatentClipDataset(cache, T, split="all"))
+
+
+def test_a_dataset_with_a_shard_missing_is_never_encoded(data, ae, tmp_path):
+    moved = tmp_path / "ds"
+    shutil.copytree(data, moved)
+    shutil.rmtree(sorted(moved.glob("shard-*"))[1])
+    with pytest.raises(ShardError, match="missing.*Re-run the same `worldsim collect` command"):
+        encode_dataset(ae, moved, tmp_path / "cache")

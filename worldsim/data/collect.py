@@ -2,7 +2,9 @@
 
 Episode e is reset with a seed derived from (seed, e) and its agent likewise, and worker k of K plays episodes
 k, k + K, k + 2K, ... So a run is reproducible, and after a crash or Ctrl-C the same command re-plays exactly the
-episodes whose shard was lost and continues: the resumed dataset equals an uninterrupted one.
+episodes whose shard was lost and continues: the resumed dataset equals an uninterrupted one. A shard deleted from
+the middle comes back the same way: each shard records the worker's rows before it, so the gap between two shards
+says which episodes to play again and where the old budget cut the last one.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 from omegaconf import MISSING
 
 from worldsim.config import show, to_dict
+from worldsim.data.integrity import parse_name, record_complete
 from worldsim.data.shards import (
-    ShardWriter, open_shard, read_manifest, remove_incomplete, shard_paths, write_manifest,
+    ShardError, ShardWriter, dataset_manifest, open_shard, read_manifest, remove_incomplete, shard_name,
+    shard_paths, write_manifest,
 )
 from worldsim.progress import Progress
 
@@ -153,40 +157,74 @@ def _share(steps: int, workers: int, k: int) -> int:
     return steps // workers + (k < steps % workers)
 
 
-def _done_by_worker(root: Path, k: int) -> tuple[int, int, int]:
-    """(rows, next episode id or -1, next shard index) from worker k's complete shards."""
-    rows, last_episode, index = 0, -1, 0
-    for path in shard_paths(root):
-        shard = open_shard(path)
-        if shard.meta["worker"] != k:
-            continue
-        rows += shard.rows
-        last_episode = max([last_episode] + [e["id"] for e in shard.meta["episodes"]])
-        index = max(index, shard.meta["index"] + 1)
-    return rows, last_episode, index
+@dataclass(frozen=True)
+class Segment:
+    """A run of shards worker k has to write: the first one's index, its first episode, the worker's rows before
+    it and after the run; `next_episode` is where the next shard on disk starts (None: the run ends the share)."""
+
+    index: int
+    episode: int
+    rows: int
+    end: int
+    next_episode: int | None
+
+
+def _segments(root: Path, k: int, workers: int, share: int) -> tuple[list[Segment], int]:
+    """What worker k still has to write, from its complete shards: each gap between them (shards deleted, or lost
+    to a crash), then the rest of its share; and the rows it holds."""
+    shards = [open_shard(p) for p in shard_paths(root) if parse_name(p.name)[0] == k]  # in index order
+    segments, index, episode, rows, held = [], 0, k, 0, 0
+    for shard in shards:
+        m = shard.meta
+        before = m.get("rows_before", rows)  # (shards written before it was recorded follow one another)
+        if m["index"] > index:
+            if "rows_before" not in m:
+                raise ShardError(f"{shard.path}: shards before it are missing and it was written before shards "
+                                 f"recorded their place, so they cannot be restored: collect into a new directory")
+            segments.append(Segment(index, episode, rows, before, m["episodes"][0]["id"]))
+        index, rows, held = m["index"] + 1, before + shard.rows, held + shard.rows
+        episode = max(e["id"] for e in m["episodes"]) + workers
+    if rows < share:
+        segments.append(Segment(index, episode, rows, share, None))
+    return segments, held
 
 
 def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[int], None]) -> None:
-    """Worker k: play its episodes until its share of `steps` is stored, writing a shard every `shard_steps`."""
+    """Worker k: restore its missing shards, then play its episodes until its share of `steps` is stored, writing a
+    shard every `shard_steps`."""
     from worldsim.agents.base import make_agent
 
     root = Path(cfg.out)
-    rows, last_episode, index = _done_by_worker(root, k)
-    share = _share(cfg.steps, cfg.workers, k)
-    report(rows)
-    if rows >= share:
+    segments, held = _segments(root, k, cfg.workers, _share(cfg.steps, cfg.workers, k))
+    report(held)
+    if not segments:
         return
     env = make_env(cfg)
     agent = make_agent(cfg.agent, env.action_space, cfg.env, **cfg.agent_options)
-    writer = ShardWriter(root, k, index, facts.frame_shape)
-    episode = last_episode + cfg.workers if last_episode >= 0 else k
+    for seg in segments:
+        writer = ShardWriter(root, k, seg.index, facts.frame_shape, rows_before=seg.rows)
+        episode = _play(cfg, facts, env, agent, writer, seg, lambda rows: report(held + rows - seg.rows))
+        held += seg.end - seg.rows
+        if seg.next_episode is not None and episode != seg.next_episode:
+            raise RuntimeError(f"restoring {shard_name(k, seg.index)}: the replay reached episode {episode} where "
+                               f"the next shard starts with episode {seg.next_episode}: {cfg.env} or agent "
+                               f"{cfg.agent!r} does not replay deterministically from its seeds")
+    report(held)
+    env.close()
+
+
+def _play(cfg: CollectConfig, facts: EnvFacts, env: gym.Env, agent, writer: ShardWriter, seg: Segment,
+          report: Callable[[int], None]) -> int:
+    """Play episodes from `seg.episode` until the worker holds `seg.end` rows, cutting the last episode there (the
+    budget, or the cut an earlier budget made), and write them; returns the next episode id."""
     shape = facts.frame_shape
 
     def frame_of(obs) -> np.ndarray:
         raw = obs if facts.from_observation else env.render()
         return resize(raw, shape) if raw.shape != shape else np.array(raw)  # a copy: envs may reuse buffers
 
-    while rows < share:
+    rows, episode = seg.rows, seg.episode
+    while rows < seg.end:
         seed = derive_seed(cfg.seed, episode, 0)
         obs, info = env.reset(seed=seed)
         agent.reset(derive_seed(cfg.seed, episode, 1))
@@ -195,7 +233,7 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
         rows += 1
         cut, length = False, 1
         while True:
-            if rows >= share and length >= 2:  # the budget ends this episode (after at least one transition)
+            if rows >= seg.end and length >= 2:  # the budget ends this episode (after at least one transition)
                 writer.mark_truncated()
                 cut = True
                 break
@@ -217,7 +255,7 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
                 _release_memory()
     writer.flush()
     report(rows)
-    env.close()
+    return episode
 
 
 def _worker_main(cfg: CollectConfig, k: int, facts: EnvFacts, counts, errors) -> None:
@@ -253,9 +291,9 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in to_dict(cfg).items() if k != "out"}  # the directory may move; its data won't
-    manifest = {**settings, "action_meanings": facts.action_meanings, "frame_shape": list(facts.frame_shape),
-                "native_frame_shape": list(facts.native_shape), "frame_source": "observation" if
-                facts.from_observation else "render", "action_convention": "arrival", "captions": facts.has_captions}
+    manifest = dataset_manifest(**settings, action_meanings=facts.action_meanings, frame_shape=facts.frame_shape,
+                                native_frame_shape=facts.native_shape, captions=facts.has_captions,
+                                frame_source="observation" if facts.from_observation else "render")
     if (root / "manifest.json").exists():
         _check_manifest(root, manifest)
     write_manifest(root, manifest)
@@ -273,7 +311,10 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     except KeyboardInterrupt:
         raise KeyboardInterrupt("collect interrupted: complete shards are kept; run the same command to "
                                 "continue") from None
+    from worldsim.data.stats import format_summary, summarize
+
     seconds = time.perf_counter() - start
+    record_complete(root, shard_paths(root))  # every worker is done: from now on a lost shard is named on load
     summary = summarize(root)
     summary["collect_seconds"] = seconds
     if progress:
@@ -327,75 +368,3 @@ def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | Non
         detail = "\n".join(tb for _, _, _, tb in reports)
         raise RuntimeError("; ".join(msgs) or f"workers exited with codes {[p.exitcode for p in failed]}"
                            f"\n{detail}")
-
-
-def summarize(root: Path) -> dict:
-    """Totals of a dataset on disk: frames, episodes, actions, returns, bytes, and Craft2D coverage."""
-    from worldsim.data.stats import AWAY, coverage
-
-    manifest = read_manifest(root)
-    meanings = manifest["action_meanings"]
-    hist = np.zeros(len(meanings), np.int64)
-    frames = transitions = disk = 0
-    episodes, cut, returns, agents = 0, 0, [], {}
-    wanders, gaps, revisit_steps, pos_steps = [], [], 0, 0
-    for path in shard_paths(root):
-        shard = open_shard(path, tuple(manifest["frame_shape"]))
-        frames += shard.rows
-        disk += sum(f["bytes"] for f in shard.meta["files"].values())
-        actions = np.asarray(shard.arrays["actions"])
-        hist += np.bincount(actions[actions >= 0], minlength=len(meanings))[:len(meanings)]
-        positions = shard.arrays.get("positions")
-        for e in shard.meta["episodes"]:
-            episodes += 1
-            transitions += e["length"] - 1
-            agents[e["agent"]] = agents.get(e["agent"], 0) + 1
-            if e["cut"]:
-                cut += 1
-            else:
-                returns.append(e["ret"])
-            if positions is not None:
-                cov = coverage(np.asarray(positions[e["start"]:e["start"] + e["length"], 0]))
-                wanders.append(cov.wander)
-                gaps.extend(cov.return_gaps)
-                revisit_steps += cov.revisit_steps
-                pos_steps += cov.steps
-    summary = {
-        "frames": frames, "transitions": transitions, "episodes": episodes, "episodes_cut": cut,
-        "action_histogram": dict(zip(meanings, hist.tolist())), "mean_return": float(np.mean(returns)) if returns
-        else None, "bytes_on_disk": disk, "agents": agents,
-    }
-    if pos_steps:
-        summary["coverage"] = {
-            "away_tiles": AWAY, "mean_wander_tiles": float(np.mean(wanders)), "max_wander_tiles": int(max(wanders)),
-            "returns": len(gaps), "returns_per_1000_steps": 1000 * len(gaps) / pos_steps,
-            "revisit_fraction": revisit_steps / pos_steps, "median_return_gap": float(np.median(gaps)) if gaps
-            else None, "max_return_gap": int(max(gaps)) if gaps else None,
-            "returns_after_64_steps": int(sum(g > 64 for g in gaps)),
-        }
-    return summary
-
-
-def format_summary(s: dict) -> str:
-    total = max(sum(s["action_histogram"].values()), 1)
-    acts = "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in s["action_histogram"].items())
-    rate = s["frames"] / s["collect_seconds"] if s.get("collect_seconds") else 0
-    lines = [
-        f"frames     {s['frames']:,} in {s['episodes']:,} episodes ({s['episodes_cut']} cut by the budget), "
-        f"{s['transitions']:,} transitions",
-        f"disk       {s['bytes_on_disk'] / 2 ** 20:,.1f} MiB",
-        f"time       {s.get('collect_seconds', 0):.1f} s ({rate:,.0f} frames/s)",
-        f"actions    {acts}",
-        f"return     {s['mean_return']:.3g} mean over complete episodes" if s["mean_return"] is not None
-        else "return     no complete episode",
-        "agents     " + ", ".join(f"{k} {v}" for k, v in sorted(s["agents"].items())),
-    ]
-    c = s.get("coverage")
-    if c:
-        lines.append(f"wander     mean {c['mean_wander_tiles']:.0f} tiles per episode, max {c['max_wander_tiles']}")
-        lines.append(f"revisits   {c['returns']:,} returns ({c['returns_per_1000_steps']:.1f} per 1,000 steps) to "
-                     f"ground left at least {c['away_tiles']} tiles behind; {100 * c['revisit_fraction']:.1f}% of "
-                     f"steps on such ground; gap median {c['median_return_gap']} max {c['max_return_gap']} steps, "
-                     f"{c['returns_after_64_steps']} after more than 64 steps")
-    return "\n".join(lines)
-

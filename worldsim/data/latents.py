@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,11 +30,11 @@ import numpy as np
 import torch
 
 from worldsim.data.loader import ClipFields, ClipIndex
+from worldsim.data.integrity import check_complete, record_complete, sha256_file
 from worldsim.data.shards import (
-    CAPTIONS, FORMAT_VERSION, META, Shard, ShardError, _fsync_dir, _sha256, _write, open_shard, read_manifest,
-    remove_incomplete, shard_paths, write_manifest,
+    CAPTIONS, META, Shard, ShardError, open_shard, read_manifest, remove_incomplete, restore_hint, shard_paths,
+    write_manifest, write_shard,
 )
-from worldsim.io import atomic_write_json
 from worldsim.models.autoencoder import Autoencoder
 from worldsim.progress import Progress
 
@@ -110,11 +108,12 @@ def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, b
 
     ae.to(device).eval()
     paths = shard_paths(data_dir)
+    check_complete(data_dir, paths, restore_hint(source))  # never encode a dataset with a shard missing
     progress = None if quiet else Progress(len(paths), "encode", "shards")
     start, counts = time.perf_counter(), {"encoded": 0, "skipped": 0, "rows": 0}
     for i, path in enumerate(paths):
         final = out / path.name
-        source_meta = _sha256(path / META)
+        source_meta = sha256_file(path / META)
         if final.exists():
             done = open_latent_shard(final, latent_shape)
             if done.meta["source"]["meta_sha256"] != source_meta:
@@ -129,56 +128,49 @@ def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, b
             progress.update(i + 1, f"{counts['rows']:,} frames")
     if progress:
         progress.close(len(paths))
+    record_complete(out, [out / p.name for p in paths], keep=False)  # each one checked above
     return {**counts, "shards": len(paths), "seconds": time.perf_counter() - start}
 
 
 def _encode_shard(ae: Autoencoder, src: Shard, final: Path, batch_size: int, source_meta: str) -> Shard:
-    """Encode one source shard into `final`: a temporary directory, renamed into place when complete."""
+    """Encode one source shard into the latent shard `final` (written by shards.write_shard)."""
     frames = src.arrays["frames"]  # (N, H, W, 3) memmap
     device = ae.latent_mean.device
     chunks = []
     for i in range(0, src.rows, batch_size):
         x = torch.from_numpy(np.array(frames[i:i + batch_size])).to(device)  # (n, H, W, 3) uint8, read from the memmap
         chunks.append(ae.encode(x).float().cpu().numpy().astype(LATENT_DTYPE))  # (n, C, h, w)
-    arrays = {"latents": np.concatenate(chunks)}  # (N, C, h, w)
-    arrays.update({name: np.asarray(src.arrays[name]) for name in COPIED if name in src.arrays})
-    tmp = final.parent / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        files = {f"{name}.npy": _write(tmp / f"{name}.npy", lambda fh, a=a: np.save(fh, a), shape=list(a.shape),
-                                       dtype=a.dtype.str) for name, a in arrays.items()}
-        if CAPTIONS in src.meta["files"]:
-            captions = (src.path / CAPTIONS).read_bytes()
-            files[CAPTIONS] = _write(tmp / CAPTIONS, lambda fh: fh.write(captions), shape=[src.rows], dtype="json")
-        meta = {"format_version": FORMAT_VERSION, "rows": src.rows, "worker": src.meta.get("worker"),
-                "index": src.meta.get("index"), "episodes": src.meta["episodes"], "files": files,
-                "source": {"shard": src.path.name, "meta_sha256": source_meta}}
-        atomic_write_json(tmp / META, meta)
-        _fsync_dir(tmp)
-        os.rename(tmp, final)  # atomic: the latent shard appears complete or not at all
-        _fsync_dir(final.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return open_latent_shard(final, list(arrays["latents"].shape[1:]))
+    latents = np.concatenate(chunks)  # (N, C, h, w)
+    bad = ~np.isfinite(latents)
+    if bad.any():  # a diverged encoder, or latents beyond float16's range: never cached, never trained on
+        raise ValueError(f"{src.path}: the autoencoder encodes it to {int(bad.sum())} non-finite latent values (NaN "
+                         f"or inf, beyond float16's range): its weights or latent scale are broken; retrain or pick "
+                         f"another checkpoint, then encode again")
+    arrays = {"latents": latents, **{name: np.asarray(src.arrays[name]) for name in COPIED if name in src.arrays}}
+    captions = (src.path / CAPTIONS).read_bytes() if CAPTIONS in src.meta["files"] else None
+    write_shard(final, arrays, captions, worker=src.meta.get("worker"), index=src.meta.get("index"),
+                episodes=src.meta["episodes"], source={"shard": src.path.name, "meta_sha256": source_meta})
+    return open_latent_shard(final, list(latents.shape[1:]))
 
 
 def open_latent_shard(path: str | Path, latent_shape: list[int] | tuple[int, ...] | None = None,
-                      verify_latents: bool = False) -> Shard:
-    """Memory-map a latent shard, checked like a frame shard (sizes, shapes, checksums; latents.npy's checksum
-    only with `verify_latents`); ShardError names the file (delete the shard and encode again)."""
+                      rehash: bool = False) -> Shard:
+    """Memory-map a latent shard, checked like a frame shard (sizes, shapes, checksums verified once, finite
+    latents); ShardError names the file (delete the shard and encode again)."""
     required = tuple(name for name in ("latents", *COPIED) if name not in OPTIONAL)
-    return open_shard(Path(path), latent_shape, verify_latents, bulk="latents", required=required)
+    return open_shard(Path(path), latent_shape, rehash=rehash, bulk="latents", required=required)
 
 
-def open_latent_dataset(root: str | Path, verify_latents: bool = False) -> tuple[dict, list[Shard]]:
+def open_latent_dataset(root: str | Path, rehash: bool = False) -> tuple[dict, list[Shard]]:
     manifest = read_manifest(root)
     if "latent_shape" not in manifest:
         raise ShardError(f"{Path(root) / 'manifest.json'}: a frame dataset, not a latent cache (make one with "
                          f"worldsim.data.latents.encode_dataset)")
-    shards = [open_latent_shard(p, manifest["latent_shape"], verify_latents) for p in shard_paths(root)]
-    return manifest, shards
+    paths = shard_paths(root)
+    if not paths:
+        raise ShardError(f"{root}: holds no complete shards. {restore_hint(manifest)}")
+    check_complete(Path(root), paths, restore_hint(manifest))
+    return manifest, [open_latent_shard(p, manifest["latent_shape"], rehash) for p in paths]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,8 +185,8 @@ class LatentClipDataset(ClipIndex):
     split rules of ClipDataset. `autoencoder`: the sha256 (ae_identity) the cache must have been encoded with."""
 
     def __init__(self, latent_dir: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
-                 autoencoder: str | None = None, captions: bool = True, verify_latents: bool = False):
-        manifest, shards = open_latent_dataset(Path(latent_dir), verify_latents)
+                 autoencoder: str | None = None, captions: bool = False):
+        manifest, shards = open_latent_dataset(Path(latent_dir))
         encoded_by = manifest["autoencoder"]["sha256"]
         if autoencoder is not None and autoencoder != encoded_by:
             raise ValueError(f"{latent_dir}: encoded by autoencoder {encoded_by[:12]}..., expected "

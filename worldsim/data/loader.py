@@ -107,11 +107,12 @@ class ClipIndex:
 
 
 class ClipDataset(ClipIndex):
-    """`ClipDataset(root, clip_len=16, split="train").sample(32, rng)` -> Batch."""
+    """`ClipDataset(root, clip_len=16, split="train").sample(32, rng)` -> Batch. The shards are checked on load
+    (shards.open_dataset); `captions=True` also reads every frame's caption (the batches carry them)."""
 
     def __init__(self, root: str | Path, clip_len: int, split: str = "train", holdout: float = 0.05,
-                 verify_frames: bool = False, captions: bool = True):
-        manifest, shards = open_dataset(Path(root), verify_frames)
+                 captions: bool = False):
+        manifest, shards = open_dataset(Path(root))
         self._index(Path(root), shards, manifest, clip_len, split, holdout, captions)
 
     def get(self, indices: np.ndarray) -> Batch:

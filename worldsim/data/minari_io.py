@@ -19,7 +19,8 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import MISSING
 
-from worldsim.data.shards import ShardWriter, open_dataset, write_manifest
+from worldsim.data.integrity import record_complete
+from worldsim.data.shards import ShardWriter, dataset_manifest, open_dataset, shard_paths, write_manifest
 
 _MARK = "worldsim dataset; manifest: "
 
@@ -71,7 +72,7 @@ def export_minari(cfg: ExportConfig) -> int:
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
 
-    manifest, shards = open_dataset(Path(cfg.data), verify_frames=True)
+    manifest, shards = open_dataset(Path(cfg.data))
     buffers = []
     for shard in shards:
         a, captions = shard.arrays, shard.captions()
@@ -113,12 +114,13 @@ def import_minari(cfg: ImportConfig) -> int:
         raise ValueError(f"Minari dataset {cfg.id!r} has observations {obs_space}: worldsim needs (H, W, 3) uint8 "
                          f"frames")
     description = dataset.storage.metadata.get("description") or ""
-    if description.startswith(_MARK):
-        manifest = json.loads(description[len(_MARK):])
+    if description.startswith(_MARK):  # a worldsim dataset: its own manifest, as the builder would make it
+        manifest = dataset_manifest(**{k: v for k, v in json.loads(description[len(_MARK):]).items()
+                                       if k != "format_version"})
     else:  # a dataset from elsewhere: what Minari knows
-        manifest = {"env": dataset.spec.env_spec.id if dataset.spec.env_spec else None, "agent": "minari",
-                    "action_meanings": [str(i) for i in range(act_space.n)], "frame_shape": list(obs_space.shape),
-                    "action_convention": "arrival", "captions": False}
+        manifest = dataset_manifest(env=dataset.spec.env_spec.id if dataset.spec.env_spec else None, agent="minari",
+                                    action_meanings=[str(i) for i in range(act_space.n)],
+                                    frame_shape=obs_space.shape, captions=False)
     manifest["imported_from"] = f"minari:{cfg.id}"
     out.mkdir(parents=True, exist_ok=True)
     writer = ShardWriter(out, worker=0, index=0, frame_shape=tuple(obs_space.shape))
@@ -141,5 +143,6 @@ def import_minari(cfg: ImportConfig) -> int:
         if len(writer) >= cfg.shard_steps:
             writer.flush()
     writer.flush()
-    write_manifest(out, {k: v for k, v in manifest.items() if k != "format_version"})
+    write_manifest(out, manifest)
+    record_complete(out, shard_paths(out))
     return n + 1

@@ -11,12 +11,18 @@
         episode.npy            (N,) int64: global episode id
         positions.npy          (N, 2) int32: player (x, y) in the world, for envs that report it (Craft2D)
         captions.json          N strings: the env's caption of each frame ("" for envs without captions)
-        meta.json              row count, episodes (id, seed, agent, first row, length, return), and every file's
-                               shape, dtype, size and sha256: written last, so a shard without it is incomplete
+        meta.json              row count, the worker's rows before this shard, episodes (id, seed, agent, first
+                               row, length, return), and every file's shape, dtype, size and sha256: written last,
+                               so a shard without it is incomplete
+        verified.json          written by readers: which files were verified against meta.json (see integrity)
+      shards.json              written when a collect finishes: every shard and its meta.json's sha256
 
 Rows follow the arrival convention because that is what a world model learns: frame t from the frames before it and
 the action between. An episode of T actions is T + 1 rows. Minari's convention converts losslessly (see minari_io).
-Readers memory-map the arrays and refuse a shard whose files disagree with its meta.json, naming the file.
+Readers memory-map the arrays and refuse a shard whose files disagree with its meta.json (checksums verified once,
+then only when a file changes), a float array with NaN or inf, and a dataset with a shard missing, naming it.
+One writer (`write_shard`) writes every shard directory, of frames (ShardWriter) or of latents (latents.py), and one
+function (`dataset_manifest`) builds every manifest.
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 
+from worldsim.data.integrity import ShardError, check_complete, parse_name, verify_contents
 from worldsim.io import atomic_write_json
 
 FORMAT_VERSION = 1
@@ -42,20 +51,8 @@ ARRAYS = {  # name -> (dtype, trailing shape or None for per-row scalars); frame
 OPTIONAL = ("positions",)
 
 
-class ShardError(ValueError):
-    """A shard or manifest that cannot be trusted: the message names the file and what is wrong with it."""
-
-
 def shard_name(worker: int, index: int) -> str:
     return f"shard-w{worker:02d}-{index:05d}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -100,8 +97,10 @@ class ShardWriter:
     plain lists. The flush writes, checksums and fsyncs every file, then renames the directory into place.
     """
 
-    def __init__(self, root: Path, worker: int, index: int, frame_shape: tuple[int, ...], capacity: int = 1024):
+    def __init__(self, root: Path, worker: int, index: int, frame_shape: tuple[int, ...], capacity: int = 1024,
+                 rows_before: int = 0):
         self.root, self.worker, self.index = Path(root), worker, index
+        self.rows_before = rows_before  # the worker's rows in its shards before this one: where a lost shard began
         self.frames = np.empty((capacity, *frame_shape), np.uint8)  # (capacity, H, W, 3)
         self.cols: dict[str, list] = {name: [] for name in _COLUMNS}
         self.episodes: list[EpisodeMeta] = []
@@ -145,39 +144,47 @@ class ShardWriter:
         return arrays
 
     def flush(self) -> Path | None:
-        """Write the finished episodes as one shard (a temporary directory renamed into place); None if empty."""
+        """Write the finished episodes as one shard (write_shard); None if there are none."""
         m = self._episode_start
         if m == 0:
             return None
-        final = self.root / shard_name(self.worker, self.index)
-        tmp = self.root / f".{final.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            files = {}
-            for name, array in self._arrays(m).items():
-                files[f"{name}.npy"] = _write(tmp / f"{name}.npy", lambda f, a=array: np.save(f, a),
-                                              shape=list(array.shape), dtype=array.dtype.str)
-            captions = json.dumps(self.cols["captions"][:m]).encode()
-            files[CAPTIONS] = _write(tmp / CAPTIONS, lambda f: f.write(captions), shape=[m], dtype="json")
-            meta = {"format_version": FORMAT_VERSION, "rows": m, "worker": self.worker, "index": self.index,
-                    "episodes": [vars(e) for e in self.episodes], "files": files}
-            atomic_write_json(tmp / META, meta)
-            _fsync_dir(tmp)
-            os.rename(tmp, final)  # atomic: the shard appears complete or not at all
-            _fsync_dir(self.root)
-        except BaseException as err:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(err, OSError):
-                raise OSError(err.errno, f"could not write shard {final}: {err.strerror}; nothing partial was left "
-                                         f"behind, the complete shards are intact") from err
-            raise
+        final = write_shard(self.root / shard_name(self.worker, self.index), self._arrays(m),
+                            json.dumps(self.cols["captions"][:m]).encode(), worker=self.worker, index=self.index,
+                            rows_before=self.rows_before, episodes=[vars(e) for e in self.episodes])
         rest = self.n - m  # rows of an unfinished episode move to the front
         self.frames[:rest] = self.frames[m:self.n]
         self.cols = {name: values[m:] for name, values in self.cols.items()}
         self.n, self._episode_start = rest, 0
-        self.episodes, self.index = [], self.index + 1
+        self.episodes, self.index, self.rows_before = [], self.index + 1, self.rows_before + m
         return final
+
+
+def write_shard(final: Path, arrays: dict[str, np.ndarray], captions: bytes | None, **meta) -> Path:
+    """Write one shard directory at `final`: each array as `name.npy`, `captions` (a JSON list, one string a row)
+    as captions.json, every file checksummed as written and fsynced, then meta.json (rows, files, and `meta`) last;
+    all in a temporary directory renamed into place, so the shard appears complete or not at all. The one writer of
+    shards: frames (ShardWriter) and latents (latents.py) alike. On a disk error nothing partial is left behind."""
+    final = Path(final)
+    rows = len(next(iter(arrays.values())))
+    tmp = final.parent / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        files = {f"{name}.npy": _write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a), shape=list(a.shape),
+                                       dtype=a.dtype.str) for name, a in arrays.items()}
+        if captions is not None:
+            files[CAPTIONS] = _write(tmp / CAPTIONS, lambda f: f.write(captions), shape=[rows], dtype="json")
+        atomic_write_json(tmp / META, {"format_version": FORMAT_VERSION, "rows": rows, **meta, "files": files})
+        _fsync_dir(tmp)
+        os.rename(tmp, final)  # atomic: the shard appears complete or not at all
+        _fsync_dir(final.parent)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise OSError(err.errno, f"could not write shard {final}: {err.strerror}; nothing partial was left "
+                                     f"behind, the complete shards are intact") from err
+        raise
+    return final
 
 
 def _write(path: Path, write, **info) -> dict:
@@ -214,11 +221,12 @@ class Shard:
         return json.loads((self.path / CAPTIONS).read_text())
 
 
-def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_frames: bool = False, *,
+def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, *, rehash: bool = False,
                bulk: str = "frames", required: tuple[str, ...] | None = None) -> Shard:
-    """Memory-map a shard. Every file's shape, dtype and size must match meta.json, and every file but the bulk
-    array (frames.npy; latents.npy for a latent cache) its sha256, the bulk one too with `verify_frames`; otherwise
-    ShardError names the file. `frame_shape` checks the bulk array's per-row shape."""
+    """Memory-map a shard. Every file's shape, dtype, size and sha256 must match meta.json and float arrays must be
+    finite, otherwise ShardError names the file. Checksums are verified once and recorded (integrity.py): a later
+    open hashes only files changed since, or all of them with `rehash`. `frame_shape` checks the bulk array's
+    (frames.npy; latents.npy for a latent cache) per-row shape."""
     path = Path(path)
     meta_path = path / META
     required = tuple(name for name in ARRAYS if name not in OPTIONAL) if required is None else required
@@ -235,18 +243,19 @@ def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_fr
     for name in required:
         if f"{name}.npy" not in files:
             raise ShardError(f"{meta_path}: lists no {name}.npy")
-    arrays = {}
-    for fname, info in files.items():
+    for fname, info in files.items():  # the cheap checks first: a truncated file is named as such
         fpath = path / fname
         if not fpath.exists():
             raise ShardError(f"{fpath}: missing")
         size = fpath.stat().st_size
         if size != info["bytes"]:
             raise ShardError(f"{fpath}: {size} bytes, meta.json says {info['bytes']} (truncated or edited)")
-        if (fname != f"{bulk}.npy" or verify_frames) and _sha256(fpath) != info["sha256"]:
-            raise ShardError(f"{fpath}: contents differ from the checksum in meta.json (edited or corrupt)")
+    verify_contents(path, files, rehash)
+    arrays = {}
+    for fname, info in files.items():
         if fname == CAPTIONS:
             continue
+        fpath = path / fname
         try:
             array = np.load(fpath, mmap_mode="r")
         except (ValueError, OSError) as err:
@@ -263,8 +272,18 @@ def open_shard(path: Path, frame_shape: tuple[int, ...] | None = None, verify_fr
     return Shard(path=path, meta=meta, arrays=arrays)
 
 
+def dataset_manifest(*, env: str | None, action_meanings: Sequence[str], frame_shape: Sequence[int],
+                     captions: bool, native_frame_shape: Sequence[int] | None = None,
+                     frame_source: str = "observation", **made_by) -> dict:
+    """The one builder of a dataset's manifest (collect, `worldsim play` recordings, Minari imports): what readers
+    need, then `made_by`, the settings that made the data (agent, seed, steps, ...)."""
+    return {**made_by, "env": env, "action_meanings": list(action_meanings), "frame_shape": list(frame_shape),
+            "native_frame_shape": list(native_frame_shape if native_frame_shape is not None else frame_shape),
+            "frame_source": frame_source, "action_convention": "arrival", "captions": bool(captions)}
+
+
 def write_manifest(root: Path, manifest: dict) -> None:
-    atomic_write_json(Path(root) / MANIFEST, {"format_version": FORMAT_VERSION, **manifest})
+    atomic_write_json(Path(root) / MANIFEST, {**manifest, "format_version": FORMAT_VERSION})
 
 
 def read_manifest(root: Path) -> dict:
@@ -285,10 +304,27 @@ def read_manifest(root: Path) -> dict:
 
 def shard_paths(root: Path) -> list[Path]:
     """Complete shards, in order (temporary directories of interrupted runs are not shards)."""
-    return sorted(p for p in Path(root).glob("shard-w*-*") if p.is_dir())
+    return sorted(p for p in Path(root).glob("shard-w*-*") if p.is_dir() and parse_name(p.name))
 
 
-def open_dataset(root: Path, verify_frames: bool = False) -> tuple[dict, list[Shard]]:
+def restore_hint(manifest: dict) -> str:
+    """How to get a lost shard of this dataset back, for error messages."""
+    if "latent_shape" in manifest:
+        return ("Encode the dataset again (encode_dataset, which `worldsim train world` runs first): it encodes "
+                "only the missing shards.")
+    if "imported_from" in manifest:
+        return f"Import it again (`worldsim import`, from {manifest['imported_from']}) into a new directory."
+    if manifest.get("source") == "worldsim play":
+        return "A recording cannot be played again: record a new one."
+    return ("Re-run the same `worldsim collect` command: episodes are seeded, so it restores exactly the missing "
+            "shards, byte for byte.")
+
+
+def open_dataset(root: Path, rehash: bool = False) -> tuple[dict, list[Shard]]:
+    """The manifest and every shard, checked: no shard missing (integrity.check_complete), each one intact."""
     manifest = read_manifest(root)
-    shards = [open_shard(p, tuple(manifest["frame_shape"]), verify_frames) for p in shard_paths(root)]
-    return manifest, shards
+    paths = shard_paths(root)
+    if not paths:
+        raise ShardError(f"{root}: holds no complete shards. {restore_hint(manifest)}")
+    check_complete(root, paths, restore_hint(manifest))
+    return manifest, [open_shard(p, tuple(manifest["frame_shape"]), rehash=rehash) for p in paths]

@@ -1,10 +1,14 @@
-"""What a trajectory covered: how far the player wandered and how often it came back over ground it had left."""
+"""What a dataset holds (`summarize`, printed by collect) and what a trajectory covered: how far the player
+wandered and how often it came back over ground it had left."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from worldsim.data.shards import open_shard, read_manifest, shard_paths
 
 AWAY = 16  # tiles: a return needs an excursion at least this far from the spot (two 64x64 views of 8 tiles)
 
@@ -34,3 +38,73 @@ def coverage(xs: np.ndarray, away: int = AWAY) -> Coverage:
         last_seen[x] = t
     wander = int(xs.max() - xs.min()) if len(xs) else 0
     return Coverage(steps=len(xs), wander=wander, return_gaps=tuple(gaps), revisit_steps=revisit_steps)
+
+
+def summarize(root: Path) -> dict:
+    """Totals of a dataset on disk: frames, episodes, actions, returns, bytes, and Craft2D coverage."""
+    manifest = read_manifest(root)
+    meanings = manifest["action_meanings"]
+    hist = np.zeros(len(meanings), np.int64)
+    frames = transitions = disk = 0
+    episodes, cut, returns, agents = 0, 0, [], {}
+    wanders, gaps, revisit_steps, pos_steps = [], [], 0, 0
+    for path in shard_paths(root):
+        shard = open_shard(path, tuple(manifest["frame_shape"]))
+        frames += shard.rows
+        disk += sum(f["bytes"] for f in shard.meta["files"].values())
+        actions = np.asarray(shard.arrays["actions"])
+        hist += np.bincount(actions[actions >= 0], minlength=len(meanings))[:len(meanings)]
+        positions = shard.arrays.get("positions")
+        for e in shard.meta["episodes"]:
+            episodes += 1
+            transitions += e["length"] - 1
+            agents[e["agent"]] = agents.get(e["agent"], 0) + 1
+            if e["cut"]:
+                cut += 1
+            else:
+                returns.append(e["ret"])
+            if positions is not None:
+                cov = coverage(np.asarray(positions[e["start"]:e["start"] + e["length"], 0]))
+                wanders.append(cov.wander)
+                gaps.extend(cov.return_gaps)
+                revisit_steps += cov.revisit_steps
+                pos_steps += cov.steps
+    summary = {
+        "frames": frames, "transitions": transitions, "episodes": episodes, "episodes_cut": cut,
+        "action_histogram": dict(zip(meanings, hist.tolist())), "mean_return": float(np.mean(returns)) if returns
+        else None, "bytes_on_disk": disk, "agents": agents,
+    }
+    if pos_steps:
+        summary["coverage"] = {
+            "away_tiles": AWAY, "mean_wander_tiles": float(np.mean(wanders)), "max_wander_tiles": int(max(wanders)),
+            "returns": len(gaps), "returns_per_1000_steps": 1000 * len(gaps) / pos_steps,
+            "revisit_fraction": revisit_steps / pos_steps, "median_return_gap": float(np.median(gaps)) if gaps
+            else None, "max_return_gap": int(max(gaps)) if gaps else None,
+            "returns_after_64_steps": int(sum(g > 64 for g in gaps)),
+        }
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    total = max(sum(s["action_histogram"].values()), 1)
+    acts = "  ".join(f"{k} {100 * v / total:.1f}%" for k, v in s["action_histogram"].items())
+    rate = s["frames"] / s["collect_seconds"] if s.get("collect_seconds") else 0
+    lines = [
+        f"frames     {s['frames']:,} in {s['episodes']:,} episodes ({s['episodes_cut']} cut by the budget), "
+        f"{s['transitions']:,} transitions",
+        f"disk       {s['bytes_on_disk'] / 2 ** 20:,.1f} MiB",
+        f"time       {s.get('collect_seconds', 0):.1f} s ({rate:,.0f} frames/s)",
+        f"actions    {acts}",
+        f"return     {s['mean_return']:.3g} mean over complete episodes" if s["mean_return"] is not None
+        else "return     no complete episode",
+        "agents     " + ", ".join(f"{k} {v}" for k, v in sorted(s["agents"].items())),
+    ]
+    c = s.get("coverage")
+    if c:
+        lines.append(f"wander     mean {c['mean_wander_tiles']:.0f} tiles per episode, max {c['max_wander_tiles']}")
+        lines.append(f"revisits   {c['returns']:,} returns ({c['returns_per_1000_steps']:.1f} per 1,000 steps) to "
+                     f"ground left at least {c['away_tiles']} tiles behind; {100 * c['revisit_fraction']:.1f}% of "
+                     f"steps on such ground; gap median {c['median_return_gap']} max {c['max_return_gap']} steps, "
+                     f"{c['returns_after_64_steps']} after more than 64 steps")
+    return "\n".join(lines)
+
