@@ -147,14 +147,14 @@ class Session:
         return [str(gif), str(self._save_episode(directory / name))]
 
     def _save_episode(self, root: Path) -> Path:
-        from worldsim.data.shards import ShardWriter, write_manifest
+        from worldsim.data.shards import ShardWriter, dataset_manifest, write_manifest
 
         rows = list(self.past)
-        manifest = {"env": "worldsim/Dream-v0" if self.dream else "worldsim/Craft2D-v0", "agent": "human",
-                    "steps": len(rows), "workers": 1, "seed": self.args.seed, "action_meanings": self.meanings,
-                    "frame_shape": list(rows[0][0][0].shape), "native_frame_shape": list(rows[0][0][0].shape),
-                    "frame_source": "observation", "action_convention": "arrival", "captions": False,
-                    "source": "worldsim play", "checkpoint": str(self.dream.checkpoint) if self.dream else None}
+        manifest = dataset_manifest(env="worldsim/Dream-v0" if self.dream else "worldsim/Craft2D-v0",
+                                    action_meanings=self.meanings, frame_shape=rows[0][0][0].shape, captions=False,
+                                    agent="human", steps=len(rows), workers=1, seed=self.args.seed,
+                                    source="worldsim play",
+                                    checkpoint=str(self.dream.checkpoint) if self.dream else None)
         root.mkdir(parents=True, exist_ok=True)
         write_manifest(root, manifest)
         writer = ShardWriter(root, 0, 0, tuple(manifest["frame_shape"]), capacity=len(rows))

@@ -40,8 +40,8 @@ class TrainAEConfig:
 
 
 def build_task(cfg: TrainAEConfig) -> Task:
-    train_set = ClipDataset(cfg.data, 1, "train", cfg.holdout, captions=False)
-    val_set = ClipDataset(cfg.data, 1, "val", cfg.holdout, captions=False)
+    train_set = ClipDataset(cfg.data, 1, "train", cfg.holdout)
+    val_set = ClipDataset(cfg.data, 1, "val", cfg.holdout)
     rng = np.random.default_rng(12345)  # fixed samples, independent of the training draws
     val = val_set.sample(cfg.eval_frames, rng).frames[:, 0]  # (N, H, W, 3)
     stats = train_set.sample(cfg.stats_frames, rng).frames[:, 0]

@@ -72,7 +72,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     ae.requires_grad_(False)
     latents_dir = cfg.latents or str(Path(cfg.data).with_name(f"{Path(cfg.data).name}.latents-{ae_identity(ae)[:8]}"))
     encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
-    train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout, captions=False)
+    train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout)
     c, h, w = train_set.latent_shape
     dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
                          **cfg.dit)
@@ -81,7 +81,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     if cfg.init:
         _load_init(model, cfg.init)
     horizon = max(cfg.horizons)
-    val = ClipDataset(cfg.data, cfg.eval_context + horizon, "val", cfg.holdout, captions=False)
+    val = ClipDataset(cfg.data, cfg.eval_context + horizon, "val", cfg.holdout)
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     craft2d = is_craft2d(val.manifest)
     _, ph, pw = dit_cfg.patch
@@ -122,7 +122,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return logs
 
     # Real start frames for the simulator's resets (Dream-v0 draws one per episode): reset frames of training episodes
-    starts = ClipDataset(cfg.data, 1, "train", cfg.holdout, captions=False)
+    starts = ClipDataset(cfg.data, 1, "train", cfg.holdout)
     picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
     start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
     metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg),
