@@ -7,38 +7,31 @@ too, for a few microseconds a step. It cannot see the terrain: it learns about w
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
 
-from worldsim.envs.craft2d.tiles import ITEM_NAMES, PLACEABLE, Action
+from worldsim.envs.craft2d.engine import MAX_HEALTH, SAFE_FALL
+from worldsim.envs.craft2d.tiles import ITEM_NAMES, N_ACTIONS, PLACEABLE, Action, is_craft2d
 
 # Plain ints for the hot path: reading an IntEnum member costs about a microsecond.
 (NOOP, LEFT, RIGHT, JUMP, JUMP_LEFT, JUMP_RIGHT, MINE, MINE_UP, MINE_DOWN, PLACE, PLACE_DOWN,
  NEXT_BLOCK) = (int(a) for a in Action)
-N_ACTIONS = len(Action)
 SELECT = -1  # a script step, not an action: press next_block until a placeable block we hold is selected
 STEP = (NOOP, RIGHT, LEFT)  # indexed by direction d: STEP[1] is right, STEP[-1] is left
 HOP = (JUMP, JUMP_RIGHT, JUMP_LEFT)  # the same for jumps
 MOVES = (LEFT, RIGHT, JUMP_LEFT, JUMP_RIGHT)  # the actions that should change x
 PLACEABLE_NAMES = tuple(ITEM_NAMES[item] for item in PLACEABLE)
 
-_CRAFT2D_ID = re.compile(r"(?:[\w.]+:)?worldsim/Craft2D-v\d+")  # gymnasium ids may carry a "module:" prefix
-
 # What the planner strings together, with relative weights. "chase" needs an animal in view (else "loop"); "build"
 # and "pillar" need blocks in hand (else "dig", which is how the explorer gets them). Walks take most of the steps
 # anyway: a loop lasts ~10-240 steps, a dig or a build ~10.
 PLAN_WEIGHTS = {"loop": 2.0, "triangle": 1.0, "one_way": 1.0, "dig": 1.5, "build": 2.0, "pillar": 1.5, "chase": 0.5}
 
+HURT = MAX_HEALTH // 2  # health at or below which the explorer keeps its falls short
 RESERVE = 4  # blocks in hand below which the planner often digs for more: they break falls (see _break_fall)
 _WALK, _CHASE = 1, 2  # what the current task is; scripts run from `self.script` with no task kind
-
-
-def is_craft2d(env_id: str | None) -> bool:
-    """True for "worldsim/Craft2D-v<N>", with or without a "module:" prefix."""
-    return env_id is not None and _CRAFT2D_ID.fullmatch(env_id) is not None
 
 
 def _check_range(name: str, value: tuple[int, int], low: int = 1) -> tuple[int, int]:
@@ -219,12 +212,12 @@ class ExplorerAgent:
         return MINE_UP  # a ceiling stopped the jump
 
     def _break_fall(self, info: dict[str, Any]) -> int | None:
-        """While going down, get a block in hand; after 3 tiles in a row (2 when hurt), place it below to land on,
-        before the fall hurts. Walking down a slope looks the same from `info`: there place_down finds ground and
+        """While going down, get a block in hand; after SAFE_FALL tiles in a row (one fewer when hurt), place it below
+        to land on, before the fall hurts. Walking down a slope looks the same from `info`: there place_down finds ground and
         does nothing."""
         inventory = info["inventory"]
         if inventory.get(info["selected"], 0) > 0:
-            return PLACE_DOWN if self.drop >= (3 if info["health"] > 3 else 2) else None
+            return PLACE_DOWN if self.drop >= (SAFE_FALL if info["health"] > HURT else SAFE_FALL - 1) else None
         return NEXT_BLOCK if self._holds_block(inventory) else None
 
     def _chase(self, x: int, y: int, info: dict[str, Any]) -> int | None:
@@ -316,8 +309,8 @@ class ExplorerAgent:
             return [("script", script), ("walk", x + d * self._leg(), True)] + away[1:]
         if plan == "pillar":
             n = self._between(self.pillar_height)
-            if info["health"] <= 3:
-                n = min(n, 3)  # walking off a pillar higher than 3 hurts
+            if info["health"] <= HURT:
+                n = min(n, SAFE_FALL)  # walking off a higher pillar hurts
             start = [NEXT_BLOCK] if rng.random() < 0.3 else []  # vary the block
             return [("script", start + [SELECT, JUMP, PLACE_DOWN] * n)] + away
         # build: face d, place a tower of one or two blocks there, walk away and later back past it

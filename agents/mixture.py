@@ -20,7 +20,7 @@ class MixtureAgent:
     def __init__(self, action_space: gym.Space, env_id: str | None = None,
                  weights: Mapping[str, float] | None = None, **options: Any):
         from worldsim.agents.base import make_agent
-        from worldsim.agents.explorer import is_craft2d
+        from worldsim.envs.craft2d.tiles import is_craft2d
 
         if weights is None:
             weights = CRAFT2D_WEIGHTS if is_craft2d(env_id) else {"random": 1.0}

@@ -192,13 +192,13 @@ class DreamEnv(RendersFrames, gym.Env):
         return np.ascontiguousarray(frames)
 
     def _scenario_frame(self, scenario) -> np.ndarray:
-        if "Craft2D" not in str(self.env_id):
+        from worldsim.envs.craft2d import TILE_SIZE, Craft2DEnv, is_craft2d
+
+        if not is_craft2d(self.env_id):
             raise ValueError(f"reset option 'scenario' needs a Craft2D checkpoint; {self.checkpoint} was trained on "
                              f"{self.env_id!r}: start from 'image' or 'video' instead")
-        from worldsim.envs.craft2d import Craft2DEnv
-
         h, w, _ = self.frame_shape
-        real = Craft2DEnv(view_width=w // 8, view_height=h // 8)
+        real = Craft2DEnv(view_width=w // TILE_SIZE, view_height=h // TILE_SIZE)
         frame, _ = real.reset(seed=int(self.np_random.integers(2 ** 31)), options={"scenario": scenario})
         real.close()
         return frame

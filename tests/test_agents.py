@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from worldsim.agents.base import Agent, agent_names, make_agent
-from worldsim.agents.explorer import ExplorerAgent, is_craft2d
+from worldsim.agents.explorer import ExplorerAgent
 from worldsim.agents.mixture import MixtureAgent
 from worldsim.agents.random_agent import RandomAgent
-from worldsim.envs.craft2d import ACTION_MEANINGS, Action
+from worldsim.envs.craft2d import ACTION_MEANINGS, Action, is_craft2d
 from worldsim.data.stats import coverage
 
 from conftest import ENV_ID
@@ -117,7 +117,7 @@ def test_explorer_reads_info_not_frames():
 @pytest.mark.parametrize(("env_id", "expected"), [
     (ENV_ID, True), ("worldsim:worldsim/Craft2D-v0", True), ("worldsim/Craft2D-v3", True),
     ("CartPole-v1", False), ("worldsim/Craft2D", False), ("worldsim/Craft2D-v0x", False), ("Craft2D-v0", False),
-    (None, False),
+    ("someone/MyCraft2D-v0", False), ("worldsim/Dream-v0", False), (None, False), (7, False),
 ])
 def test_is_craft2d(env_id, expected):
     assert is_craft2d(env_id) is expected

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import worldsim
-from worldsim.envs.dream import default_checkpoint
-from worldsim.probes.score import VALID_DISTANCE, decode_frames
+from worldsim.checkpoint import default_checkpoint
+from worldsim.envs.craft2d import is_craft2d
+from worldsim.envs.craft2d.decoder import VALID_DISTANCE, decode_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,6 @@ def test_dream_v0_plays_the_shipped_model_when_no_checkpoint_is_named():
     finally:
         env.close()
     meta = env.unwrapped.sim.metadata
-    assert "Craft2D" in meta["env"] and meta["action_meanings"][1] == "left"
-    _, distance = decode_frames(frames)
+    assert is_craft2d(meta["env"]) and meta["action_meanings"][1] == "left"
+    _, distance = decode_cells(frames)
     assert (distance <= VALID_DISTANCE).mean() > 0.8  # Craft2D's sprites, not mush (94% over these 8 steps)

@@ -25,6 +25,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from worldsim.agents.human import HELP, KeyboardController  # noqa: E402
+from worldsim.envs.craft2d.engine import MAX_HEALTH  # noqa: E402
 from worldsim.media import side_by_side  # noqa: E402
 
 MODES = ("real", "dream", "ghost")
@@ -82,13 +83,14 @@ class Session:
 
             self.real = Craft2DEnv(render_mode="rgb_array", view_width=args.view_width, view_height=args.view_height)
         if args.mode in ("dream", "ghost"):
+            from worldsim.envs.craft2d import is_craft2d
             from worldsim.envs.dream import DreamEnv
 
             self.dream = DreamEnv(checkpoint=args.checkpoint, denoise_steps=args.denoise_steps)
             if self.real is not None and self.real.observation_space.shape != self.dream.observation_space.shape:
                 raise ValueError(f"the checkpoint makes {self.dream.observation_space.shape} frames and the game "
                                  f"{self.real.observation_space.shape}: set --view to the checkpoint's size")
-            if self.real is not None and "Craft2D" not in str(self.dream.env_id):
+            if self.real is not None and not is_craft2d(self.dream.env_id):
                 raise ValueError(f"--ghost plays the dream beside Craft2D, but {self.dream.checkpoint} was trained on "
                                  f"{self.dream.env_id!r}: use --dream")
         self.meanings = (self.dream or self.real).get_action_meanings()
@@ -250,7 +252,7 @@ def _draw(window, font, line_h, view_size, graph_h, session: Session, fps, episo
     head = f"{fps:4.1f} fps  return {episode_return:g}"
     if "health" in info:
         inv = " ".join(f"{k}:{v}" for k, v in info["inventory"].items()) or "empty"
-        head += f"  health {info['health']}/6  inventory {inv}"
+        head += f"  health {info['health']}/{MAX_HEALTH}  inventory {inv}"
     if session.agreement:
         head += f"  cells agreeing {session.agreement[-1]:.0%}"
     lines = [head, status or info.get("caption", "")]

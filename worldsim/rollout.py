@@ -38,17 +38,17 @@ class DreamArgs:
 def run(args: DreamArgs, quiet: bool = False) -> dict:
     """Roll out, write `args.out`, and return a summary (steps, episodes, tile accuracy where there is a game)."""
     from worldsim.agents.base import make_agent
+    from worldsim.envs.craft2d import TILE_SIZE, Craft2DEnv, is_craft2d
     from worldsim.envs.dream import DreamEnv
     from worldsim.media import upscale, write_video
     from worldsim.progress import Progress
 
     dream = DreamEnv(checkpoint=args.checkpoint, denoise_steps=args.denoise_steps)
     real = None
-    if args.real and "Craft2D" in str(dream.env_id):
-        from worldsim.envs.craft2d import Craft2DEnv
+    if args.real and is_craft2d(dream.env_id):
 
         h, w, _ = dream.frame_shape
-        real = Craft2DEnv(view_width=w // 8, view_height=h // 8)
+        real = Craft2DEnv(view_width=w // TILE_SIZE, view_height=h // TILE_SIZE)
     agent = make_agent(args.agent, dream.action_space, dream.env_id if real is not None else None)
     accuracy: list[float] = []
     frames, episodes = [], 0

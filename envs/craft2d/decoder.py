@@ -3,6 +3,9 @@
 On an engine frame `decode` is exact (every cell matches an atlas cell, distance 0). On a generated frame it returns
 the nearest atlas cell for each cell and how far away it was, so a probe can score a model's frames and count the
 cells that no longer look like any sprite.
+
+`decode_cells` and `VALID_DISTANCE` are the one meaning of "a cell is right" that training evaluation
+(`worldsim.train.metrics.tile_accuracy`), rollouts and the probes (`worldsim.probes.score`) share.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import numpy as np
 from worldsim.envs.craft2d.sprites import (
     COMPOSITE, COUNT, HEART_FULL, HEART_HALF, HUD, ICON, ICON_SELECTED, N_CELLS, N_LIGHT, build_atlas,
 )
-from worldsim.envs.craft2d.tiles import ITEM_NAMES, KIND_NAMES, N_ITEMS, N_TILES
+from worldsim.envs.craft2d.tiles import ITEM_NAMES, KIND_NAMES, N_ITEMS, N_TILES, TILE_SIZE
+
+# RMS grey levels from the nearest sprite beyond which a cell looks like no sprite at all. Measured on the S model
+# over 360 explorer steps: cells that decode to the engine's sprite lie within 13.9 of it in 99% of cases, and
+# autoencoder round trips of real frames within 2.
+VALID_DISTANCE = 16.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class Decoded:
 class TileDecoder:
     """Decodes frames drawn at one tile size. `TileDecoder(8).decode(frame)`."""
 
-    def __init__(self, tile_size: int = 8):
+    def __init__(self, tile_size: int = TILE_SIZE):
         self.atlas = build_atlas(tile_size)
         self.tile_size = tile_size
         flat = self.atlas.cells.reshape(N_LIGHT, N_CELLS, -1).astype(np.float64)  # (L, N, ts*ts*3)
@@ -117,11 +125,25 @@ def _read_hud(glyphs: np.ndarray) -> Hud:
 
 
 @lru_cache(maxsize=4)
-def tile_decoder(tile_size: int = 8) -> TileDecoder:
+def tile_decoder(tile_size: int = TILE_SIZE) -> TileDecoder:
     """The TileDecoder for `tile_size`, built once (its atlas and candidate tables take a while)."""
     return TileDecoder(tile_size)
 
 
-def decode(frame: np.ndarray, tile_size: int = 8) -> Decoded:
-    """Decode a Craft2D frame drawn at `tile_size` (default 8)."""
+def decode(frame: np.ndarray, tile_size: int = TILE_SIZE) -> Decoded:
+    """Decode a Craft2D frame drawn at `tile_size` (default TILE_SIZE, 8)."""
     return tile_decoder(tile_size).decode(frame)
+
+
+def decode_cells(frames: np.ndarray, tile_size: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, distance), each (N, rows + 1, cols), of frames (N, H, W, 3): every cell's nearest atlas index and its
+    RMS distance to it, the HUD row last. A cell of a frame is right where its index equals the truth's and its
+    distance is at most VALID_DISTANCE (`cells_right`)."""
+    dec = tile_decoder(tile_size)
+    out = [dec.decode(f) for f in frames]  # one frame at a time: each has its own light level, so its own atlas
+    return np.stack([d.cell for d in out]), np.stack([d.distance for d in out])
+
+
+def cells_right(cells: np.ndarray, distance: np.ndarray, truth_cells: np.ndarray) -> np.ndarray:
+    """Where decoded cells show the truth's sprite and look like one (within VALID_DISTANCE), as bool."""
+    return (cells == truth_cells) & (distance <= VALID_DISTANCE)

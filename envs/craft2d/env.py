@@ -14,7 +14,7 @@ from gymnasium.error import ResetNeeded
 from worldsim.envs.craft2d.engine import Game, GameState, new_state
 from worldsim.envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
 from worldsim.envs.craft2d.scenario import Scenario
-from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, Tile
+from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, TILE_SIZE, Tile
 from worldsim.envs.craft2d.worldgen import World, generate
 from worldsim.envs.window import FrameWindow, RendersFrames
 
@@ -91,7 +91,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
     window_caption = "Craft2D"
 
-    def __init__(self, render_mode: str | None = None, *, tile_size: int = 8, view_width: int = 8,
+    def __init__(self, render_mode: str | None = None, *, tile_size: int = TILE_SIZE, view_width: int = 8,
                  view_height: int = 8, world_width: int = 512, world_height: int = 48, world_seed: int | None = None,
                  day_length: int = 300, rewards: Mapping[str, float] | None = None, window_scale: int = 6):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from worldsim.envs.craft2d.tiles import N_ITEMS, N_TILES, Item, Kind, Tile
+from worldsim.envs.craft2d.tiles import N_ITEMS, N_TILES, TILE_SIZE, Item, Kind, Tile
 
 BASE = 8  # sprites are designed on an 8x8 grid
 LIGHT_FACTORS = (1.0, 0.85, 0.7, 0.56, 0.45, 0.36)  # light level 0 is full day, the last is deepest night
@@ -225,7 +225,7 @@ class Atlas:
 
 
 @lru_cache(maxsize=8)
-def build_atlas(tile_size: int = 8) -> Atlas:
+def build_atlas(tile_size: int = TILE_SIZE) -> Atlas:
     """Draw every cell at `tile_size` pixels and every light level; checked so that no two cells look alike."""
     if not isinstance(tile_size, (int, np.integer)) or tile_size < 4:
         raise ValueError(f"tile_size={tile_size!r}: expected an integer >= 4 (sprites are drawn on an 8x8 grid)")

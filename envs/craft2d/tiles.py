@@ -1,11 +1,25 @@
-"""Craft2D's vocabulary: tiles, items, actions and biomes, with the properties the engine looks up.
+"""Craft2D's vocabulary: its name, tiles, items, actions and biomes, with the properties the engine looks up.
 
-Every table here is indexed by id, so the engine's hot path is a tuple lookup, never a dict or an enum.
+Every table here is indexed by id, so the engine's hot path is a tuple lookup, never a dict or an enum. The facts
+other parts of worldsim need about the game (is this env Craft2D? how big is a tile? how many actions?) are answered
+here once; rules such as MAX_HEALTH live with the rules, in engine.py.
 """
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
+
+ENV_ID = "worldsim/Craft2D-v0"  # as worldsim.registration registers it
+TILE_SIZE = 8  # pixels a tile side, Craft2DEnv's default: a 64x64 frame is 8x8 tiles (the HUD row included)
+_ENV_ID = re.compile(r"(?:[\w.]+:)?worldsim/Craft2D-v\d+")  # gymnasium ids may carry a "module:" prefix
+
+
+def is_craft2d(env_id: object) -> bool:
+    """True for "worldsim/Craft2D-v<N>", with or without a "module:" prefix: the one test of whether an env id (of a
+    dataset's manifest, a checkpoint's metadata, an agent's env) names this game. Anything else, None included, is
+    not Craft2D: an env that merely has "Craft2D" in its name may be someone else's game."""
+    return isinstance(env_id, str) and _ENV_ID.fullmatch(env_id) is not None
 
 
 class Tile(IntEnum):
@@ -79,6 +93,7 @@ class Kind(IntEnum):
 
 N_TILES = len(Tile)
 N_ITEMS = len(Item)
+N_ACTIONS = len(Action)
 ACTION_MEANINGS = tuple(a.name.lower() for a in Action)
 BIOME_NAMES = tuple(b.name.lower() for b in Biome)
 TILE_NAMES = tuple(t.name.lower() for t in Tile)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from worldsim.envs.craft2d.tiles import Action
+from worldsim.envs.craft2d.tiles import ENV_ID, Action
 from worldsim.probes.scenarios import PALETTES, PLANTS, Patch, Probe, Run, place
 
 (NOOP, LEFT, RIGHT, JUMP, JUMP_LEFT, JUMP_RIGHT, MINE, MINE_UP, MINE_DOWN, PLACE, PLACE_DOWN,
@@ -247,7 +247,7 @@ def stability(rng: np.random.Generator, suite: Suite) -> list[Probe]:
         patch.decorate(rng, keep_clear=range(0, 1))
         scenario, params = place(patch, rng, split, time_of_day=time_of_day, collect_seed=suite.collect_seed)
         env = Craft2DEnv()
-        agent = ExplorerAgent(env.action_space, env_id="worldsim/Craft2D-v0")
+        agent = ExplorerAgent(env.action_space, env_id=ENV_ID)
         seed = int(rng.integers(2 ** 31))
         _, info = env.reset(seed=seed, options={"scenario": scenario})
         agent.reset(seed)

@@ -17,7 +17,7 @@ import numpy as np
 
 from worldsim.envs.craft2d import Craft2DEnv
 from worldsim.envs.craft2d.engine import GameState
-from worldsim.envs.craft2d.tiles import Action
+from worldsim.envs.craft2d.tiles import TILE_SIZE, Action
 from worldsim.probes.scenarios import Run
 
 MIRROR = {int(Action.LEFT): int(Action.RIGHT), int(Action.RIGHT): int(Action.LEFT),
@@ -119,7 +119,7 @@ class Engine:
             noise = draws.standard_normal(frame.shape) * 24  # drawn every step, so the stream is level-independent
             return np.clip(frame + noise, 0, 255).astype(np.uint8) if hit else frame
         if self.corruption == "drop":
-            ts = 8
+            ts = TILE_SIZE
             rows, cols = frame.shape[0] // ts - 1, frame.shape[1] // ts
             gone = draws.random((rows, cols)) < self.level
             frame = frame.copy()

@@ -186,7 +186,8 @@ def _control(ctrl: dict) -> list[str]:
 
 
 def _method() -> list[str]:
-    from worldsim.probes.score import MIN_SPAN, SHUFFLE_MATTERS, VALID_DISTANCE
+    from worldsim.envs.craft2d.decoder import VALID_DISTANCE
+    from worldsim.probes.score import MIN_SPAN, SHUFFLE_MATTERS
 
     return [
         "- A cell is right when it decodes to the engine's sprite (Craft2D's tile decoder) and lies within "

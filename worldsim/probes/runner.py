@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from worldsim.envs.craft2d import is_craft2d
 from worldsim.probes import score as scoring
 from worldsim.probes.families import FAMILIES, Suite, build_suite
 from worldsim.probes.predictors import MIRROR, CopyLast, Engine, MeanFrame, Model, Predictor, reference
@@ -122,7 +123,7 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     from worldsim.envs.dream import load_simulator
 
     sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1)
-    if "Craft2D" not in str(sim.metadata.get("env")):
+    if not is_craft2d(sim.metadata.get("env")):
         raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
                          "of Craft2D, and need a Craft2D world model")
     if tuple(sim.metadata.get("frame_shape", ())) != (64, 64, 3):

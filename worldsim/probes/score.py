@@ -15,32 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from worldsim.envs.craft2d.decoder import TileDecoder, tile_decoder
+from worldsim.envs.craft2d.decoder import VALID_DISTANCE, cells_right, decode_cells, tile_decoder
 from worldsim.probes.predictors import Trace
 from worldsim.probes.scenarios import Probe
 
-TILE = 8
-# RMS grey levels from the nearest sprite beyond which a cell looks like no sprite at all. Measured on the S model
-# over 360 explorer steps: cells that decode to the engine's sprite lie within 13.9 of it in 99% of cases, and
-# autoencoder round trips of real frames within 2.
-VALID_DISTANCE = 16.0
 MIN_SPAN = 0.05  # a probe whose ceiling is within this of its floor cannot tell anything apart: left out of means
 SHUFFLE_MATTERS = 0.1  # shuffled actions count toward the floor when they cost the engine this much accuracy
 
 
-def decoder() -> TileDecoder:
-    return tile_decoder(TILE)
-
-
-def decode_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(cells, distances), each (N, rows + 1, cols), of frames (N, H, W, 3); the HUD is the last row."""
-    dec = decoder()
-    out = [dec.decode(f) for f in frames]
-    return np.stack([d.cell for d in out]), np.stack([d.distance for d in out])
-
-
 def light_levels(frames: np.ndarray) -> np.ndarray:
-    dec = decoder()
+    dec = tile_decoder()
     return np.array([dec.light_level(f) for f in frames], np.int64)
 
 
@@ -51,7 +35,7 @@ def masks(probe: Probe, traces: list[Trace], ref: list[np.ndarray]) -> list[np.n
     steps = np.array(probe.score_at) - 1
     out = []
     for j, (tr, c) in enumerate(zip(traces, ref)):
-        m = c != decode_frames(tr.context.frames[-1:])[0]  # changed relative to the last context frame
+        m = c != decode_cells(tr.context.frames[-1:])[0]  # changed relative to the last context frame
         if probe.paired:
             for k, other in enumerate(ref):
                 if k != j:
@@ -76,7 +60,7 @@ def _seen(before: np.ndarray, now: np.ndarray, rows: int, cols: int) -> np.ndarr
 
 def reference_cells(probe: Probe, traces: list[Trace]) -> list[np.ndarray]:
     steps = np.array(probe.score_at) - 1
-    return [decode_frames(tr.frames[steps])[0] for tr in traces]
+    return [decode_cells(tr.frames[steps])[0] for tr in traces]
 
 
 def accuracy(probe: Probe, ref: list[np.ndarray], mask: list[np.ndarray], pred: np.ndarray) -> tuple[np.ndarray,
@@ -90,8 +74,8 @@ def accuracy(probe: Probe, ref: list[np.ndarray], mask: list[np.ndarray], pred: 
     total = np.zeros((n_rep, len(steps)))
     for j in range(pred.shape[0]):
         for r in range(n_rep):
-            cells, dist = decode_frames(pred[j, r, steps])
-            ok = (cells == ref[j]) & (dist <= VALID_DISTANCE) & mask[j]
+            cells, dist = decode_cells(pred[j, r, steps])
+            ok = cells_right(cells, dist, ref[j]) & mask[j]
             right[r] += ok.sum((1, 2))
             total[r] += mask[j].sum((1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -104,11 +88,11 @@ def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[
     at most 1: 0 for a frozen or dissolved world), `continuity` (share of steps in the window before where the light
     level moved at most one level) and `m` = live x continuity, averaged over the scored steps."""
     steps = np.array(probe.score_at) - 1
-    last = decode_frames(trace.context.frames[-1:])[0][0]
-    engine_changed = np.array([(c != last).mean() for c in decode_frames(trace.frames[steps])[0]])
+    last = decode_cells(trace.context.frames[-1:])[0][0]
+    engine_changed = np.array([(c != last).mean() for c in decode_cells(trace.frames[steps])[0]])
     valid, live, cont = [], [], []
     for rollout in pred:
-        cells, dist = decode_frames(rollout[steps])
+        cells, dist = decode_cells(rollout[steps])
         ok = dist <= VALID_DISTANCE
         valid.append(ok.mean((1, 2)))
         live.append(np.minimum(1.0, (ok & (cells != last)).mean((1, 2)) / np.maximum(engine_changed, 1e-3)))
@@ -146,8 +130,8 @@ def control_matrix(ref: list[np.ndarray], pred: np.ndarray, mask: list[np.ndarra
     conf = np.zeros((n, n))
     for a in range(n):
         for r in range(pred.shape[1]):
-            cells, dist = decode_frames(pred[a, r, -1:])
-            hit_any = (cells[0][None] == np.stack([x[-1] for x in ref])) & (dist[0] <= VALID_DISTANCE)  # (A, ...)
+            cells, dist = decode_cells(pred[a, r, -1:])
+            hit_any = cells_right(cells[0][None], dist[0], np.stack([x[-1] for x in ref]))  # (A, rows + 1, cols)
             sim = np.empty(n)
             for b in range(n):
                 region = mask[a][-1] | mask[b][-1]

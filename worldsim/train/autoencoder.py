@@ -19,7 +19,8 @@ from worldsim.data.loader import ClipDataset
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.simulator import resolve_device
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
-from worldsim.train.metrics import is_craft2d, psnr, tile_accuracy
+from worldsim.envs.craft2d import is_craft2d
+from worldsim.train.metrics import psnr, tile_accuracy
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def build_task(cfg: TrainAEConfig) -> Task:
     rng = np.random.default_rng(12345)  # fixed samples, independent of the training draws
     val = val_set.sample(cfg.eval_frames, rng).frames[:, 0]  # (N, H, W, 3)
     stats = train_set.sample(cfg.stats_frames, rng).frames[:, 0]
-    craft2d = is_craft2d(train_set.manifest)
+    craft2d = is_craft2d(train_set.manifest.get("env"))
     torch.manual_seed(cfg.loop.seed)
     model = Autoencoder(cfg.model)
     if cfg.init:

@@ -25,7 +25,8 @@ from worldsim.models.diffusion import DiffusionConfig, training_loss
 from worldsim.models.dit import DiT, dit_config
 from worldsim.simulator import WorldSimulator, resolve_device
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
-from worldsim.train.metrics import is_craft2d, psnr, tile_accuracy
+from worldsim.envs.craft2d import is_craft2d
+from worldsim.train.metrics import psnr, tile_accuracy
 
 
 START_BANK = 64  # episode-start frames kept in the checkpoint (64x64: 768 KiB): where a simulator's worlds begin
@@ -83,7 +84,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     horizon = max(cfg.horizons)
     val = ClipDataset(cfg.data, cfg.eval_context + horizon, "val", cfg.holdout)
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
-    craft2d = is_craft2d(val.manifest)
+    craft2d = is_craft2d(val.manifest.get("env"))
     _, ph, pw = dit_cfg.patch
 
     def batch(r: np.random.Generator):
