@@ -1,4 +1,6 @@
-"""The one small protocol every agent follows, and the registry that `collect`, `play` and the probes pick from."""
+"""The one small protocol every agent follows, and the registry that `collect`, `play` and the probes pick from.
+
+The agents import nothing from here: the registry depends on them, never the other way (no import cycle)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,10 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+
+from worldsim.agents.explorer import ExplorerAgent
+from worldsim.agents.mixture import MixtureAgent
+from worldsim.agents.random_agent import RandomAgent
 
 
 @runtime_checkable
@@ -19,27 +25,15 @@ class Agent(Protocol):
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> int: ...
 
 
-def check_discrete(action_space: gym.Space, who: str) -> int:
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise ValueError(f"{who} needs a Discrete action space, got {action_space}")
-    return int(action_space.n)
-
-
-def _registry() -> dict[str, Callable[..., Agent]]:
-    from worldsim.agents.explorer import ExplorerAgent
-    from worldsim.agents.mixture import MixtureAgent
-    from worldsim.agents.random_agent import RandomAgent
-
-    return {"random": RandomAgent, "explorer": ExplorerAgent, "mixture": MixtureAgent}
+AGENTS: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "explorer": ExplorerAgent, "mixture": MixtureAgent}
 
 
 def agent_names() -> list[str]:
-    return sorted(_registry())
+    return sorted(AGENTS)
 
 
 def make_agent(name: str, action_space: gym.Space, env_id: str | None = None, **options: Any) -> Agent:
     """Build the agent registered as `name` for an env with `action_space` (and `env_id`, for agents that need one)."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"agent={name!r}: expected one of {sorted(registry)}")
-    return registry[name](action_space, env_id=env_id, **options)
+    if name not in AGENTS:
+        raise ValueError(f"agent={name!r}: expected one of {agent_names()}")
+    return AGENTS[name](action_space, env_id=env_id, **options)

@@ -7,8 +7,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from worldsim.agents.base import check_discrete
-
 
 class RandomAgent:
     """Sticky uniform random actions. With repeat_prob=0.8 an action lasts 5 steps on average, so walks go places."""
@@ -16,7 +14,9 @@ class RandomAgent:
     name = "random"
 
     def __init__(self, action_space: gym.Space, env_id: str | None = None, repeat_prob: float = 0.8):
-        self.n = check_discrete(action_space, "agent=random")
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"agent=random needs a Discrete action space, got {action_space}")
+        self.n = int(action_space.n)
         if not 0.0 <= repeat_prob < 1.0:
             raise ValueError(f"repeat_prob={repeat_prob}: expected a probability in [0, 1)")
         self.repeat_prob = repeat_prob

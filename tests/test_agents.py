@@ -230,6 +230,11 @@ def test_mixture_bad_weights_raise(weights):
         MixtureAgent(CRAFT2D_SPACE, env_id=ENV_ID, weights=weights)
 
 
+def test_mixture_names_an_agent_it_cannot_draw():
+    with pytest.raises(ValueError, match=r"\['greedy'\].*expected agents among \['explorer', 'random'\]"):
+        MixtureAgent(CRAFT2D_SPACE, env_id=ENV_ID, weights={"greedy": 1.0, "random": 1.0})
+
+
 # ---- registry ------------------------------------------------------------------------------------------------------
 def test_make_agent_unknown_name_lists_known_ones():
     with pytest.raises(ValueError) as err:

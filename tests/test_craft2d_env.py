@@ -89,6 +89,18 @@ def test_module_form_imports_worldsim_itself():
     assert out.split() == ["Craft2DEnv", "(64,", "64,", "3)", "1000"]
 
 
+def test_the_games_key_bindings_are_the_keyboard_agents_and_need_no_agent():
+    from worldsim.agents.human import keys_to_action
+
+    assert Craft2DEnv().get_keys_to_action() == keys_to_action()
+    out = _python(  # the game owns its bindings: asking for them imports no agent (that was an import cycle)
+        "import sys, pygame, worldsim\n"
+        "from worldsim.envs.craft2d import Craft2DEnv\n"
+        "mapping = Craft2DEnv().get_keys_to_action()\n"
+        "print(mapping[(pygame.K_a,)], mapping[(pygame.K_j,)], 'worldsim.agents.human' in sys.modules)\n")
+    assert out.split() == [str(int(Action.LEFT)), str(int(Action.MINE)), "False"]
+
+
 def test_import_worldsim_registers_lazily():
     out = _python(
         "import sys, gymnasium, worldsim\n"

@@ -175,7 +175,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Key combinations to actions for `gymnasium.utils.play.play` (arrows/WASD, space; J/U/S mine; K/L place)."""
-        from worldsim.agents.human import keys_to_action
+        from worldsim.envs.craft2d.keys import keys_to_action  # here, not at the top: it imports pygame
 
         return keys_to_action()
 
