@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
+from worldsim import cli
 from worldsim.bench import BenchArgs
+from worldsim.cli import main
 from worldsim.config import configs_root, parse_overrides, recipes
 from worldsim.data.collect import CollectConfig
 from worldsim.data.minari_io import ExportConfig, ImportConfig
@@ -77,3 +80,67 @@ def test_commands_without_a_configs_folder_still_take_overrides(monkeypatch, tmp
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_parses_its_mandatory_keys(command):
     assert type(parse_overrides(COMMANDS[command], MANDATORY[command], command)) is COMMANDS[command]
+
+
+# The command line: one convention (key=value) for every command, --help the one flag.
+
+def _help(capsys, *argv) -> str:
+    assert main([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def _keys(cls, prefix="") -> list[str]:
+    """Every key a user can set on `cls`, nested dataclasses with dots, as --help must list them."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        keys += _keys(type(default), f"{prefix}{f.name}.") if dataclasses.is_dataclass(default) else [prefix + f.name]
+    return keys
+
+
+@pytest.mark.parametrize("argv", [[c] for c in cli.COMMANDS] + [["train", t] for t in cli.TRAIN])
+def test_help_lists_every_key_with_its_default_and_meaning(argv, capsys):
+    cmd = cli.COMMANDS[argv[0]] if len(argv) == 1 else cli.TRAIN[argv[1]]
+    text = _help(capsys, *argv)
+    lines = text.splitlines()
+    for key in _keys(cmd.config()):
+        row = next((i for i, line in enumerate(lines) if re.match(rf"  {re.escape(key)}(\.KEY)?=", line)), None)
+        assert row is not None, f"worldsim {' '.join(argv)} --help does not list {key}"
+        assert lines[row + 1].startswith("      ") and lines[row + 1].strip(), f"{key} has no meaning in --help"
+    assert "Config(" not in text  # nested configs as keys with dots, never a dataclass repr
+
+
+def test_help_of_train_lists_the_tasks_and_of_a_task_its_recipes(capsys):
+    text = _help(capsys, "train")
+    assert "ae" in text and "world" in text
+    text = _help(capsys, "train", "world")
+    assert "optim.steps=20000" in text and "loop.out=runs/world" in text and "craft2d_s" in text
+    assert "model.width=64" in _help(capsys, "train", "ae")
+    assert "quick=false" in _help(capsys, "probe")
+    assert main(["train"]) == 2 and main(["train", "gan"]) == 2
+    assert "one of ['ae', 'world']" in capsys.readouterr().err
+    assert main(["--help"]) == 0 and "collect" in capsys.readouterr().out
+    assert main(["nope"]) == 2 and "no command 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, guess", [
+    (["collect", "--out", "X"], "out=X"),
+    (["collect", "--out=X"], "out=X"),
+    (["dream", "--denoise-steps", "4"], "denoise_steps=4"),
+    (["dream", "--fps", "-5"], "fps=-5"),
+    (["dream", "--no-real"], "real=false"),
+    (["probe", "--quick"], "quick=true"),
+    (["play", "--ghost"], "ghost=true"),
+    (["train", "world", "-x"], "x=true"),
+])
+def test_flags_typed_by_habit_are_answered_with_the_key_value(argv, guess, capsys):
+    assert main(argv) == 2
+    assert f"settings are key=value: did you mean {guess}?" in capsys.readouterr().err
+
+
+def test_one_name_per_setting_across_commands():
+    """The solver-step count is denoise_steps everywhere; a command's output is `out`, its seed `seed`."""
+    configs = [c.config() for c in [*cli.COMMANDS.values(), *cli.TRAIN.values()]]
+    keys = {k for cls in configs for k in _keys(cls)}
+    assert not {k for k in keys if re.search(r"solver|sampling_steps|(^|[._])n_steps|max_ticks|num_steps|output|outdir", k)}
+    assert {k for k in keys if "denoise" in k} <= {"denoise_steps", "eval_denoise_steps", "diffusion.denoise_steps"}

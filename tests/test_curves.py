@@ -25,7 +25,7 @@ def test_a_fine_tune_continues_its_parents_steps_and_the_png_is_written(tmp_path
     train, evals = read_logs([tmp_path / "a", tmp_path / "b"])
     assert [r["step"] for r in evals] == [30, 60, 100] and train[-1]["step"] == 100
     out = tmp_path / "curves.png"
-    assert main(["curves", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert main(["curves", str(tmp_path / "a"), str(tmp_path / "b"), f"out={out}"]) == 0
     image = np.asarray(Image.open(out))
     assert image.shape[0] > image.shape[1] / 2 and "wrote" in capsys.readouterr().out  # two panels stacked
 
@@ -34,5 +34,10 @@ def test_a_missing_run_and_a_bad_name_are_named(tmp_path, capsys):
     assert main(["curves", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
     _log(tmp_path / "a", range(1, 61), [])
-    assert main(["curves", str(tmp_path / "a"), "--out", str(tmp_path / "c.jpg")]) == 2
+    assert main(["curves", str(tmp_path / "a"), f"out={tmp_path / 'c.jpg'}"]) == 2
     assert "c.jpg" in capsys.readouterr().err
+    assert main(["curves", f"runs=[{tmp_path / 'a'}]", f"out={tmp_path / 'c.png'}"]) == 0  # runs= works too
+    assert main(["curves", str(tmp_path / "a"), f"runs=[{tmp_path / 'a'}]"]) == 2
+    assert "runs given twice" in capsys.readouterr().err
+    assert main(["curves"]) == 2
+    assert "at least one run directory" in capsys.readouterr().err

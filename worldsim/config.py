@@ -14,11 +14,15 @@ removes). The YAML files only select and override; nothing is defined twice.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import re
+import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
@@ -118,13 +122,67 @@ def _writable(node: DictConfig) -> None:
 
 
 def describe(cls: type) -> str:
-    """One line per field: name=default and its help, for `--help`."""
+    """Every key of `cls` for `--help`: `name=default` and its meaning, nested dataclasses' keys with dots
+    (`optim.steps=4000`), from a field's `help` metadata or else the comment beside it in the source."""
+    return "\n".join(_describe(cls, None, ""))
+
+
+def _describe(cls: type, instance: Any, prefix: str) -> list[str]:
+    comments = _field_comments(cls)
     lines = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "???")
-        lines.append(f"  {f.name}={default!r}\n      {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+        if instance is not None:
+            default = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        meaning = f.metadata.get("help") or comments.get(f.name, "")
+        if dataclasses.is_dataclass(default):  # a nested config: its own keys, with its defaults as set here
+            lines += _describe(type(default), default, f"{prefix}{f.name}.")
+            continue
+        shown = "(required)" if default is dataclasses.MISSING or default == MISSING else _value(default)
+        key = f"{prefix}{f.name}" + (".KEY" if isinstance(default, dict) else "")
+        lines.append(f"  {key}={shown}" + ("\n" + textwrap.fill(meaning, 110, initial_indent=" " * 6,
+                                                                  subsequent_indent=" " * 6) if meaning else ""))
+    return lines
+
+
+def _value(value: Any) -> str:
+    """A default as it would be typed on the command line: null, true, [1,2], a bare string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_value(v)}" for k, v in value.items()) + "}" if value else "{}"
+    return str(value)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """{field: the comment beside it (and on the comment lines under it)} from the class's source: configs written
+    nanoGPT-style keep their meaning in a comment, and --help should show it rather than repeat it elsewhere."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, str] = {}
+    last = None
+    for line in source.splitlines():
+        field_line = re.match(r"\s+(\w+): [^#]*#\s?(.*)$", line)
+        more = re.match(r"\s+#\s*(.*)$", line)
+        if field_line:
+            last = field_line.group(1)
+            comments[last] = field_line.group(2).strip()
+        elif more and last:
+            comments[last] += " " + more.group(1).strip()
+        else:
+            last = None
+    return comments
 
 
 def check(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -132,6 +190,23 @@ def check(ok: bool, name: str, value: Any, expected: str) -> None:
     message that names the setting, its value and what it must be: `check(steps >= 1, "steps", steps, ">= 1")`."""
     if not ok:
         raise ValueError(f"{name}={value!r}: expected {expected}")
+
+
+def check_out(name: str, path: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output file at construction, not after the work that makes it: a suffix that cannot be written, or
+    a folder this user cannot write to (missing folders are created later, so the nearest existing one decides)."""
+    check(Path(path).suffix.lower() in suffixes, name, path, f"a file name ending in one of {suffixes}")
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    check(folder.is_dir(), name, path, f"a path inside a folder, but {folder} is a file")
+    try:  # a file made and removed: os.access says yes to root on a read-only mount or /proc, where writing fails
+        fd, probe = tempfile.mkstemp(prefix=".worldsim-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        check(False, name, path, f"a folder this user can write to, but {folder} is not ({err.strerror}): choose "
+                                 f"another {name}=")
 
 
 def to_dict(cfg: Any) -> dict:
