@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pygame
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image
 from worldsim.envs.craft2d import Craft2DEnv
 from worldsim.cli import main
 from worldsim.data.loader import ClipDataset
-from worldsim.play import PlayArgs, play
+from worldsim.play import PlayConfig, display_problem, play
 
 from test_dream import write_world
 
@@ -31,7 +33,7 @@ def test_real_game_follows_held_keys():
         if tick == 3:
             _key(pygame.K_d, down=False)
 
-    result = play(PlayArgs(mode="real", seed=0, fps=0, max_ticks=5, scale=2), on_tick=script)
+    result = play(PlayConfig(mode="real", seed=0, fps=0, steps=5, scale=2), on_tick=script)
     assert result.ticks == 5 and result.episodes == 1 and result.last_action == "noop" and result.agreement == []
 
 
@@ -44,9 +46,10 @@ def test_ghost_plays_both_from_one_start_and_saves_on_ctrl_s(ckpt, tmp_path):
         if tick == 6:
             _key(pygame.K_ESCAPE)
 
-    result = play(PlayArgs(mode="ghost", checkpoint=ckpt, seed=1, fps=0, scale=2, save_dir=str(tmp_path)),
+    result = play(PlayConfig(mode="ghost", checkpoint=ckpt, seed=1, fps=0, scale=2, save_dir=str(tmp_path)),
                   on_tick=script)
-    assert result.ticks == 6 and len(result.agreement) == 6 and all(0 <= a <= 1 for a in result.agreement)
+    assert result.ticks == 6 and len(result.agreement) == 6
+    assert all(0 <= a.seen <= a.sprites <= 1 for a in result.agreement)
     gif, episode = result.saved
     frames = Image.open(gif)
     assert frames.size == (64 + 4 + 64, 64) and frames.n_frames == 5  # the start and 4 ticks, dream | real
@@ -60,19 +63,58 @@ def test_dream_starts_from_a_picture(ckpt, tmp_path):
     frame = Craft2DEnv().reset(seed=5)[0]
     Image.fromarray(frame).save(tmp_path / "start.png")
     shots = tmp_path / "shot.png"
-    result = play(PlayArgs(mode="dream", checkpoint=ckpt, image=str(tmp_path / "start.png"), fps=0, max_ticks=2,
+    result = play(PlayConfig(mode="dream", checkpoint=ckpt, image=str(tmp_path / "start.png"), fps=0, steps=2,
                            scale=1, screenshot=str(shots)))
     assert result.ticks == 2 and shots.exists()
 
 
 def test_cli_play_modes_and_bad_input(ckpt, tmp_path, capsys):
-    assert main(["play", "--ghost", "--checkpoint", ckpt, "--max-ticks", "2", "--fps", "0", "--scale", "1"]) == 0
-    assert "cells agreeing with the real game" in capsys.readouterr().out
-    assert main(["play", "--max-ticks", "1", "--fps", "0", "--scale", "1"]) == 0  # the shipped model, dreamed
+    assert main(["play", "mode=ghost", f"checkpoint={ckpt}", "steps=2", "fps=0", "scale=1"]) == 0
+    said = capsys.readouterr().out
+    assert "same sprite, same light" in said and "light level differing on" in said
+    assert main(["play", "steps=1", "fps=0", "scale=1"]) == 0  # the shipped model, dreamed
     out = capsys.readouterr().out
     assert "played 1 ticks" in out and "playing the real game" not in out
-    assert main(["play", "--ghost", "--checkpoint", ckpt, "--image", "x.png"]) == 2
-    assert "--image" in capsys.readouterr().err
+    frame = Craft2DEnv().reset(seed=5)[0]
+    Image.fromarray(frame).save(tmp_path / "x.png")
+    assert main(["play", "mode=ghost", f"checkpoint={ckpt}", f"image={tmp_path / 'x.png'}", "steps=1"]) == 2
+    assert "image=" in capsys.readouterr().err
+    assert main(["play", "mode=dream", f"checkpoint={ckpt}", f"image={tmp_path / 'none.png'}", "steps=1"]) == 2
+    assert "none.png" in capsys.readouterr().err
     cartpole = str(write_world(tmp_path / "cp.safetensors", env="CartPole-v1"))
-    assert main(["play", "--ghost", "--checkpoint", cartpole, "--max-ticks", "1"]) == 2
+    assert main(["play", "mode=ghost", f"checkpoint={cartpole}", "steps=1"]) == 2
     assert "CartPole-v1" in capsys.readouterr().err
+    assert main(["play", "mode=dream", f"checkpoint={ckpt}", "view_width=12", "steps=1"]) == 2
+    assert "view_width=12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["mode=chess"], "mode='chess'"),
+    (["scale=0"], "scale=0"),
+    (["fps=-1"], "fps=-1"),
+    (["steps=0"], "steps=0"),
+    (["save_seconds=0"], "save_seconds=0"),
+    (["view_height=1"], "view_height=1"),
+    (["denoise_steps=0"], "denoise_steps=0"),
+    (["steps=1", "screenshot=shot.jpg"], "screenshot='shot.jpg'"),
+])
+def test_play_refuses_bad_settings_before_opening_anything(argv, message, capsys):
+    assert main(["play", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_play_without_a_display_says_so_and_what_to_do(monkeypatch, capsys):
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main(["play", "mode=real"]) == 2
+    err = capsys.readouterr().err
+    assert "no display" in err and "worldsim dream out=rollout.gif" in err
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the tests' own driver: a window drawn to memory
+    assert main(["play", "mode=real"]) == 2  # ... which would never end without steps=
+    assert "SDL_VIDEODRIVER=dummy" in capsys.readouterr().err
+    assert main(["play", "mode=real", "steps=1", "fps=0", "scale=1"]) == 0
+    monkeypatch.setenv("SDL_VIDEODRIVER", "")
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert display_problem(PlayConfig()) is None  # a display is there: play would open its window

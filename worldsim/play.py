@@ -1,9 +1,10 @@
 """`worldsim play`: a person plays in a pygame window, the real game, the learned one, or both side by side.
 
-    worldsim play --real                      Craft2D itself
-    worldsim play --dream --checkpoint CKPT   the world model (Dream-v0), from a real start frame or --image PNG
-    worldsim play --ghost --checkpoint CKPT   both from the same start, driven by the same keys, with the share of
-                                              cells where they agree and a graph of it over the last ticks
+    worldsim play mode=real                      Craft2D itself
+    worldsim play mode=dream checkpoint=CKPT     the world model (Dream-v0), from a real start frame or image=PNG
+    worldsim play mode=ghost checkpoint=CKPT     both from the same start, driven by the same keys (rollout.Worlds,
+                                                 the loop `worldsim dream` runs too), with the share of cells a
+                                                 person sees alike and a graph of it over the last ticks
 
 The game runs at a fixed tick rate whatever the keys do (day, animals and sand keep moving); each tick takes the
 action for the keys held or tapped since the last tick, so holding a key repeats it at the game's rate. R restarts,
@@ -14,6 +15,7 @@ quits.
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +27,10 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from worldsim.agents.human import HELP, KeyboardController  # noqa: E402
+from worldsim.config import check, check_out  # noqa: E402
 from worldsim.envs.craft2d.engine import MAX_HEALTH  # noqa: E402
 from worldsim.media import side_by_side  # noqa: E402
+from worldsim.rollout import Agreement, open_worlds  # noqa: E402
 
 MODES = ("real", "dream", "ghost")
 PANEL_LINES = 5  # text lines under the view
@@ -34,32 +38,71 @@ GRAPH_H = 40  # pixels of the ghost mode's agreement graph
 BACKGROUND = (24, 24, 28)
 TEXT = (230, 230, 230)
 CURVE = (120, 220, 120)
+HEADLESS_DRIVERS = ("dummy", "offscreen")  # SDL drivers that draw to memory, as the tests do
 
 
 @dataclass(frozen=True)
-class PlayArgs:
-    mode: str = "real"  # real | dream | ghost
-    checkpoint: str | None = None  # dream and ghost: the world model (default: the shipped one)
-    denoise_steps: int | None = None  # dream and ghost: solver steps a frame (default: the checkpoint's)
-    image: str | None = None  # dream: start from this picture (PNG of the checkpoint's frame size)
-    seed: int | None = None  # world and start; None: a new world every run
-    scale: int = 8  # window pixels per frame pixel
-    fps: float = 10.0  # game ticks per second; 0: as fast as possible (tests)
-    max_ticks: int | None = None  # stop after this many ticks (tests, demos); None: until ESC or the window closes
-    view_width: int = 8  # tiles, as in Craft2DEnv (the real game)
-    view_height: int = 8
-    screenshot: str | None = None  # save the window as a PNG when play ends
-    save_seconds: float = 10.0  # Ctrl+S keeps this much of the recent past
-    save_dir: str = "recordings"
+class PlayConfig:
+    mode: str | None = field(default=None, metadata={
+        "help": "dream (the world model), real (Craft2D itself) or ghost (both side by side, same start, same keys); "
+                "default: dream when there is a checkpoint to play, else real"})
+    checkpoint: str | None = field(default=None, metadata={"help": "world model for dream and ghost (default: the "
+                                                                   "shipped one)"})
+    denoise_steps: int | None = field(default=None, metadata={"help": "solver steps a frame (default: the "
+                                                                      "checkpoint's)"})
+    image: str | None = field(default=None, metadata={"help": "dream: start from this PNG (the checkpoint's frame "
+                                                              "size)"})
+    seed: int | None = field(default=None, metadata={"help": "world seed (default: a new world each run)"})
+    scale: int = field(default=8, metadata={"help": "window pixels per game pixel"})
+    fps: float = field(default=10.0, metadata={"help": "game ticks per second (0: as fast as it goes)"})
+    steps: int | None = field(default=None, metadata={"help": "stop after this many ticks (default: at ESC); with "
+                                                              "screenshot=, how to play without a display"})
+    view_width: int | None = field(default=None, metadata={"help": "view width in tiles (default: the checkpoint's; "
+                                                                   "8 for the real game)"})
+    view_height: int | None = field(default=None, metadata={"help": "view height in tiles, HUD row included "
+                                                                     "(default: the checkpoint's; 8 for the real game)"})
+    screenshot: str | None = field(default=None, metadata={"help": "save the window to this PNG when play ends"})
+    save_seconds: float = field(default=10.0, metadata={"help": "Ctrl+S saves this many seconds of the recent past"})
+    save_dir: str = field(default="recordings", metadata={"help": "folder of what Ctrl+S saves (a GIF and a "
+                                                                  "one-episode dataset)"})
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {MODES}")
-        if self.scale < 1 or self.save_seconds <= 0:
-            raise ValueError(f"scale={self.scale}, save_seconds={self.save_seconds}: expected scale >= 1 and a "
-                             "positive save_seconds")
-        if self.image is not None and self.mode != "dream":
-            raise ValueError(f"--image starts the dream alone: use it with --dream, not --{self.mode}")
+        check(self.mode is None or self.mode in MODES, "mode", self.mode, f"one of {MODES}")
+        check(self.scale >= 1, "scale", self.scale, "an integer >= 1")
+        check(self.fps >= 0, "fps", self.fps, "ticks per second >= 0 (0: as fast as it goes)")
+        check(self.steps is None or self.steps >= 1, "steps", self.steps, "an integer >= 1, or null to play until ESC")
+        check(self.denoise_steps is None or self.denoise_steps >= 1, "denoise_steps", self.denoise_steps,
+              "an integer >= 1, or null for the checkpoint's")
+        check(self.save_seconds > 0, "save_seconds", self.save_seconds, "a positive number of seconds")
+        for name in ("view_width", "view_height"):
+            value = getattr(self, name)
+            check(value is None or value >= 2, name, value, "at least 2 tiles, or null")
+        check(self.image is None or self.mode in (None, "dream"), "image", self.image,
+              f"a start for the dream alone: use it with mode=dream, not mode={self.mode}")
+        check(self.image is None or Path(self.image).is_file(), "image", self.image, "an existing PNG file")
+        if self.screenshot is not None:
+            check_out("screenshot", self.screenshot, (".png",))
+
+
+class NoDisplay(RuntimeError):
+    """Play would open a window nobody can see."""
+
+
+def display_problem(cfg: PlayConfig, scripted: bool = False) -> str | None:
+    """Why a window could not be seen, or None. SDL's dummy and offscreen drivers draw to memory: fine for a run that
+    ends by itself (steps=, or a script posting the keys: the tests), a silent hang otherwise. On Linux, a window
+    needs X or Wayland."""
+    driver = os.environ.get("SDL_VIDEODRIVER", "").lower()
+    instead = ("to see the learned world without a display, write a rollout: `worldsim dream out=rollout.gif` (or "
+               "play headless with steps=N screenshot=PNG)")
+    if driver in HEADLESS_DRIVERS:
+        if cfg.steps is None and not scripted:
+            return f"SDL_VIDEODRIVER={driver} draws to no screen, and without steps= play would never end; {instead}"
+        return None
+    if sys.platform.startswith("linux") and not driver and not (os.environ.get("DISPLAY")
+                                                                  or os.environ.get("WAYLAND_DISPLAY")):
+        return f"no display to open a window on (DISPLAY and WAYLAND_DISPLAY are unset); {instead}"
+    return None
 
 
 @dataclass
@@ -68,77 +111,49 @@ class PlayResult:
     episodes: int
     total_reward: float
     last_action: str
-    agreement: list[float] = field(default_factory=list)  # ghost: share of matching cells, one per tick
+    agreement: list[Agreement] = field(default_factory=list)  # ghost: one per tick
     saved: list[str] = field(default_factory=list)  # files written by Ctrl+S
 
 
 class Session:
-    """The worlds being played (one, or the dream and the real game in ghost mode) and their recent past."""
+    """The worlds being played (rollout.Worlds: one, or the dream beside the real game) and their recent past."""
 
-    def __init__(self, args: PlayArgs):
+    def __init__(self, args: PlayConfig):
         self.args = args
-        self.real = self.dream = None
-        if args.mode in ("real", "ghost"):
-            from worldsim.envs.craft2d import Craft2DEnv
-
-            self.real = Craft2DEnv(render_mode="rgb_array", view_width=args.view_width, view_height=args.view_height)
-        if args.mode in ("dream", "ghost"):
-            from worldsim.envs.craft2d import is_craft2d
-            from worldsim.envs.dream import DreamEnv
-
-            self.dream = DreamEnv(checkpoint=args.checkpoint, denoise_steps=args.denoise_steps)
-            if self.real is not None and self.real.observation_space.shape != self.dream.observation_space.shape:
-                raise ValueError(f"the checkpoint makes {self.dream.observation_space.shape} frames and the game "
-                                 f"{self.real.observation_space.shape}: set --view to the checkpoint's size")
-            if self.real is not None and not is_craft2d(self.dream.env_id):
-                raise ValueError(f"--ghost plays the dream beside Craft2D, but {self.dream.checkpoint} was trained on "
-                                 f"{self.dream.env_id!r}: use --dream")
-        self.meanings = (self.dream or self.real).get_action_meanings()
-        self.frames: list[np.ndarray] = []  # the current frame of each world, dream first
-        self.info: dict = {}
+        mode = args.mode or "dream"
+        self.worlds = open_worlds(args.checkpoint, args.denoise_steps, dream=mode != "real",
+                                  real=mode != "dream", view=(args.view_width, args.view_height))
+        self.dream = self.worlds.dream
+        self.meanings = self.worlds.meanings
+        self.image = _read_png(args.image) if args.image else None
         keep = max(2, int(args.save_seconds * (args.fps or 10)))
         self.past: deque = deque(maxlen=keep)  # (frames, action, reward, terminated, truncated), oldest first
-        self.agreement: deque = deque(maxlen=200)
-        self.episodes = 0
+        self.agreement: deque = deque(maxlen=200)  # what the graph shows: the share of cells seen alike
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        return self.worlds.frames
+
+    @property
+    def info(self) -> dict:
+        return self.worlds.info
+
+    @property
+    def episodes(self) -> int:
+        return self.worlds.episodes
 
     def reset(self, seed: int | None) -> None:
-        self.episodes += 1
         self.past.clear()
-        if self.real is not None:
-            real_obs, self.info = self.real.reset(seed=seed)
-        if self.dream is None:
-            self.frames = [real_obs]
-        else:
-            if self.real is not None:
-                options = {"image": real_obs}
-            elif self.args.image:
-                options = {"image": _read_png(self.args.image)}
-            else:
-                options = None
-            dream_obs, dream_info = self.dream.reset(seed=seed, options=options)
-            self.frames = [dream_obs] + ([real_obs] if self.real is not None else [])
-            self.info = self.info if self.real is not None else dream_info
+        self.worlds.reset(seed, self.image)
         self.past.append((list(self.frames), -1, 0.0, False, False))
 
     def step(self, action: int) -> tuple[float, bool]:
         """One tick of every world under `action`; (reward of the world shown first, episode over)."""
-        frames, rewards, done = [], [], False
-        for env in (self.dream, self.real):
-            if env is None:
-                continue
-            obs, reward, terminated, truncated, info = env.step(action)
-            frames.append(obs)
-            rewards.append(reward)
-            done = done or terminated or truncated
-            if env is self.real or self.real is None:
-                self.info, term, trunc = info, terminated, truncated
-        self.frames = frames
-        if self.dream is not None and self.real is not None:
-            from worldsim.train.metrics import tile_accuracy
-
-            self.agreement.append(tile_accuracy(frames[0][None], frames[1][None]))
-        self.past.append((list(frames), action, rewards[0], term, trunc))
-        return rewards[0], done
+        reward, term, trunc = self.worlds.step(action)
+        if self.worlds.agreement is not None:
+            self.agreement.append(self.worlds.agreement.seen)
+        self.past.append((list(self.frames), action, reward, term, trunc))
+        return reward, term or trunc
 
     def save(self, directory: Path, name: str) -> list[str]:
         """The recent past as a GIF (the views side by side) and as a one-episode dataset of the first world."""
@@ -169,14 +184,16 @@ class Session:
         return root
 
     def close(self) -> None:
-        for env in (self.dream, self.real):
-            if env is not None:
-                env.close()
+        self.worlds.close()
 
 
-def play(args: PlayArgs = PlayArgs(), on_tick: Callable[[int], None] | None = None) -> PlayResult:
-    """Play with the keyboard until ESC, the window closing or `max_ticks`. `on_tick(n)` runs before tick n reads
-    the events (tests post key events there). Returns what happened."""
+def play(args: PlayConfig = PlayConfig(), on_tick: Callable[[int], None] | None = None) -> PlayResult:
+    """Play with the keyboard until ESC, the window closing or `steps`. `on_tick(n)` runs before tick n reads the
+    events (tests post key events there). Returns what happened. Raises NoDisplay, before loading anything, where no
+    one could see the window."""
+    problem = display_problem(args, scripted=on_tick is not None)
+    if problem:
+        raise NoDisplay(problem)
     session = Session(args)
     session.reset(args.seed)
     pygame.display.init()
@@ -185,10 +202,11 @@ def play(args: PlayArgs = PlayArgs(), on_tick: Callable[[int], None] | None = No
     line_h = font.get_linesize()
     view = side_by_side(session.frames)
     view_size = (view.shape[1] * args.scale, view.shape[0] * args.scale)
-    graph_h = GRAPH_H if args.mode == "ghost" else 0
+    mode = args.mode or "dream"
+    graph_h = GRAPH_H if mode == "ghost" else 0
     window = pygame.display.set_mode((view_size[0], view_size[1] + graph_h + PANEL_LINES * line_h + 8))
     title = {"real": "Craft2D (real game)", "dream": "the dream (world model)",
-             "ghost": "left the dream, right the real game"}[args.mode]
+             "ghost": "left the dream, right the real game"}[mode]
     pygame.display.set_caption(f"worldsim: {title}")
     clock = pygame.time.Clock()
     controller = KeyboardController()
@@ -220,8 +238,8 @@ def play(args: PlayArgs = PlayArgs(), on_tick: Callable[[int], None] | None = No
                 reward, done = session.step(action)
                 total += reward
                 episode_return += reward
-                if session.agreement:
-                    agreement.append(session.agreement[-1])
+                if session.worlds.agreement is not None:
+                    agreement.append(session.worlds.agreement)
                 if done:
                     status = f"episode over (return {episode_return:g}): a new start"
                     session.reset(None)
@@ -230,7 +248,7 @@ def play(args: PlayArgs = PlayArgs(), on_tick: Callable[[int], None] | None = No
                   "paused (P)" if paused else status)
             clock.tick(args.fps)
             ticks += 1
-            if args.max_ticks is not None and ticks >= args.max_ticks:
+            if args.steps is not None and ticks >= args.steps:
                 break
         if args.screenshot:
             pygame.image.save(window, args.screenshot)
@@ -253,8 +271,10 @@ def _draw(window, font, line_h, view_size, graph_h, session: Session, fps, episo
     if "health" in info:
         inv = " ".join(f"{k}:{v}" for k, v in info["inventory"].items()) or "empty"
         head += f"  health {info['health']}/{MAX_HEALTH}  inventory {inv}"
-    if session.agreement:
-        head += f"  cells agreeing {session.agreement[-1]:.0%}"
+    seen = session.worlds.agreement
+    if seen is not None:  # what a person sees: sprite and light; the parts beside it say which one differs
+        head += (f"  seen alike {seen.seen:.0%} (sprites {seen.sprites:.0%}, light {seen.light[0]}/{seen.light[1]}"
+                 f"{'' if seen.hud else ', HUD differs'})")
     lines = [head, status or info.get("caption", "")]
     lines += _wrap(HELP + ", R restart, P pause, Ctrl+S save", font, view_size[0] - 8)
     for n, text in enumerate(lines[:PANEL_LINES]):
@@ -263,7 +283,7 @@ def _draw(window, font, line_h, view_size, graph_h, session: Session, fps, episo
 
 
 def _graph(window, rect: pygame.Rect, values: list[float]) -> None:
-    """Agreement between the dream and the game over the last ticks: 100% at the top, 0% at the bottom."""
+    """Cells seen alike in the dream and the game over the last ticks: 100% at the top, 0% at the bottom."""
     pygame.draw.rect(window, (40, 40, 46), rect)
     if len(values) > 1:
         step = rect.width / (len(values) - 1)
@@ -286,6 +306,4 @@ def _wrap(text: str, font: pygame.font.Font, width: int) -> list[str]:
 def _read_png(path: str) -> np.ndarray:
     from PIL import Image
 
-    if not Path(path).exists():
-        raise FileNotFoundError(f"--image {path}: no such file")
     return np.asarray(Image.open(path).convert("RGB"))
