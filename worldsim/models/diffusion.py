@@ -24,7 +24,7 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class DiffusionConfig:
     sigma_mean: float = 0.0  # logit-normal sigma in training: most samples mid-way, where learning is hardest
-    sigma_std: float = 1.0
+    sigma_std: float = 1.0  # spread of that logit-normal: larger puts more samples near clean and near pure noise
     clean_prob: float = 0.1  # chance a chunk is given sigma 0 in training: clean history, as at play time
     history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
     denoise_steps: int = 2  # Euler steps per new chunk at play time
@@ -34,7 +34,7 @@ class DiffusionConfig:
     #                         horizon and step count (Craft2D, preset S, 700 steps each: cells right one step ahead
     #                         at 2 solver steps 73.1% vs 68.2%, 32 steps ahead 40.7% vs 37.0%)
     reward_weight: float = 0.1  # reward MSE and termination BCE beside the velocity loss
-    terminated_weight: float = 0.1
+    terminated_weight: float = 0.1  # the termination head's BCE, weighted apart from the reward's MSE
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
