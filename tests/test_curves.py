@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from worldsim.cli import main
-from worldsim.train.curves import read_logs
+from worldsim.train.curves import PANEL, read_logs
+from worldsim.train.curves import main as write_curves
 
 
 def _log(path, steps, eval_at):
@@ -41,3 +42,16 @@ def test_a_missing_run_and_a_bad_name_are_named(tmp_path, capsys):
     assert "runs given twice" in capsys.readouterr().err
     assert main(["curves"]) == 2
     assert "at least one run directory" in capsys.readouterr().err
+
+
+def test_one_panel_per_kind_of_curve_each_of_the_panel_size(tmp_path):
+    _log(tmp_path / "loss_only", range(1, 61), [])
+    ae = tmp_path / "ae"
+    ae.mkdir()
+    rows = [{"step": s, "loss": 1.0 / s} for s in range(1, 61)] + [{"step": 60, "eval": {"tile_accuracy": 0.97}}]
+    (ae / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    for run, panels in (("loss_only", 1), ("ae", 2)):
+        out = write_curves([str(tmp_path / run)], str(tmp_path / f"{run}.png"))
+        with Image.open(out) as image:
+            assert image.size == (PANEL[0], PANEL[1] * panels)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["ae.png", "loss_only.png"]  # no temp file

@@ -1,16 +1,17 @@
-"""worldsim.plot draws line charts with Pillow alone: the curves land in the image in their colours, gaps and log axes
-are handled, bad arguments are refused by name, and save_chart writes a PNG atomically."""
+"""worldsim.plot draws line charts with matplotlib: the curves land in the image in their colours, gaps and log axes
+are handled, bad arguments are refused by name, save_chart writes a PNG atomically, and no display is needed."""
 
 from __future__ import annotations
 
-import math
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFont
+from PIL import Image
 
-from worldsim import plot
 from worldsim.plot import COLORS, Series, line_chart, save_chart
 
 X = np.arange(50, dtype=float)
@@ -52,6 +53,12 @@ def test_nan_is_a_gap_in_the_line():
     assert 0 < gap < full * 0.8
 
 
+def test_a_point_alone_between_gaps_still_shows():
+    y = np.full(50, np.nan)
+    y[25] = 3.0
+    assert colored(line_chart([Series("", X, y)], ylim=(0, 5)), COLORS[0]) > 5
+
+
 def test_dashed_and_points_draw_less_than_a_solid_line():
     x = np.arange(10.0)  # ten points: dots far apart
     solid, dashed, points = (colored(line_chart([Series("", x, x, style=st)]), COLORS[0])
@@ -84,19 +91,6 @@ def test_log_axes_skip_values_they_cannot_show():
     image = line_chart([Series("", X, np.zeros(50))], logy=True, logx=True)  # nothing positive at all
     assert colored(image, COLORS[0]) == 0
     assert line_chart([Series("", X, X + 1)], logy=True, ylim=(2, 9)).shape == (360, 640, 3)  # inside one decade
-
-
-def test_ticks_are_nice_steps_and_decades():
-    for lo, hi in [(0, 1), (-3.7, 12.2), (0.5, 16.5), (1e3, 2e5), (0.001, 0.0042)]:
-        ticks, labels = plot._ticks(lo, hi, False, 7)
-        step = ticks[1] - ticks[0]
-        mantissa = step / 10 ** math.floor(math.log10(step))
-        assert 3 <= len(ticks) <= 8 and lo <= ticks[0] and ticks[-1] <= hi
-        assert any(math.isclose(mantissa, m) for m in (1, 2, 5)), (lo, hi, step)
-        assert len(set(labels)) == len(labels)
-    ticks, labels = plot._ticks(-2, 1, True, 7)
-    assert ticks.tolist() == [-2, -1, 0, 1] and labels == ["0.01", "0.1", "1", "10"]
-    assert plot._ticks(0, 2e6, False, 7)[1][-1] == "2M"
 
 
 def test_mismatched_lengths_name_the_series_and_both_lengths():
@@ -137,16 +131,12 @@ def test_save_chart_leaves_nothing_behind_on_bad_arguments(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_old_pillow_bitmap_font_still_draws(monkeypatch):
-    if not hasattr(ImageFont, "load_default_imagefont"):
-        pytest.skip("this Pillow has only the bitmap font: the fallback is what every other test runs")
-    bitmap = ImageFont.load_default_imagefont()
-
-    def load_default(size=None):  # Pillow < 10.1: no size argument
-        if size is not None:
-            raise TypeError("load_default() got an unexpected keyword argument 'size'")
-        return bitmap
-
-    monkeypatch.setattr(ImageFont, "load_default", load_default)
-    image = line_chart([Series("a", X, X)], title="t", xlabel="x", ylabel="y", size=(300, 200))
-    assert image.shape == (200, 300, 3) and colored(image, COLORS[0]) > 100
+def test_charts_need_no_display_and_ignore_a_gui_backend_setting(tmp_path):
+    # a user's MPLBACKEND (a GUI one here) and no X display: the Agg canvas is used all the same, pyplot never
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")} | {"MPLBACKEND": "TkAgg"}
+    code = ("import sys\nfrom worldsim.plot import Series, save_chart\n"
+            f"save_chart({str(tmp_path / 'a.png')!r}, [Series('a', [0, 1], [1, 2])])\n"
+            "print('matplotlib.pyplot' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"] and (tmp_path / "a.png").stat().st_size > 1000
