@@ -1,46 +1,33 @@
-"""A one-line progress bar on stderr: done/total, rate, time left; plain lines when stderr is not a terminal."""
+"""Progress bars on stderr, drawn by tqdm: done/total, rate, time left, and a line of text (loss, tokens/s).
+
+`Progress` keeps the small API worldsim's loops use, `update(done)` with the count done so far (not an increment),
+so a loop that resumes or counts frames across worker processes reports what it knows without keeping a delta.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
+
+LOG_EVERY_S = 10.0  # when stderr is a log file, not a terminal: a line every 10 s, not a flood
 
 
 class Progress:
     def __init__(self, total: int, label: str, unit: str = "steps", every_s: float = 0.2, initial: int = 0):
-        """`initial`: work already done before this run (a resumed run), left out of the rate."""
-        self.total, self.label, self.unit, self.every_s, self.initial = total, label, unit, every_s, initial
-        self.start = self._last = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self._last_line_s = -1e9
+        """`initial`: work already done before this run (a resumed run), left out of the rate. `every_s`: the
+        shortest time between two redraws on a terminal."""
+        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", initial=initial, file=sys.stderr,
+                        mininterval=every_s if sys.stderr.isatty() else LOG_EVERY_S, dynamic_ncols=True,
+                        leave=True)
 
     def update(self, done: int, extra: str = "", force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self._last < self.every_s:
-            return
-        self._last = now
-        elapsed = now - self.start
-        rate = (done - self.initial) / elapsed if elapsed > 0 else 0.0
-        left = (self.total - done) / rate if rate > 0 else float("inf")
-        frac = min(done / self.total, 1.0) if self.total else 1.0
-        bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))
-        line = (f"{self.label} [{bar}] {done:,}/{self.total:,} {self.unit}  {rate:,.0f} {self.unit}/s  "
-                f"{'left ' + _clock(left) if done < self.total else 'took ' + _clock(elapsed)}  {extra}")
-        if self.tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
-        elif force or now - self._last_line_s >= 10:  # logs: a line every 10 s, not a flood
-            print(line, file=sys.stderr, flush=True)
-            self._last_line_s = now
+        if extra:
+            self.bar.set_postfix_str(extra, refresh=False)
+        self.bar.update(done - self.bar.n)  # redraws only once mininterval has passed: cheap in a hot loop
+        if force:
+            self.bar.refresh()
 
     def close(self, done: int, extra: str = "") -> None:
-        self.update(done, extra, force=True)
-        if self.tty:
-            print(file=sys.stderr)
-
-
-def _clock(seconds: float) -> str:
-    if seconds == float("inf"):
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+        self.update(done, extra)
+        self.bar.close()  # draws the final line
