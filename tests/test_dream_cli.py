@@ -30,6 +30,7 @@ def test_dream_alone_and_as_mp4(ckpt, tmp_path):
     assert main(["dream", f"checkpoint={ckpt}", "steps=3", "agent=random", "real=false",
                  f"out={tmp_path / 'alone.gif'}", "scale=1"]) == 0
     assert Image.open(tmp_path / "alone.gif").size == (64, 64)
+    pytest.importorskip("moviepy", reason="MP4 needs the [video] extra")
     assert main(["dream", f"checkpoint={ckpt}", "steps=3", f"out={tmp_path / 'r.mp4'}"]) == 0
     assert (tmp_path / "r.mp4").stat().st_size > 0
 
