@@ -1,6 +1,6 @@
 """The probe suite: questions with a ground-truth engine behind every answer.
 
-    worldsim probe [checkpoint=CKPT] [suite=all] [seeds=4] [out=probes] [--quick]
+    worldsim probe [checkpoint=CKPT] [suite=all] [seeds=4] [out=probes] [quick=true]
 
 `scenarios` (what a probe is, the map builder), `families` (the six families' scenarios), `predictors` (engine,
 world model, trivial floors, corrupted engines), `score` (decoded-tile scoring and normalisation), `runner` (the

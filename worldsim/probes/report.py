@@ -69,7 +69,7 @@ def _header(summary: dict) -> list[str]:
              f"- model: `{who}`" + (f", {summary['denoise_steps']} solver step(s) a frame, context "
                                     f"{summary['context']} frames" if "denoise_steps" in summary else ""),
              f"- `worldsim probe suite={cfg['suite']} seeds={cfg['seeds']} seed={cfg['seed']}"
-             + (" --quick" if cfg["quick"] else "") + "`: "
+             + (" quick=true" if cfg["quick"] else "") + "`: "
              f"{len(summary['probes'])} probes x {cfg['seeds']} sampling seeds in {summary['seconds']['total']:.0f} s",
              "", "| family | question | score ± std | in distribution | out of distribution | probes |",
              "|---|---|---|---|---|---|"]

@@ -1,6 +1,6 @@
 """`worldsim probe`: run the probe suite on a checkpoint and write probes.json and probes.md.
 
-    worldsim probe [checkpoint=CKPT] [suite=all|permanence+control] [seeds=4] [out=probes] [--quick]
+    worldsim probe [checkpoint=CKPT] [suite=all|permanence+control] [seeds=4] [out=probes] [quick=true]
 
 The engine plays every run once for the truth (seed 0) and once per sampling seed for the ceiling (its own variance,
 where animals wander). The predictor under test plays every run once per sampling seed; all its runs of one length
