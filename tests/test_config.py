@@ -41,10 +41,10 @@ def test_every_recipe_composes_onto_its_schema(command, name):
 def test_a_recipe_overrides_and_the_command_line_wins(tmp_path, monkeypatch):
     (tmp_path / "train_world" / "experiment").mkdir(parents=True)
     (tmp_path / "train_world" / "experiment" / "mine.yaml").write_text(
-        "# @package _global_\ndata: d\nae: a\noptim:\n  steps: 77\n  lr: 1.0e-3\ndit:\n  context: 6\n")
+        "# @package _global_\ndata: d\nae: a\noptim:\n  steps: 777\n  lr: 1.0e-3\ndit:\n  context: 6\n")
     monkeypatch.setenv("WORLDSIM_CONFIGS", str(tmp_path))
     cfg = parse_overrides(TrainWorldConfig, ["experiment=mine", "optim.lr=2e-3", "dit.depth=2"], "train_world")
-    assert (cfg.data, cfg.ae, cfg.optim.steps, cfg.optim.lr) == ("d", "a", 77, 2e-3)
+    assert (cfg.data, cfg.ae, cfg.optim.steps, cfg.optim.lr) == ("d", "a", 777, 2e-3)
     assert cfg.dit == {"context": 6, "depth": 2}  # a new key inside a dict field needs no '+'
     assert cfg.optim.warmup == TrainWorldConfig().optim.warmup  # untouched fields keep the dataclass default
     with pytest.raises(dataclasses.FrozenInstanceError):
