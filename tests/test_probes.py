@@ -89,7 +89,7 @@ def test_bad_settings_are_named(tmp_path, capsys, override, message):
 
 def test_a_checkpoint_of_another_game_is_refused(tmp_path, capsys):
     ckpt = write_world(tmp_path / "other.safetensors", env="CartPole-v1", n_actions=2)
-    assert main(["probe", f"checkpoint={ckpt}", "--quick", f"out={tmp_path}"]) == 2
+    assert main(["probe", f"checkpoint={ckpt}", "quick=true", f"out={tmp_path}"]) == 2
     assert "CartPole-v1" in capsys.readouterr().err
 
 
@@ -97,7 +97,7 @@ def test_cli_quick_run_writes_json_and_a_report(tmp_path, capsys):
     ckpt = write_world(tmp_path / "tiny.safetensors")
     out = tmp_path / "report"
     assert main(["probe", f"checkpoint={ckpt}", "seeds=1", "suite=causality+control+stability",
-                 f"out={out}", "device=cpu", "--quick"]) == 0
+                 f"out={out}", "device=cpu", "quick=true"]) == 0
     printed = capsys.readouterr().out
     assert "causality" in printed and "wrote" in printed
     summary = json.loads((out / "probes.json").read_text())
