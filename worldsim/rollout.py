@@ -55,7 +55,7 @@ class DreamConfig:
 class Agreement:
     """How the dream's frame matches the real game's, read by Craft2D's exact decoder from both."""
 
-    sprites: float  # share of cells (world and HUD row) drawn with the same sprite, whatever the light
+    sprites: float  # share of cells (world and HUD row) right as the probes judge them, whatever the light
     light: tuple[int, int]  # light levels of the dream and of the game
     hud: bool  # health, selected block and inventory read the same
 
@@ -67,10 +67,11 @@ class Agreement:
 
 
 def agreement(dream_frame: np.ndarray, real_frame: np.ndarray) -> Agreement:
-    from worldsim.envs.craft2d import decode
+    from worldsim.envs.craft2d.decoder import cells_right, decode
 
     a, b = decode(dream_frame), decode(real_frame)
-    return Agreement(float((a.cell == b.cell).mean()), (a.light_level, b.light_level), a.hud == b.hud)
+    return Agreement(float(cells_right(a.cell, a.distance, b.cell).mean()), (a.light_level, b.light_level),
+                     a.hud == b.hud)
 
 
 class Worlds:

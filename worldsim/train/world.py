@@ -20,12 +20,12 @@ from worldsim.checkpoint import component, load_checkpoint, load_init, prefixed
 from worldsim.config import show, to_dict
 from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset
 from worldsim.data.loader import ClipDataset
+from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig, training_loss
 from worldsim.models.dit import DiT, dit_config
 from worldsim.simulator import WorldSimulator, resolve_device
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
-from worldsim.envs.craft2d import is_craft2d
 from worldsim.train.metrics import psnr, tile_accuracy
 
 
