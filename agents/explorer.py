@@ -217,7 +217,8 @@ class ExplorerAgent:
         does nothing."""
         inventory = info["inventory"]
         if inventory.get(info["selected"], 0) > 0:
-            return PLACE_DOWN if self.drop >= (SAFE_FALL if info["health"] > HURT else SAFE_FALL - 1) else None
+            safe = SAFE_FALL if info["health"] > HURT else SAFE_FALL - 1
+            return PLACE_DOWN if self.drop >= safe else None
         return NEXT_BLOCK if self._holds_block(inventory) else None
 
     def _chase(self, x: int, y: int, info: dict[str, Any]) -> int | None:

@@ -14,7 +14,7 @@ from gymnasium.error import ResetNeeded
 from worldsim.envs.craft2d.engine import Game, GameState, new_state
 from worldsim.envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
 from worldsim.envs.craft2d.scenario import Scenario
-from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, TILE_SIZE, Tile
+from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, TILE_SIZE, WORLD_SIZE, Tile
 from worldsim.envs.craft2d.worldgen import World, generate
 from worldsim.envs.window import FrameWindow, RendersFrames
 
@@ -92,8 +92,9 @@ class Craft2DEnv(RendersFrames, gym.Env):
     window_caption = "Craft2D"
 
     def __init__(self, render_mode: str | None = None, *, tile_size: int = TILE_SIZE, view_width: int = 8,
-                 view_height: int = 8, world_width: int = 512, world_height: int = 48, world_seed: int | None = None,
-                 day_length: int = 300, rewards: Mapping[str, float] | None = None, window_scale: int = 6):
+                 view_height: int = 8, world_width: int = WORLD_SIZE[0], world_height: int = WORLD_SIZE[1],
+                 world_seed: int | None = None, day_length: int = 300, rewards: Mapping[str, float] | None = None,
+                 window_scale: int = 6):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if view_width < MIN_VIEW_WIDTH or view_height < 3:

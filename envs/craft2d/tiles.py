@@ -11,6 +11,7 @@ import re
 from enum import IntEnum
 
 ENV_ID = "worldsim/Craft2D-v0"  # as worldsim.registration registers it
+WORLD_SIZE = (512, 48)  # (width, height) in tiles of Craft2DEnv's worlds by default, which probe scenarios assume
 TILE_SIZE = 8  # pixels a tile side, Craft2DEnv's default: a 64x64 frame is 8x8 tiles (the HUD row included)
 _ENV_ID = re.compile(r"(?:[\w.]+:)?worldsim/Craft2D-v\d+")  # gymnasium ids may carry a "module:" prefix
 

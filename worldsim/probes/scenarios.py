@@ -17,11 +17,11 @@ from functools import lru_cache
 import numpy as np
 
 from worldsim.envs.craft2d.scenario import Scenario
-from worldsim.envs.craft2d.tiles import BIOME_NAMES
+from worldsim.envs.craft2d.tiles import BIOME_NAMES, WORLD_SIZE
 
 SKY_ROWS = 5  # air rows above the player's row: the view shows 3 of them, a jump one more
 DEPTH = 6  # ground rows under the player: the view shows 3, pits need a few more
-WORLD = (512, 48)  # Craft2D-v0's default world size, which the scenarios are stamped into
+WORLD = WORLD_SIZE  # Craft2D-v0's default world size, which the scenarios are stamped into
 OOD_SEED_BASE = 2 ** 31  # Craft2D draws world seeds below 2**31, so seeds from here on were never in any training set
 
 # Surface, soil and deep tile of each biome, as Craft2D's world generator lays them.
