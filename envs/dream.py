@@ -13,35 +13,9 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from worldsim.envs.window import RendersFrames
+from worldsim.simulator import load_simulator
 
 _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
-
-
-def default_checkpoint() -> Path:
-    """The checkpoint shipped inside the package (worldsim/assets/craft2d_s.safetensors)."""
-    return Path(__file__).resolve().parents[1] / "worldsim" / "assets" / "craft2d_s.safetensors"
-
-
-def load_simulator(checkpoint, denoise_steps, context, device, batch_size: int):
-    """(WorldSimulator, path) for Dream-v0's arguments, each checked with a message that names it."""
-    from worldsim.simulator import WorldSimulator
-
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if checkpoint is None and not path.exists():
-        raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
-                                "or pass checkpoint=PATH, a world model from `worldsim train world`")
-    if denoise_steps is not None and (not isinstance(denoise_steps, (int, np.integer)) or denoise_steps < 1):
-        raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"num_envs={batch_size!r}: expected an integer >= 1")
-    sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
-    trained = sim.dit.config.context
-    if context is not None:
-        if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:
-            raise ValueError(f"context={context!r}: expected an integer in [2, {trained}] (the checkpoint was "
-                             f"trained with a window of {trained} frames)")
-        sim.set_context(int(context))
-    return sim, path
 
 
 class DreamEnv(RendersFrames, gym.Env):
@@ -251,7 +225,7 @@ class DreamVectorEnv(gym.vector.VectorEnv):
             self._rngs = [np.random.default_rng(s) for s in seeds]
             self._np_random, self._np_random_seed = np.random.default_rng(seeds[0]), seeds[0]
         self._frames = self._draw_starts(np.ones(self.num_envs, bool))  # first, as DreamEnv draws: same start frames
-        self.sim.seed(int(self._rngs[0].integers(2 ** 63)))  # unseeded envs get fresh noise, seeded ones the same
+        self.sim.seed(self._draw_seeds(np.ones(self.num_envs, bool)))  # then its noise: sub-env i dreams as DreamEnv
         self.sim.reset(self._frames[:, None], np.full((self.num_envs, 1), -1, np.int64))
         self._elapsed[:] = 0
         self._autoreset[:] = False
@@ -267,7 +241,7 @@ class DreamVectorEnv(gym.vector.VectorEnv):
                              f"integers in [0, {self.single_action_space.n - 1}], one per sub-env")
         restart = self._autoreset.copy()
         starts = self._draw_starts(restart)
-        out = self.sim.step(actions, restart=restart, start_frames=starts)
+        out = self.sim.step(actions, restart=restart, start_frames=starts, restart_seeds=self._draw_seeds(restart))
         self._frames = out.frames
         self._elapsed = np.where(restart, 0, self._elapsed + 1)
         terminated = out.terminated & ~restart
@@ -292,6 +266,11 @@ class DreamVectorEnv(gym.vector.VectorEnv):
         for i in np.flatnonzero(which):
             out[i] = bank[int(self._rngs[i].integers(len(bank)))]
         return out
+
+    def _draw_seeds(self, which: np.ndarray) -> list[int]:
+        """(N,) noise seeds, drawn with each sub-env's RNG for those in `which` (0 elsewhere), as DreamEnv.reset draws
+        one after its start frame."""
+        return [int(self._rngs[i].integers(2 ** 63)) if which[i] else 0 for i in range(self.num_envs)]
 
     def _info(self, mask: np.ndarray) -> dict[str, np.ndarray]:
         return {"denoise_steps": np.full(self.num_envs, self.sim.denoise_steps), "_denoise_steps": mask.copy(),

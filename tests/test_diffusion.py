@@ -53,7 +53,7 @@ def test_training_sigmas_are_in_range_with_some_clean_chunks():
 def test_training_loss_targets_the_velocity():
     x0 = torch.randn(2, 3, 4, 2, 2)
 
-    def zero_model(x, sigma, actions, extra=None):
+    def zero_model(x, sigma, actions):
         b, n = sigma.shape
         return SimpleNamespace(out=torch.zeros_like(x), reward=torch.zeros(b, n), terminated_logit=torch.zeros(b, n))
 
@@ -78,7 +78,7 @@ def test_an_exact_x0_prediction_lands_on_the_data(steps):
 def test_x0_training_targets_the_clean_latents():
     x0 = torch.randn(2, 3, 4, 2, 2)
 
-    def perfect(x, sigma, actions, extra=None):
+    def perfect(x, sigma, actions):
         b, n = sigma.shape
         return SimpleNamespace(out=x0, reward=torch.zeros(b, n), terminated_logit=torch.full((b, n), -30.0))
 
@@ -88,3 +88,16 @@ def test_x0_training_targets_the_clean_latents():
     assert logs["denoise_loss"] == 0.0
     with pytest.raises(ValueError, match="prediction='eps'"):
         DiffusionConfig(prediction="eps")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("denoise_steps", 0, r"denoise_steps=0: expected an integer >= 1"),
+    ("shift", 0.0, r"shift=0.0: expected > 0"),
+    ("sigma_std", -1.0, r"sigma_std=-1.0: expected > 0"),
+    ("history_sigma", 1.0, r"history_sigma=1.0: expected a noise level in \[0, 1\)"),
+    ("clean_prob", 1.5, r"clean_prob=1.5: expected a probability"),
+    ("reward_weight", -0.1, r"reward_weight, terminated_weight=\(-0.1, 0.1\): expected weights >= 0"),
+])
+def test_bad_settings_are_refused_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        DiffusionConfig(**{field: value})

@@ -1,4 +1,4 @@
-"""The diffusion transformer: patches, block-causal sliding-window attention, the KV cache, sizes, presets, extras."""
+"""The diffusion transformer: patches, block-causal sliding-window attention, the KV cache, sizes, presets."""
 
 from __future__ import annotations
 
@@ -137,28 +137,27 @@ def test_rotary_positions_are_relative():
 
 # --- the KV cache -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("patch, m", [((1, 2, 2), 0), ((2, 2, 2), 3)])
-def test_kv_cache_matches_full_forward(patch, m):
-    cfg = tiny(patch=patch, context=3, max_extra_tokens=4)
+@pytest.mark.parametrize("patch", [(1, 2, 2), (2, 2, 2)])
+def test_kv_cache_matches_full_forward(patch):
+    cfg = tiny(patch=patch, context=3)
     model = randomized(cfg)
     chunks, pt = 7, patch[0]  # longer than the window: the ring evicts
     x, sigma, actions = inputs(cfg, chunks=chunks, h=4, w=6)
-    extra = torch.randn(2, m, cfg.width) if m else None
     with torch.no_grad():
-        full = model(x, sigma, actions, extra=extra)
+        full = model(x, sigma, actions)
     solver, single = model.new_cache(2), model.new_cache(2)
     for i in range(chunks):
         chunk = x[:, i * pt:(i + 1) * pt]
         for _ in range(2):  # solver steps on other (noisy) inputs must leave no trace
-            model.forward_chunk(torch.randn_like(chunk), torch.rand(2), actions[:, i], i, solver, extra=extra)
-        got = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, solver, extra=extra, write=True)
-        ref = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, single, extra=extra, write=True)
+            model.forward_chunk(torch.randn_like(chunk), torch.rand(2), actions[:, i], i, solver)
+        got = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, solver, write=True)
+        ref = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, single, write=True)
         torch.testing.assert_close(got.out, full.out[:, i * pt:(i + 1) * pt], atol=1e-4, rtol=0)
         torch.testing.assert_close(got.reward, full.reward[:, i:i + 1], atol=1e-4, rtol=0)
         torch.testing.assert_close(got.terminated_logit, full.terminated_logit[:, i:i + 1], atol=1e-4, rtol=0)
         torch.testing.assert_close(got.out, ref.out, atol=1e-6, rtol=0)
     n = (4 // 2) * (6 // 2)
-    assert solver.k[0].shape == (2, cfg.heads, cfg.max_extra_tokens + cfg.context * n, cfg.width // cfg.heads)
+    assert solver.k[0].shape == (2, cfg.heads, cfg.context * n, cfg.width // cfg.heads)
     assert solver.lengths.tolist() == [cfg.context - 1] * 2
 
 
@@ -248,20 +247,24 @@ def test_presets_scale_compute():
         DiTConfig(width=100, heads=3)
 
 
-def test_extra_tokens_condition_every_chunk():
-    cfg = tiny(max_extra_tokens=3)
-    model = randomized(cfg)
-    x, sigma, actions = inputs(cfg, chunks=3)
-    e1, e2 = torch.randn(2, 2, cfg.width), torch.randn(2, 2, cfg.width)
-    with torch.no_grad():
-        a, b, none = model(x, sigma, actions, extra=e1), model(x, sigma, actions, extra=e2), model(x, sigma, actions)
-    for i in range(3):
-        assert (a.out[:, i] - b.out[:, i]).abs().max() > 1e-4
-        assert (a.out[:, i] - none.out[:, i]).abs().max() > 1e-4
-    with pytest.raises(ValueError, match="max_extra_tokens=3"):
-        model(x, sigma, actions, extra=torch.randn(2, 4, cfg.width))
-    with pytest.raises(ValueError, match="max_extra_tokens=0"):
-        randomized(tiny())(x, sigma, actions, extra=e1)
+@pytest.mark.parametrize("field, value, message", [
+    ("heads", 0, r"heads=0: expected an integer >= 1"),
+    ("depth", 0, r"depth=0: expected an integer >= 1"),
+    ("context", 0, r"context=0: expected an integer >= 1"),
+    ("n_actions", 0, r"n_actions=0: expected an integer >= 1"),
+    ("mlp_ratio", -1.0, r"mlp_ratio=-1.0: expected > 0"),
+    ("rope_base", 0.0, r"rope_base=0.0: expected > 1"),
+])
+def test_bad_sizes_are_refused_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**{field: value})
+
+
+def test_the_caption_prefix_is_gone():
+    """max_extra_tokens and the extra prefix were never used: a config with them is an error, not ignored."""
+    with pytest.raises(TypeError, match="max_extra_tokens"):
+        DiTConfig(max_extra_tokens=0)
+    assert "extra_cond" not in DiT(tiny()).state_dict()
 
 
 def test_actions_and_noise_levels_are_checked():

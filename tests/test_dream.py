@@ -4,7 +4,6 @@ the contract does not depend on what the model has learned)."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 
 import gymnasium as gym
 import numpy as np
@@ -14,8 +13,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
 from worldsim.envs.craft2d import Craft2DEnv, Scenario
-from worldsim.envs.dream import DreamEnv, default_checkpoint
-from worldsim.checkpoint import prefixed, save_checkpoint
+from worldsim.checkpoint import default_checkpoint, save_world
+from worldsim.envs.dream import DreamEnv
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig
 from worldsim.models.dit import DiT, DiTConfig
@@ -32,13 +31,9 @@ def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, sta
         p.data.add_(torch.randn_like(p) * 0.05)
     dit.terminated_head[-1].bias.data.fill_(-30.0)  # episodes end by the time limit, as a trained model's mostly do
     frames = np.stack([Craft2DEnv().reset(seed=s)[0] for s in range(starts)])
-    tensors = {**prefixed(ae.state_dict(), "ae"), **prefixed(dit.state_dict(), "dit"),
-               "start.frames": torch.from_numpy(frames)}
     meanings = Craft2DEnv().get_action_meanings() if n_actions == 12 else [f"a{i}" for i in range(n_actions)]
-    save_checkpoint(path, tensors, config={"tiny": True}, ae_config=asdict(ae.cfg), dit_config=asdict(dit.config),
-                    diffusion=asdict(DiffusionConfig(denoise_steps=2)), action_meanings=meanings, frame_shape=[64, 64, 3],
-                    latent_shape=[4, 8, 8], env=env, step=0)
-    return path
+    return save_world(path, ae, dit, DiffusionConfig(denoise_steps=2), config={"tiny": True},
+                      action_meanings=meanings, frame_shape=[64, 64, 3], start_frames=frames, env=env, step=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""WorldSimulator: cached stepping equals recomputing the window from scratch; seeded; bad input refused."""
+"""WorldSimulator: cached stepping equals recomputing the window from scratch; seeded per world; bad input refused;
+built from a checkpoint; a device this machine lacks refused."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_cached_steps_equal_recomputing_the_whole_history():
     plan = np.random.default_rng(1).integers(0, 12, (7, 2))  # more steps than the context: the window slides
     cached = [sim.step(a).latents for a in plan]
 
-    gen = torch.Generator().manual_seed(7)
+    gens = [torch.Generator().manual_seed(7 + b) for b in range(2)]  # seed=7: world b draws from seed 7 + b
     with torch.no_grad():
         hist = list(ae.encode(torch.from_numpy(frames)).unbind(1))  # T0 x (B, C, h, w)
         acts = [torch.from_numpy(actions[:, i]) for i in range(actions.shape[1])]
@@ -53,7 +54,7 @@ def test_cached_steps_equal_recomputing_the_whole_history():
                 sig = torch.cat([torch.zeros(x.shape[0], past.shape[1]), s[:, None]], 1)
                 return to_velocity(dit(xs, sig, past_actions).out[:, -1:], x, s, diffusion.prediction)
 
-            noise = torch.randn((2, 1) + hist[0].shape[1:], generator=gen)
+            noise = torch.stack([torch.randn((1,) + hist[0].shape[1:], generator=g) for g in gens])  # (B, 1, C, h, w)
             z = sample(velocity, noise, diffusion.denoise_steps)
             assert np.allclose(cached[step], z[:, 0].numpy(), atol=1e-5), f"step {step} differs"
             hist.append(torch.from_numpy(cached[step]))  # the same history for both: float32 noise must not compound
@@ -93,3 +94,40 @@ def test_bad_input_is_refused():
         sim.step([0, 1, 2])
     with pytest.raises(ValueError, match="steps=0"):
         WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=0))
+
+
+def test_a_world_dreams_the_same_in_any_batch():
+    """World b of a batch seeded with seeds[b] dreams what a batch of one seeded with seeds[b] dreams: the noise is
+    drawn per world, so a vector env's sub-env i equals a single env seeded as it is (floats round differently in a
+    batched matmul: ~1e-6, far below a uint8 level)."""
+    ae, dit = _models()
+    clip, plan = _clip(b=3, t=2), np.random.default_rng(2).integers(0, 12, (6, 3))
+    batch = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2), seed=[11, 12, 13])
+    batch.reset(clip)
+    together = [batch.step(a) for a in plan]
+    for b, seed in enumerate([11, 12, 13]):
+        alone = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2), seed=seed)
+        alone.reset(clip[b:b + 1])
+        for t, a in enumerate(plan[:, b]):
+            out = alone.step([a])
+            assert np.allclose(out.latents[0], together[t].latents[b], atol=1e-4), f"world {b}, step {t}"
+            assert np.abs(out.frames[0].astype(int) - together[t].frames[b]).max() <= 1
+    assert not np.allclose(together[0].latents[0], together[0].latents[1])  # and the worlds' noise differs
+
+
+def test_an_int_seed_seeds_world_b_with_seed_plus_b_and_restart_reseeds():
+    ae, dit = _models()
+    clip = _clip(b=2, t=1)
+    pair = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=5)
+    pair.reset(clip)
+    explicit = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=[5, 6])
+    explicit.reset(clip)
+    assert np.array_equal(pair.step([1, 2]).latents, explicit.step([1, 2]).latents)
+    # a restarted world draws from its new seed, as a fresh reset seeded with it would
+    restart, starts = np.array([False, True]), clip[:, 0]
+    pair.step([3, 3], restart=restart, start_frames=starts, restart_seeds=[0, 99])
+    fresh = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=99)
+    fresh.reset(clip[1:, :1])
+    assert np.allclose(pair.step([4, 4]).latents[1], fresh.step([4]).latents[0], atol=1e-4)
+    with pytest.raises(ValueError, match="3 seeds for 2 worlds"):
+        WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=[1, 2, 3]).reset(clip)

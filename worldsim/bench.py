@@ -29,6 +29,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from worldsim.bench_dream import bench_cache, bench_episode, bench_flops, bench_step, bench_vector
 from worldsim.config import to_dict
 from worldsim.io import atomic_write_json
 
@@ -165,8 +166,6 @@ def run(args: BenchArgs) -> Path:
     unknown = set(args.only) - set(BENCHMARKS)
     if unknown:
         raise ValueError(f"only={args.only}: unknown {sorted(unknown)}, expected some of {BENCHMARKS}")
-    from worldsim.bench_dream import bench_cache, bench_episode, bench_flops, bench_step, bench_vector
-
     runners = {"engine": bench_engine, "loader": bench_loader, "step": bench_step, "cache": bench_cache,
                "flops": bench_flops, "episode": bench_episode, "vector": bench_vector, "train": bench_train}
     rows = [row for name in BENCHMARKS if name in args.only for row in runners[name](args)]

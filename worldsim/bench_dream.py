@@ -12,29 +12,39 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 
-if TYPE_CHECKING:
-    from worldsim.bench import BenchArgs
+
+class DreamBenchArgs(Protocol):
+    """The fields of worldsim.bench.BenchArgs that these benchmarks read (named here, so this module needs nothing
+    from worldsim.bench, which runs it)."""
+
+    checkpoint: str | None
+    model: str
+    seed: int
+    repeats: int
+    denoise_steps: list[int]
+    step_calls: int
+    episode_steps: list[int]
+    num_envs: list[int]
+    vector_steps: int
 
 
-def dream_checkpoint(args: "BenchArgs", tmp: str) -> str:
+def dream_checkpoint(args: DreamBenchArgs, tmp: str) -> str:
     """args.checkpoint, else the shipped checkpoint, else a random-weight checkpoint of preset `args.model` in `tmp`."""
-    from worldsim.envs.dream import default_checkpoint
+    from worldsim.checkpoint import default_checkpoint
 
     if args.checkpoint:
         return args.checkpoint
     if default_checkpoint().exists():
         return str(default_checkpoint())
-    from dataclasses import asdict
-
     import torch
 
+    from worldsim.checkpoint import save_world
     from worldsim.envs.craft2d import Craft2DEnv
-    from worldsim.checkpoint import prefixed, save_checkpoint
     from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
     from worldsim.models.diffusion import DiffusionConfig
     from worldsim.models.dit import DiT, dit_config
@@ -42,17 +52,15 @@ def dream_checkpoint(args: "BenchArgs", tmp: str) -> str:
     torch.manual_seed(args.seed)
     ae, dit = Autoencoder(AutoencoderConfig()), DiT(dit_config(args.model))
     env = Craft2DEnv()
-    starts = torch.from_numpy(np.stack([env.reset(seed=s)[0] for s in range(4)]))
-    path = str(Path(tmp) / f"random-{args.model}.safetensors")
-    save_checkpoint(path, {**prefixed(ae.state_dict(), "ae"), **prefixed(dit.state_dict(), "dit"),
-                           "start.frames": starts}, config={"bench": f"random weights, preset {args.model}"},
-                    ae_config=asdict(ae.cfg), dit_config=asdict(dit.config), diffusion=asdict(DiffusionConfig()),
-                    action_meanings=env.get_action_meanings(), frame_shape=[64, 64, 3], latent_shape=[8, 8, 8],
-                    env="worldsim/Craft2D-v0")
-    return path
+    starts = np.stack([env.reset(seed=s)[0] for s in range(4)])
+    path = Path(tmp) / f"random-{args.model}.safetensors"
+    save_world(path, ae, dit, DiffusionConfig(), config={"bench": f"random weights, preset {args.model}"},
+               action_meanings=env.get_action_meanings(), frame_shape=starts.shape[1:], start_frames=starts,
+               env="worldsim/Craft2D-v0")
+    return str(path)
 
 
-def _label(args: "BenchArgs", path: str) -> str:
+def _label(args: DreamBenchArgs, path: str) -> str:
     return Path(path).name if "random-" not in Path(path).name else f"preset {args.model}, random weights"
 
 
@@ -66,7 +74,7 @@ def _timed_steps(step, calls: int) -> list[float]:
     return times
 
 
-def bench_step(args: "BenchArgs") -> list[dict]:
+def bench_step(args: DreamBenchArgs) -> list[dict]:
     """Dream-v0 single-env step latency (median and p95 over every timed step of every run) and the FPS it allows,
     at each solver step count, from a full window of history: the steady-state cost."""
     from worldsim.envs.dream import DreamEnv
@@ -94,7 +102,7 @@ def bench_step(args: "BenchArgs") -> list[dict]:
     return rows
 
 
-def bench_cache(args: "BenchArgs") -> list[dict]:
+def bench_cache(args: DreamBenchArgs) -> list[dict]:
     """The KV cache's worth, at each solver step count: a step that recomputes the whole window every solver pass (what
     a model without a cache does) against the cached step, and the ratio."""
     import torch
@@ -117,7 +125,7 @@ def bench_cache(args: "BenchArgs") -> list[dict]:
         sim.reset(frames)
         cached = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls))
                   for _ in range(args.repeats)]
-        history = start
+        history, gen = start, torch.Generator().manual_seed(args.seed)
 
         @torch.no_grad()
         def recompute_step() -> None:
@@ -128,7 +136,7 @@ def bench_cache(args: "BenchArgs") -> list[dict]:
                 out = dit(torch.cat([history, x], 1), sigma, actions).out[:, -1:]
                 return to_velocity(out, x, s, sim.diffusion.prediction)
 
-            noise = torch.randn((1, 1) + tuple(history.shape[2:]), generator=sim.generator)
+            noise = torch.randn((1, 1) + tuple(history.shape[2:]), generator=gen)
             z = sample(velocity, noise, steps, sim.diffusion.shift)
             sim.ae.decode_uint8(z[:, 0])
             history = torch.cat([history[:, 1:], z], 1)  # slide the window
@@ -145,7 +153,7 @@ def bench_cache(args: "BenchArgs") -> list[dict]:
     return rows
 
 
-def bench_flops(args: "BenchArgs") -> list[dict]:
+def bench_flops(args: DreamBenchArgs) -> list[dict]:
     """Achieved FLOP/s of a cached step (FLOPs counted by torch's FlopCounterMode, over the median step time) against
     the FLOP/s of a large fp32 matmul measured in the same run: how close a step comes to this machine's limit."""
     import multiprocessing
@@ -208,7 +216,7 @@ def _rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_episode(args: "BenchArgs") -> list[dict]:
+def bench_episode(args: DreamBenchArgs) -> list[dict]:
     """Step latency of one Dream-v0 episode around step 50 and around step 1000, and memory growth between them."""
     from worldsim.envs.dream import DreamEnv
 
@@ -238,7 +246,7 @@ def bench_episode(args: "BenchArgs") -> list[dict]:
          "runs": [rss[late] - rss[early]], "target": 0}]
 
 
-def bench_vector(args: "BenchArgs") -> list[dict]:
+def bench_vector(args: DreamBenchArgs) -> list[dict]:
     """Env-steps/s of make_vec("worldsim/Dream-v0"): the native batched env against SyncVectorEnv of single envs."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:

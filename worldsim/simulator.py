@@ -4,15 +4,23 @@ Each world is a history of latent frames held as keys and values in the transfor
 `context` chunks, so a step costs the same at step 10 and at step 10,000 and memory stays bounded). A step denoises
 the new chunk from pure noise in `denoise_steps` solver passes that attend to the cache, then runs one more pass on
 the clean result to cache it; the reward and termination heads read that last pass.
+
+Every world draws its sampling noise from its own generator, so a world's frames depend on its seed, its history and
+its actions, never on its row or on how many worlds share the batch: world i of a batch seeded with s + i dreams what
+a batch of one seeded with s + i dreams (up to float rounding: batched matmuls round differently, ~1e-6).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from worldsim.checkpoint import default_checkpoint, load_world
+from worldsim.device import resolve_device
 from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, to_velocity
 
 
@@ -24,18 +32,11 @@ class StepResult:
     latents: np.ndarray  # (B, C, h, w) float32: the new frame before decoding
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' means CUDA when present, else CPU; nothing requires a GPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class WorldSimulator:
     """Steps `B` learned worlds: `reset(frames, actions)`, then `step(actions)` -> frames, rewards, terminated."""
 
     def __init__(self, autoencoder, dit, diffusion: DiffusionConfig, *, denoise_steps: int | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None):
+                 device: str | torch.device = "cpu", seed: int | Sequence[int] | None = None):
         self.device = resolve_device(device)
         self.ae = autoencoder.to(self.device).eval()
         self.dit = dit.to(self.device).eval()
@@ -43,55 +44,56 @@ class WorldSimulator:
         self.denoise_steps = diffusion.denoise_steps if denoise_steps is None else denoise_steps
         if self.denoise_steps < 1:
             raise ValueError(f"denoise_steps={self.denoise_steps}: expected at least 1 solver step")
-        self.generator = torch.Generator(self.device)
-        self.seed(seed)
+        self.generators: list[torch.Generator] = []  # one per world, made for the batch at reset()
         self.cache = None
+        self._batch = 0
+        self.seed(seed)
         self.t = 0  # absolute chunk index of the next chunk
+        self.checkpoint: Path | None = None  # the file it came from (from_checkpoint)
         self.metadata: dict = {}  # a checkpoint's metadata (from_checkpoint)
         self.start_frames = np.zeros((0, 0, 0, 3), np.uint8)  # (K, H, W, 3) real start frames (from_checkpoint)
 
     @classmethod
-    def from_checkpoint(cls, path, *, denoise_steps: int | None = None, device: str | torch.device = "auto",
-                        seed: int | None = None) -> "WorldSimulator":
-        """Build the autoencoder, transformer and sampler a world-model checkpoint describes."""
-        from dataclasses import fields
-
-        from worldsim.checkpoint import CheckpointError, component, load_checkpoint
-        from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
-        from worldsim.models.dit import DiT, DiTConfig
-
-        tensors, meta = load_checkpoint(path)
-        if "dit_config" not in meta:
-            raise CheckpointError(f"checkpoint {path}: no world model in it (an autoencoder checkpoint?): train one "
-                                  f"with `worldsim train world`")
-        ae = Autoencoder(AutoencoderConfig(**meta["ae_config"]))
-        ae.load_state_dict(component(tensors, "ae"))
-        dit = DiT(DiTConfig(**meta["dit_config"]))
-        dit.load_state_dict(component(tensors, "dit"))
-        known = {f.name for f in fields(DiffusionConfig)}
-        saved = dict(meta["diffusion"])
-        if "steps" in saved:  # format 1 files written before the name was unified
-            saved["denoise_steps"] = saved.pop("steps")
-        diffusion = DiffusionConfig(**{k: v for k, v in saved.items() if k in known})
-        sim = cls(ae, dit, diffusion, denoise_steps=denoise_steps, device=device, seed=seed)
-        sim.metadata = meta
-        if "start.frames" in tensors:
-            sim.start_frames = tensors["start.frames"].numpy()
+    def from_checkpoint(cls, path: str | Path, *, denoise_steps: int | None = None, device: str | torch.device = "auto",
+                        seed: int | Sequence[int] | None = None) -> "WorldSimulator":
+        """The simulator of a world-model checkpoint (checked whole by worldsim.checkpoint.load_world)."""
+        world = load_world(path)
+        sim = cls(world.ae, world.dit, world.diffusion, denoise_steps=denoise_steps, device=device, seed=seed)
+        sim.checkpoint, sim.metadata, sim.start_frames = world.path, world.metadata, world.start_frames
         return sim
 
     def set_context(self, context: int) -> None:
         """Attend to fewer frames than the checkpoint's window (faster, less memory); from the next reset on."""
-        from dataclasses import replace
-
         if not 1 <= context <= self.dit.config.context:
             raise ValueError(f"context={context}: expected 1 to {self.dit.config.context}, the window this model "
                              "has (a longer one would show it histories it never learned from)")
         self.dit.config = replace(self.dit.config, context=context)
         self.cache = None
 
-    def seed(self, seed: int | None) -> None:
-        """Seed the sampling noise: the same seed, history and actions give the same frames (on one device)."""
-        self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2 ** 63))
+    def seed(self, seed: int | Sequence[int] | None) -> None:
+        """Seed each world's sampling noise: an int s seeds world b with s + b (as a vector env seeds its sub-envs),
+        a sequence gives one seed per world, None fresh ones. The same seed, history and actions give the same frames
+        (on one device). Takes effect now for the current batch, else at the next reset()."""
+        if isinstance(seed, Sequence) and not isinstance(seed, str):
+            self._seeds: int | list[int] | None = [int(s) for s in seed]
+        else:
+            self._seeds = None if seed is None else int(seed)
+        self.generators = []
+        if self._batch:
+            self._make_generators(self._batch)
+
+    def _make_generators(self, b: int) -> None:
+        if isinstance(self._seeds, list) and len(self._seeds) != b:
+            raise ValueError(f"{len(self._seeds)} seeds for {b} worlds: expected one seed per world, or one int")
+        seeds = (self._seeds if isinstance(self._seeds, list) else
+                 [int(torch.seed() % 2 ** 63) for _ in range(b)] if self._seeds is None else
+                 [self._seeds + i for i in range(b)])
+        self.generators = [torch.Generator(self.device).manual_seed(s % 2 ** 64) for s in seeds]
+
+    def _noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """(B, *shape) standard normal noise, row b from world b's own generator: what a world draws never depends
+        on the other worlds of the batch."""
+        return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.generators])
 
     @property
     def batch_size(self) -> int:
@@ -114,6 +116,8 @@ class WorldSimulator:
         if not frames.flags.writeable:
             frames = frames.copy()  # torch.from_numpy wants a writable array (a decoded picture may not be)
         z = self.ae.encode(torch.from_numpy(frames).to(self.device))  # (B, T0, C, h, w) normalised latents
+        if len(self.generators) != b:
+            self._make_generators(b)  # kept across resets of the same batch: the noise goes on, as one stream
         self._batch = b
         self.cache = self.dit.new_cache(b)
         self.t = 0
@@ -122,13 +126,14 @@ class WorldSimulator:
             self._commit(z[:, i:i + 1], a[:, i])
 
     @torch.no_grad()
-    def step(self, actions: np.ndarray, restart: np.ndarray | None = None,
-             start_frames: np.ndarray | None = None) -> StepResult:
+    def step(self, actions: np.ndarray, restart: np.ndarray | None = None, start_frames: np.ndarray | None = None,
+             restart_seeds: Sequence[int] | None = None) -> StepResult:
         """Advance every world by one frame under `actions` (B,) and return what the model predicts.
 
         `restart` (B,) bool marks worlds that start over instead (a vector env's autoreset): their history is dropped,
         `start_frames[b]` (B, H, W, 3) uint8 becomes their first frame and is what they return, with reward 0 and not
-        terminated; their action is ignored. All worlds still take one batched step.
+        terminated; their action is ignored. `restart_seeds[b]` (B,) reseeds their noise (None: it goes on). All worlds
+        still take one batched step.
         """
         if self.cache is None:
             raise RuntimeError("WorldSimulator.step() before reset(): call reset(frames) first")
@@ -137,7 +142,7 @@ class WorldSimulator:
             raise ValueError(f"{actions.shape[0]} actions for {self._batch} worlds: expected one action per world")
         a = torch.from_numpy(actions).to(self.device)
         c, h, w = self._latent_shape
-        noise = torch.randn((self._batch, 1, c, h, w), generator=self.generator, device=self.device)
+        noise = self._noise((1, c, h, w))  # (B, 1, C, h, w)
         # each solver pass attends to the cached history and does not write to it
         prediction = self.diffusion.prediction
 
@@ -157,6 +162,8 @@ class WorldSimulator:
             a = a.clone()
             a[idx] = -1  # no action led to a first frame
             self.cache.reset_rows(idx)
+            for row in rows if restart_seeds is not None else ():  # after this step's draw: as reset() then step()
+                self.generators[row].manual_seed(int(restart_seeds[row]) % 2 ** 64)
         out = self._commit(z, a)
         frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()  # (B, H, W, 3)
         rewards = out.reward[:, 0].float().cpu().numpy()
@@ -170,8 +177,30 @@ class WorldSimulator:
         self._latent_shape = tuple(z.shape[2:])
         sigma = torch.full((z.shape[0],), self.diffusion.history_sigma, device=self.device)
         if self.diffusion.history_sigma > 0:
-            eps = torch.randn(z.shape, generator=self.generator, device=self.device)
+            eps = self._noise(tuple(z.shape[1:]))  # (B, 1, C, h, w)
             z = add_noise(z, sigma[:, None], eps)
         out = self.dit.forward_chunk(z, sigma, actions, self.t, self.cache, write=True)
         self.t += 1
         return out
+
+
+def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, context: int | None,
+                   device: str | torch.device, batch_size: int) -> tuple[WorldSimulator, Path]:
+    """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
+    that names it."""
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    if checkpoint is None and not path.exists():
+        raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
+                                "or pass checkpoint=PATH, a world model from `worldsim train world`")
+    if denoise_steps is not None and (not isinstance(denoise_steps, (int, np.integer)) or denoise_steps < 1):
+        raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"num_envs={batch_size!r}: expected an integer >= 1")
+    sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
+    trained = sim.dit.config.context
+    if context is not None:
+        if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:
+            raise ValueError(f"context={context!r}: expected an integer in [2, {trained}] (the checkpoint was "
+                             f"trained with a window of {trained} frames)")
+        sim.set_context(int(context))
+    return sim, path

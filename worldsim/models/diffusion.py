@@ -5,7 +5,7 @@ Notation (rectified flow): a clean latent chunk x0, noise eps ~ N(0, I), noise l
 The network predicts v (prediction="velocity") or x0 (prediction="x0", turned into v = (x_sigma - x0) / sigma
 for the sampler). Every chunk of a training clip gets its own sigma, so the model learns to denoise a chunk
 whatever the state of the others; at play time the history is clean (or at `history_sigma`) and only the new chunk
-starts from pure noise and is integrated from sigma = 1 to 0 in `steps` Euler steps.
+starts from pure noise and is integrated from sigma = 1 to 0 in `denoise_steps` Euler steps.
 
 Why flow matching: straight paths make few-step Euler sampling usable, and the target (eps - x0) has the same scale
 at every noise level, so one unweighted MSE trains all of them. The step count is chosen by measurement (the note of
@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from worldsim.config import check
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,14 @@ class DiffusionConfig:
     terminated_weight: float = 0.1  # the termination head's BCE, weighted apart from the reward's MSE
 
     def __post_init__(self):
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"prediction={self.prediction!r}: expected one of {PREDICTIONS}")
-        if self.denoise_steps < 1 or not 0.0 <= self.clean_prob <= 1.0 or not 0.0 <= self.history_sigma < 1.0:
-            raise ValueError(f"denoise_steps={self.denoise_steps}, clean_prob={self.clean_prob}, history_sigma={self.history_sigma}: "
-                             "expected denoise_steps >= 1, clean_prob in [0, 1] and history_sigma in [0, 1)")
+        check(self.prediction in PREDICTIONS, "prediction", self.prediction, f"one of {PREDICTIONS}")
+        check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
+        check(0.0 <= self.clean_prob <= 1.0, "clean_prob", self.clean_prob, "a probability in [0, 1]")
+        check(0.0 <= self.history_sigma < 1.0, "history_sigma", self.history_sigma, "a noise level in [0, 1)")
+        check(self.sigma_std > 0, "sigma_std", self.sigma_std, "> 0")
+        check(self.shift > 0, "shift", self.shift, "> 0 (1: no shift)")
+        check(self.reward_weight >= 0 and self.terminated_weight >= 0, "reward_weight, terminated_weight",
+              (self.reward_weight, self.terminated_weight), "weights >= 0")
 
 
 PREDICTIONS = ("velocity", "x0")
@@ -65,8 +70,8 @@ def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch
 
 
 def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
-                  cfg: DiffusionConfig, generator: torch.Generator | None = None,
-                  extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  cfg: DiffusionConfig,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """One diffusion-forcing loss on a clip.
 
     x0 (B, T, C, h, w) clean latents; actions (B, n_chunks) int64 (-1: no action); rewards, terminated (B, n_chunks).
@@ -75,7 +80,7 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     n_chunks = actions.shape[1]
     sigma = sample_sigma(cfg, (b, n_chunks), generator, x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-    out = model(add_noise(x0, sigma, eps), sigma, actions, extra=extra)
+    out = model(add_noise(x0, sigma, eps), sigma, actions)
     target = eps - x0 if cfg.prediction == "velocity" else x0
     denoise_loss = F.mse_loss(out.out.float(), target.float())
     r_loss = F.mse_loss(out.reward.float(), rewards.float())

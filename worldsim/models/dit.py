@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from worldsim.config import check
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -34,18 +36,20 @@ class DiTConfig:
     n_actions: int = 12  # Craft2D's; the table has one more row, for -1 (no action, an episode's first frame)
     context: int = 16  # chunks in the sliding window, the new one included: 15 of history
     rope_base: float = 10000.0  # positions stay small (window, grid): any base >= 100 resolves them
-    max_extra_tokens: int = 0  # room for a prefix of conditioning tokens (captions); 0: none
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))  # OmegaConf hands back a list
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"patch={self.patch}: expected three positive sizes (pt, ph, pw)")
+        for name in ("latent_channels", "width", "depth", "heads"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         if self.width % self.heads or (self.width // self.heads) % 2 or self.width // self.heads < 6:
             raise ValueError(f"width={self.width}, heads={self.heads}: head_dim = width / heads must be an even "
                              "integer >= 6 (rotary splits it in pairs over t, h, w)")
-        if self.context < 1 or self.n_actions < 1 or self.max_extra_tokens < 0:
-            raise ValueError(f"context={self.context}, n_actions={self.n_actions}, max_extra_tokens="
-                             f"{self.max_extra_tokens}: expected context >= 1, n_actions >= 1, max_extra_tokens >= 0")
+        check(self.context >= 1, "context", self.context, "an integer >= 1")
+        check(self.n_actions >= 1, "n_actions", self.n_actions, "an integer >= 1")
+        check(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "> 0")
+        check(self.rope_base > 1, "rope_base", self.rope_base, "> 1")
 
 
 # Compute per token ~ width^2 * depth (attention and MLP matmuls): 1x / 4.2x / 16.6x, head_dim 64 throughout and
@@ -107,12 +111,11 @@ def rope_dims(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * d, d, d
 
 
-def token_positions(t_index: torch.Tensor, gh: int, gw: int, m: int) -> torch.Tensor:
-    """(M + T*gh*gw, 3) (t, row, col) of each token: M extra tokens at (0, 0, 0), i.e. not rotated, then chunks."""
+def token_positions(t_index: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """(T*gh*gw, 3) (t, row, col) of each token, chunk by chunk, row-major."""
     t, r, c = torch.meshgrid(t_index, torch.arange(gh, device=t_index.device),
                              torch.arange(gw, device=t_index.device), indexing="ij")  # (T, gh, gw) each
-    pos = torch.stack([t, r, c], -1).view(-1, 3)  # (T*N, 3)
-    return torch.cat([pos.new_zeros(m, 3), pos])
+    return torch.stack([t, r, c], -1).view(-1, 3)  # (T*N, 3)
 
 
 def rope_tables(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,14 +137,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def block_causal_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
-    """(L, L) bool, True = may attend, from each token's chunk index (-1: extra token).
+    """(L, L) bool, True = may attend, from each token's chunk index.
 
-    Chunk i sees chunks i - context < j <= i and every extra token; extra tokens see only each other. Stacked, the
-    layers reach further: the output of chunk i depends on chunks down to i - depth * (context - 1).
+    Chunk i sees chunks i - context < j <= i. Stacked, the layers reach further: the output of chunk i depends on
+    chunks down to i - depth * (context - 1).
     """
     q, k = chunk_ids[:, None], chunk_ids[None, :]
-    window = (q >= 0) & (k >= 0) & (k <= q) & (k > q - context)
-    return window | (k < 0)
+    return (k <= q) & (k > q - context)
 
 
 # --- KV cache ---------------------------------------------------------------------------------------------------
@@ -149,11 +151,11 @@ def block_causal_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
 class KVCache:
     """Per-layer K/V of the last context - 1 finished chunks, in preallocated ring buffers; batch rows independent.
 
-    Layout per layer: (B, heads, max_extra_tokens + context * N, head_dim): the extra prefix, then a ring of `context`
-    chunk slots. The slot at `head` holds the chunk in flight (written on every call, so no copies); the cached chunks
-    of row b sit in the lengths[b] slots before it. A write advances `head`, evicting the oldest chunk once
-    context - 1 are held. Rows share the ring and step together; `reset_rows` empties single rows (a vector env
-    resetting one sub-env) by setting their length to 0. Buffers are allocated on the first call (N is unknown before).
+    Layout per layer: (B, heads, context * N, head_dim): a ring of `context` chunk slots. The slot at `head` holds
+    the chunk in flight (written on every call, so no copies); the cached chunks of row b sit in the lengths[b] slots
+    before it. A write advances `head`, evicting the oldest chunk once context - 1 are held. Rows share the ring and
+    step together; `reset_rows` empties single rows (a vector env resetting one sub-env) by setting their length to 0.
+    Buffers are allocated on the first call (N is unknown before).
     """
 
     def __init__(self, config: DiTConfig, batch_size: int):
@@ -162,7 +164,6 @@ class KVCache:
         self.v: list[torch.Tensor] | None = None
         self.n_tokens = 0  # N per chunk, fixed at allocation
         self.head = 0  # ring slot of the chunk in flight
-        self.m = 0  # extra tokens in the current call
         self.lengths = torch.zeros(batch_size, dtype=torch.long)  # cached chunks per row, <= context - 1
 
     def reset(self) -> None:
@@ -181,8 +182,8 @@ class KVCache:
         rows = torch.as_tensor(rows, device=self.lengths.device)
         self.lengths[rows] = 0
 
-    def _prepare(self, b: int, n: int, m: int, device: torch.device) -> torch.Tensor:
-        """Check sizes; the attention mask (B, 1, M + N, S) of this call's [extra; chunk] queries over the buffers."""
+    def _prepare(self, b: int, n: int, device: torch.device) -> torch.Tensor:
+        """Check sizes; the attention mask (B, 1, N, S) of this call's chunk queries over the buffers."""
         cfg = self.config
         if b != self.batch_size:
             raise ValueError(f"a batch of {b} for a cache of batch size {self.batch_size}: make one with "
@@ -190,27 +191,22 @@ class KVCache:
         if self.k is not None and n != self.n_tokens:
             raise ValueError(f"chunks of {n} tokens for a cache holding chunks of {self.n_tokens}: call cache.clear() "
                              "to change the frame size")
-        self.n_tokens, self.m, self.lengths = n, m, self.lengths.to(device)
+        self.n_tokens, self.lengths = n, self.lengths.to(device)
         age = (self.head - torch.arange(cfg.context, device=device)) % cfg.context  # (R,) 0 = in flight
         ring = (age[None, :] <= self.lengths[:, None]).repeat_interleave(n, dim=1)  # (B, R*N)
-        extra = (torch.arange(cfg.max_extra_tokens, device=device) < m).expand(b, -1)  # (B, Mmax)
-        chunk_q = torch.cat([extra, ring], 1)  # (B, S): the prefix, the cached chunks and itself
-        extra_q = torch.cat([extra, torch.zeros_like(ring)], 1)  # (B, S): the prefix only
-        mask = torch.cat([extra_q[:, None].expand(b, m, -1), chunk_q[:, None].expand(b, n, -1)], 1)  # (B, M+N, S)
-        return mask[:, None]  # (B, 1, M + N, S), broadcast over heads
+        return ring[:, None, None].expand(b, 1, n, -1)  # (B, 1, N, S): the cached chunks and itself, every query
 
     def _insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this call's k, v (B, nh, M + N, hs) into the buffers; returns them whole (B, nh, S, hs)."""
-        cfg, m, n = self.config, self.m, self.n_tokens
+        """Write this call's k, v (B, nh, N, hs) into the buffers; returns them whole (B, nh, S, hs)."""
+        cfg, n = self.config, self.n_tokens
         if self.k is None:  # allocated here, where the dtype (autocast or not) is known
-            shape = (self.batch_size, cfg.heads, cfg.max_extra_tokens + cfg.context * n, cfg.width // cfg.heads)
+            shape = (self.batch_size, cfg.heads, cfg.context * n, cfg.width // cfg.heads)
             # zeros, not empty: masked slots still meet V in the matmul, and 0 * NaN garbage would be NaN
             self.k = [k.new_zeros(shape) for _ in range(cfg.depth)]
             self.v = [v.new_zeros(shape) for _ in range(cfg.depth)]
         kb, vb = self.k[layer], self.v[layer]
-        kb[:, :, :m], vb[:, :, :m] = k[:, :, :m], v[:, :, :m]
-        at = cfg.max_extra_tokens + self.head * n
-        kb[:, :, at:at + n], vb[:, :, at:at + n] = k[:, :, m:], v[:, :, m:]
+        at = self.head * n
+        kb[:, :, at:at + n], vb[:, :, at:at + n] = k, v
         return kb, vb
 
     def _advance(self) -> None:
@@ -273,7 +269,7 @@ class Block(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
 
     def forward(self, x, c, rows, rope, mask, cache=None, layer=0) -> torch.Tensor:
-        # x (B, L, D); c (B, 1 + T, D) conditioning rows; rows (L,) each token's row of c
+        # x (B, L, D); c (B, T, D) conditioning of each chunk; rows (L,) each token's row of c
         mod = self.adaLN_modulation(c)[:, rows]  # (B, L, 6D): computed per chunk, broadcast to its tokens
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=-1)
         x = x + gate_msa * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, mask, cache, layer)
@@ -308,7 +304,6 @@ class DiT(nn.Module):
         self.x_embed = nn.Linear(self.patch_dim, cfg.width)
         self.sigma_embed = SigmaEmbedder(cfg.width)
         self.action_embed = nn.Embedding(cfg.n_actions + 1, cfg.width)  # row n_actions: "no action" (-1)
-        self.extra_cond = nn.Parameter(torch.zeros(cfg.width))  # conditions the extra tokens' own adaLN
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final_layer = FinalLayer(cfg.width, self.patch_dim)
         self.reward_head = _head(cfg.width)
@@ -323,7 +318,6 @@ class DiT(nn.Module):
         self.apply(_basic_init)
         for weight in (self.action_embed.weight, self.sigma_embed.mlp[0].weight, self.sigma_embed.mlp[2].weight):
             nn.init.normal_(weight, std=0.02)
-        nn.init.zeros_(self.extra_cond)
         # adaLN-Zero: every block starts as the identity, and the output layer at 0
         zeroed = [block.adaLN_modulation[-1] for block in self.blocks]
         for layer in zeroed + [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]:
@@ -337,22 +331,21 @@ class DiT(nn.Module):
         """An empty KV cache for forward_chunk, `batch_size` independent rows."""
         return KVCache(self.config, batch_size)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, extra: torch.Tensor | None = None,
-                t_start: int = 0) -> DiTOutput:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, t_start: int = 0) -> DiTOutput:
         """A whole clip in one pass under the block-causal sliding-window mask (training).
 
         x (B, T, C, h, w) noisy latents; sigma (B, n_chunks) float noise levels in [0, 1]; actions (B, n_chunks) int64,
-        -1 = no action; extra (B, M, D) optional prefix tokens; t_start the absolute index of the first chunk.
+        -1 = no action; t_start the absolute index of the first chunk.
         """
-        tokens, cond, m = self._inputs(x, sigma, actions, extra)  # (B, T', N, P), (B, T', D), T' = n_chunks
+        tokens, cond = self._inputs(x, sigma, actions)  # (B, T', N, P), (B, T', D), T' = n_chunks
         t, n = tokens.shape[1:3]
         chunk = torch.arange(t, device=x.device)
-        ids = torch.cat([chunk.new_full((m,), -1), chunk.repeat_interleave(n)])  # (M + T'*N,) chunk of each token
-        return self._run(x, tokens, cond, extra, chunk + t_start, block_causal_mask(ids, self.config.context))
+        ids = chunk.repeat_interleave(n)  # (T'*N,) the chunk of each token
+        return self._run(x, tokens, cond, chunk + t_start, block_causal_mask(ids, self.config.context))
 
     @torch.no_grad()
     def forward_chunk(self, x_chunk: torch.Tensor, sigma, actions, t_index: int, cache: KVCache,
-                      extra: torch.Tensor | None = None, write: bool = False) -> DiTOutput:
+                      write: bool = False) -> DiTOutput:
         """One chunk against the cache (inference): the same result as `forward` on the whole history.
 
         x_chunk (B, pt, C, h, w); sigma (B,) or a float; actions (B,) int64 (-1: none) or an int; t_index the absolute
@@ -365,15 +358,15 @@ class DiT(nn.Module):
             raise ValueError(f"x_chunk of shape {tuple(x_chunk.shape)}: expected (B, pt={pt}, C, h, w)")
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=dev).expand(b)[:, None]  # (B, 1)
         actions = torch.as_tensor(actions, dtype=torch.long, device=dev).expand(b)[:, None]  # (B, 1)
-        tokens, cond, m = self._inputs(x_chunk, sigma, actions, extra)  # (B, 1, N, P), (B, 1, D)
-        mask = cache._prepare(b, tokens.shape[2], m, dev)  # (B, 1, M + N, S)
-        out = self._run(x_chunk, tokens, cond, extra, torch.tensor([t_index], device=dev), mask, cache)
+        tokens, cond = self._inputs(x_chunk, sigma, actions)  # (B, 1, N, P), (B, 1, D)
+        mask = cache._prepare(b, tokens.shape[2], dev)  # (B, 1, N, S)
+        out = self._run(x_chunk, tokens, cond, torch.tensor([t_index], device=dev), mask, cache)
         if write:
             cache._advance()
         return out
 
-    def _inputs(self, x, sigma, actions, extra) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Checked tokens (B, T', N, P), per-chunk conditioning (B, T', D) = sigma + action embeddings, and M."""
+    def _inputs(self, x, sigma, actions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked tokens (B, T', N, P) and per-chunk conditioning (B, T', D) = sigma + action embeddings."""
         cfg, n = self.config, self.config.n_actions
         if x.ndim != 5 or x.shape[2] != cfg.latent_channels:
             raise ValueError(f"latents of shape {tuple(x.shape)}: expected (B, T, C={cfg.latent_channels}, h, w)")
@@ -385,28 +378,19 @@ class DiT(nn.Module):
         # note: CPU-GPU sync point, worth it for a readable error instead of a device-side assert
         if actions.is_floating_point() or ((actions < -1) | (actions >= n)).any():
             raise ValueError(f"actions {actions.unique().tolist()}: expected integers in [0, {n}), or -1 for none")
-        m = 0 if extra is None else extra.shape[1]
-        if extra is not None and (extra.ndim != 3 or extra.shape[0] != shape[0] or extra.shape[2] != cfg.width
-                                  or m > cfg.max_extra_tokens):
-            raise ValueError(f"extra tokens of shape {tuple(extra.shape)}: expected (B={shape[0]}, M, D={cfg.width}) "
-                             f"with M <= max_extra_tokens={cfg.max_extra_tokens}")
-        return tokens, self.sigma_embed(sigma) + self.action_embed(torch.where(actions < 0, n, actions)), m
+        return tokens, self.sigma_embed(sigma) + self.action_embed(torch.where(actions < 0, n, actions))
 
-    def _run(self, x_in, tokens, cond, extra, t_index, mask, cache=None) -> DiTOutput:
+    def _run(self, x_in, tokens, cond, t_index, mask, cache=None) -> DiTOutput:
         # tokens (B, T, N, P) of the latents x_in; cond (B, T, D); t_index (T,) absolute chunk indices
         cfg = self.config
-        (b, t, n, _), m, (h, w) = tokens.shape, 0 if extra is None else extra.shape[1], x_in.shape[-2:]
+        (b, t, n, _), (h, w) = tokens.shape, x_in.shape[-2:]
         x = self.x_embed(tokens).flatten(1, 2)  # (B, T*N, D)
-        if m:
-            x = torch.cat([extra.to(x.dtype), x], 1)  # (B, M + T*N, D)
-        c = torch.cat([self.extra_cond.to(cond.dtype).expand(b, 1, -1), cond], 1)  # (B, 1 + T, D), row 0: extra
-        rows = torch.arange(1, t + 1, device=x.device).repeat_interleave(n)  # (T*N,) each chunk token's row of c
-        rows = torch.cat([rows.new_zeros(m), rows])  # (M + T*N,)
-        pos = token_positions(t_index, h // cfg.patch[1], w // cfg.patch[2], m)  # (M + T*N, 3)
+        rows = torch.arange(t, device=x.device).repeat_interleave(n)  # (T*N,) each token's chunk: its row of cond
+        pos = token_positions(t_index, h // cfg.patch[1], w // cfg.patch[2])  # (T*N, 3)
         rope = rope_tables(pos, cfg.width // cfg.heads, cfg.rope_base)
         for i, block in enumerate(self.blocks):
-            x = block(x, c, rows, rope, mask, cache, i)
-        x = x[:, m:].reshape(b, t, n, -1)  # (B, T, N, D)
+            x = block(x, cond, rows, rope, mask, cache, i)
+        x = x.reshape(b, t, n, -1)  # (B, T, N, D)
         pooled = x.mean(2)  # (B, T, D): the chunk's final hidden state, before the output projection
         out = unpatchify(self.final_layer(x, cond), cfg.patch, x_in.shape[2], h, w)  # (B, T*pt, C, h, w)
         return DiTOutput(out, self.reward_head(pooled).squeeze(-1), self.terminated_head(pooled).squeeze(-1))

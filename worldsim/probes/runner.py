@@ -120,7 +120,7 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
 
 
 def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
-    from worldsim.envs.dream import load_simulator
+    from worldsim.simulator import load_simulator
 
     sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1)
     if not is_craft2d(sim.metadata.get("env")):

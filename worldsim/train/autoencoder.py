@@ -18,7 +18,7 @@ from worldsim.config import show, to_dict
 from worldsim.data.loader import ClipDataset
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
-from worldsim.simulator import resolve_device
+from worldsim.device import resolve_device
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 

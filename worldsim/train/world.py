@@ -8,7 +8,7 @@ copy-last-frame baseline, which a model must beat to have learned anything about
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from worldsim.checkpoint import component, load_checkpoint, load_init, prefixed
+from worldsim.checkpoint import load_autoencoder, load_init, world_metadata, world_tensors
 from worldsim.config import show, to_dict
 from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset
 from worldsim.data.loader import ClipDataset
 from worldsim.envs.craft2d import is_craft2d
-from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig, training_loss
 from worldsim.models.dit import DiT, dit_config
-from worldsim.simulator import WorldSimulator, resolve_device
+from worldsim.device import resolve_device
+from worldsim.simulator import WorldSimulator
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
@@ -53,14 +53,6 @@ class TrainWorldConfig:
     horizons: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "rollout steps scored"})
     eval_denoise_steps: list[int] = field(default_factory=list, metadata={
         "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.denoise_steps"})
-
-
-def load_autoencoder(path: str | Path) -> tuple[Autoencoder, dict]:
-    tensors, meta = load_checkpoint(path)
-    ae_cfg = meta.get("ae_config") or meta["config"].get("model")
-    ae = Autoencoder(AutoencoderConfig(**ae_cfg))
-    ae.load_state_dict(component(tensors, "ae"))
-    return ae.eval(), meta
 
 
 def _load_init(model: DiT, path: str) -> None:
@@ -126,18 +118,17 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     starts = ClipDataset(cfg.data, 1, "train", cfg.holdout)
     picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
     start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
-    metadata = {"config": to_dict(cfg), "ae_config": asdict(ae.cfg), "dit_config": asdict(dit_cfg),
-                "diffusion": asdict(cfg.diffusion),
-                "action_meanings": train_set.manifest["action_meanings"],
-                "frame_shape": list(train_set.manifest["frame_shape"]), "latent_shape": [c, h, w],
-                "env": train_set.manifest.get("env")}
-    ae_state = prefixed(ae.state_dict(), "ae")
+    # checked as a loader will check the file, so a model that could not be played is refused before training
+    metadata = world_metadata(to_dict(cfg), ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
+                              train_set.manifest["frame_shape"], env=train_set.manifest.get("env"))
+    ae_state = ae.state_dict()
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate,
-                export=lambda ema: {**ae_state, **prefixed(ema, "dit"), "start.frames": start_frames},
+                export=lambda ema: world_tensors(ae_state, ema, start_frames),
                 metadata=metadata,
                 tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
 
 
 def run(cfg: TrainWorldConfig) -> dict[str, float]:
     print(show(cfg), end="")
-    return train(build_task(cfg), cfg.optim, cfg.loop, resolve_device(cfg.loop.device))
+    device = resolve_device(cfg.loop.device)  # first: a device this machine lacks is refused before any work
+    return train(build_task(cfg), cfg.optim, cfg.loop, device)

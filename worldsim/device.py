@@ -1,0 +1,34 @@
+"""Where tensors run: `resolve_device("auto" | "cpu" | "cuda" | "cuda:1" | "mps")`, refusing one this machine lacks.
+
+Nothing in worldsim requires a GPU; "auto" picks CUDA when present. Asking for a device that is not there is a
+setting to fix (`loop.device=cpu`, `device="auto"`), so it is refused up front with a message, before a run loads data
+or builds a model, rather than failing later inside torch with a traceback.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch.device `device` names ('auto': CUDA when present, else CPU); ValueError if this machine lacks it."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r}: not a device name ({err}); expected auto, cpu, cuda, cuda:N or mps") \
+            from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device={device!r}: CUDA is not available here ({why}); use device=cpu, or auto to "
+                             "take a GPU when there is one")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}: Apple's MPS is not available here; use device=cpu or auto")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: worldsim runs on cpu, cuda or mps; use one of auto, cpu, cuda, mps")
+    return dev
