@@ -23,22 +23,35 @@ def data(tmp_path_factory):
     return out
 
 
-def test_train_ae_then_world_then_step(data, tmp_path):
+def test_train_ae_then_world_then_step(data, tmp_path, capsys):
     ae_run, world_run = tmp_path / "ae", tmp_path / "world"
     assert main(["train", "ae", f"data={data}", "optim.steps=6", "optim.warmup=2", "model.width=8",
                  "batch_size=4", "eval_frames=8", "stats_frames=32", "holdout=0.3", f"loop.out={ae_run}",
                  "loop.eval_every=0"]) == 0
     assert (ae_run / "last.safetensors").exists()
+    ae_eval = [json.loads(line) for line in (ae_run / "log.jsonl").read_text().splitlines()][-1]["eval"]
+    out = capsys.readouterr().out  # the evaluation is printed, not only logged
+    assert f"train ae in {ae_run}: 6 steps planned, to step 6 of optim.steps=6" in out
+    assert (f"psnr {ae_eval['psnr']:.2f} dB, cells right {ae_eval['tile_accuracy']:.1%} on 8 held-out frames"
+            in out)
     args = ["train", "world", f"data={data}", f"ae={ae_run / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2",
             "horizons=[1,2]", "eval_denoise_steps=[1]", "holdout=0.3", "optim.steps=4", "optim.warmup=1",
             f"loop.out={world_run}", "loop.eval_every=0", "loop.stop_after=2"]
     assert main(args) == 0  # stops after 2 steps, as a killed run would have left it
     assert json.loads((world_run / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
+    capsys.readouterr()
     assert main(args[:-1]) == 0  # the same command (without the stop) resumes to the end
     evals = [json.loads(line) for line in (world_run / "log.jsonl").read_text().splitlines()]
     last = evals[-1]["eval"]
     assert last.keys() >= {"psnr_h1", "copy_psnr_h1", "tiles_h2", "copy_tiles_h2", "tiles_h2_s1", "psnr_h1_s1"}
+    out = capsys.readouterr().out  # printed as a table: the model's figures beside copy-last-frame's, per horizon
+    assert f"resuming {world_run} at step 2: 2 steps planned, to step 4 of optim.steps=4" in out
+    table = out[out.index("eval at step 4"):].splitlines()
+    assert table[1].split()[-2:] == ["h1", "h2"]
+    assert table[2].split()[-2:] == [f"{last['psnr_h1']:.2f}", f"{last['psnr_h2']:.2f}"]
+    assert "copy last frame" in table[4] and table[4].split()[-1] == f"{last['copy_psnr_h2']:.2f}"
+    assert table[5].split()[-1] == f"{last['tiles_h2']:.1%}" and table[7].split()[-1] == f"{last['copy_tiles_h2']:.1%}"
     tensors, _ = load_checkpoint(world_run / "last.safetensors")
     bank = tensors["start.frames"].numpy()  # where Dream-v0's episodes begin: reset frames of training episodes
     resets = ClipDataset(data, 1, "all", captions=False)
@@ -53,19 +66,32 @@ def test_train_ae_then_world_then_step(data, tmp_path):
     assert out.frames.shape == (1, 64, 64, 3) and out.frames.dtype == np.uint8
     assert sim.metadata["action_meanings"][2] == "right"
 
-    # fine-tuning: init= starts from the world model's transformer (lr 0 keeps it there exactly)
+    # fine-tuning: init= starts from the world model's transformer (one step at lr 1e-9 barely moves it)
     tuned = tmp_path / "tuned"
     base = [a for a in args[:-1] if not a.startswith(("loop.out=", "optim."))]
-    assert main([*base, f"init={world_run / 'last.safetensors'}", "optim.steps=1", "optim.warmup=0", "optim.lr=0",
+    assert main([*base, f"init={world_run / 'last.safetensors'}", "optim.steps=1", "optim.warmup=0", "optim.lr=1e-9",
                  "optim.ema=0.0", f"loop.out={tuned}"]) == 0
     before, after = (component(load_checkpoint(p)[0], "dit") for p in (world_run / "last.safetensors",
                                                                         tuned / "last.safetensors"))
-    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert before.keys() == after.keys() and all(torch.allclose(before[k], after[k], rtol=0, atol=1e-7)
+                                                 for k in before)
     assert main([*base, f"init={world_run / 'last.safetensors'}", "dit.width=32", f"loop.out={tmp_path / 'x'}"]) == 2
 
 
 def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):
     assert main(["train", "world", "data=/nonexistent", "ae=/nonexistent.safetensors"]) == 2
+
+
+def test_rollouts_longer_than_the_held_out_episodes_are_refused_before_encoding(data, tmp_path, capsys):
+    ae = tmp_path / "ae"
+    assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
+                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    capsys.readouterr()
+    latents = tmp_path / "latents"
+    assert main(["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "eval_context=8",
+                 "horizons=[1,60]", f"latents={latents}", f"loop.out={tmp_path / 'world'}"]) == 2  # episodes: 60
+    assert "eval_context=8 + max(horizons)=60: a rollout needs that many frames" in capsys.readouterr().err
+    assert not latents.exists() and not (tmp_path / "world").exists()  # refused before encoding or training
 
 
 def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):

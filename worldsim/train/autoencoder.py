@@ -14,7 +14,7 @@ import torch
 from omegaconf import MISSING
 
 from worldsim.checkpoint import load_init, prefixed
-from worldsim.config import show, to_dict
+from worldsim.config import check, show, to_dict
 from worldsim.data.loader import ClipDataset
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -39,6 +39,18 @@ class TrainAEConfig:
     stats_frames: int = field(default=512, metadata={"help": "training frames the latent statistics are fit on"})
     holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
 
+    def __post_init__(self):
+        check(bool(self.data), "data", self.data, "a dataset directory (worldsim collect)")
+        check(self.init is None or bool(self.init), "init", self.init, "an autoencoder checkpoint, or null")
+        check(not self.freeze_encoder or bool(self.init), "freeze_encoder", self.freeze_encoder,
+              "false without init=PATH (it would freeze a random encoder): name the autoencoder checkpoint whose "
+              "decoder to fine-tune")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "frames per step >= 1")
+        check(self.eval_frames >= 1, "eval_frames", self.eval_frames, "held-out frames >= 1")
+        check(self.stats_frames >= 1, "stats_frames", self.stats_frames, "training frames >= 1")
+        check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): evaluation needs held-out "
+                                                                 "episodes, training the rest")
+
 
 def build_task(cfg: TrainAEConfig) -> Task:
     train_set = ClipDataset(cfg.data, 1, "train", cfg.holdout)
@@ -52,9 +64,6 @@ def build_task(cfg: TrainAEConfig) -> Task:
     if cfg.init:
         _load_init(model, cfg.init)
     if cfg.freeze_encoder:
-        if not cfg.init:
-            raise ValueError("freeze_encoder=true without init=PATH would freeze a random encoder: name the "
-                             "autoencoder checkpoint whose decoder to fine-tune")
         model.encoder.requires_grad_(False)  # AdamW skips parameters without gradients
     h, w = train_set.frame_shape[:2]
 
@@ -76,8 +85,12 @@ def build_task(cfg: TrainAEConfig) -> Task:
         _fit_stats(copy, stats, torch.device("cpu"))
         return prefixed(copy.state_dict(), "ae")
 
+    def report(logs: dict[str, float]) -> str:
+        cells = f", cells right {logs['tile_accuracy']:.1%}" if "tile_accuracy" in logs else ""
+        return f"psnr {logs['psnr']:.2f} dB{cells} on {len(val)} held-out frames (EMA weights)"
+
     return Task(name="ae", model=model, batch=batch, loss=lambda m, x, g: m.loss(x.to(next(m.parameters()).device)),
-                evaluate=evaluate, export=export,
+                evaluate=evaluate, export=export, report=report,
                 metadata={"config": to_dict(cfg), "action_meanings": train_set.action_meanings,
                           "frame_shape": list(train_set.frame_shape), "env": train_set.manifest.get("env")},
                 tokens_per_batch=cfg.batch_size * h * w)
@@ -90,7 +103,8 @@ def _load_init(model: Autoencoder, path: str) -> None:
 
 @torch.no_grad()
 def _fit_stats(model: Autoencoder, frames: np.ndarray, device: torch.device) -> None:
-    raw = torch.cat([model.encode_raw(torch.from_numpy(chunk).to(device)) for chunk in np.array_split(frames, 8)])
+    chunks = [frames[i:i + 64] for i in range(0, len(frames), 64)]  # bounded memory, whatever stats_frames is
+    raw = torch.cat([model.encode_raw(torch.from_numpy(chunk).to(device)) for chunk in chunks])
     model.fit_latent_stats(raw)
 
 

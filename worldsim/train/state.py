@@ -1,23 +1,57 @@
-"""Training state beside a checkpoint, so `kill -9` and the same command continue the same run.
+"""Training state beside a checkpoint, so `kill -9` and the same command continue the same run, and one lock per
+run directory, so two commands never write one run.
 
-`<run>/last.state.safetensors` holds everything a run continues from: the live weights, optimizer moments, the EMA
-weights, the step, the config and every RNG (torch, the data sampler's numpy generator). `<run>/last.safetensors` is
-the exported checkpoint people load (EMA weights, no training state), written after it. Both are safetensors (nothing
-is unpickled on resume), each written atomically. Resuming reads only the state file, so a kill between the two
-writes loses nothing: the checkpoint is one save behind until the next save.
+`<run>/last.state.safetensors` holds everything a run continues from: the live weights, optimizer moments (their
+param groups carry the schedule's peak lr, `initial_lr`), the EMA model with its update count, the step, the config
+and every RNG (torch's, the training device's, the data sampler's numpy generator). The learning-rate schedule is a
+closed form of the step, so the step is its state. `<run>/last.safetensors` is the exported checkpoint people load
+(EMA weights, no training state), written after it. Both are safetensors (nothing is unpickled on resume), each
+written atomically. Resuming reads only the state file, so a kill between the two writes loses nothing: the
+checkpoint is one save behind until the next save.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from worldsim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-WEIGHTS, STATE = "last.safetensors", "last.state.safetensors"
+WEIGHTS, STATE, LOG, LOCK = "last.safetensors", "last.state.safetensors", "log.jsonl", "train.lock"
+
+
+class RunInUse(OSError):
+    """Another process holds the run directory's lock."""
+
+
+@contextlib.contextmanager
+def lock_run(run_dir: Path) -> Iterator[None]:
+    """Hold `<run>/train.lock` while a run trains: a second writer would interleave log.jsonl and overwrite the other's
+    checkpoints, so it is refused. An flock is dropped by the OS when its process dies (kill -9 included): a lock
+    file left behind never blocks the next run, and is never deleted (deleting it would let two processes lock two
+    different files of one name)."""
+    import fcntl  # POSIX; imported here so that the rest of worldsim still imports where it is missing
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunInUse(f"{run_dir} is being trained by another process (pid {holder}, which holds "
+                           f"{run_dir / LOCK}): wait for it to finish or stop it, or choose another loop.out=") \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -42,13 +76,16 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
 def save_run(run_dir: Path, step: int, live: dict[str, torch.Tensor], export: dict[str, torch.Tensor],
              metadata: dict[str, Any], optimizer: torch.optim.Optimizer, ema: dict[str, torch.Tensor],
              sampler_rng: np.random.Generator, generator: torch.Generator) -> None:
-    """Write the training state (live weights included), then the exported checkpoint, both atomically."""
+    """Write the training state (live weights included), then the exported checkpoint, both atomically. `ema` is the
+    state dict of a torch.optim.swa_utils.AveragedModel (module.* and n_averaged)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors, groups = optimizer_tensors(optimizer)
     tensors.update({f"train.{k}": v for k, v in live.items()})
     tensors.update({f"ema.{k}": v for k, v in ema.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.generator"] = generator.get_state()
+    if generator.device.type == "cuda":  # the global CUDA stream (a task's randn_like on the GPU) is state too
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(generator.device)
     save_checkpoint(run_dir / STATE, tensors, config=metadata["config"], step=step, param_groups=groups,
                     sampler_rng=sampler_rng.bit_generator.state)
     save_checkpoint(run_dir / WEIGHTS, export, **{**metadata, "step": step})
@@ -66,10 +103,21 @@ def load_run(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
     return load_checkpoint(state_path)
 
 
+def ema_state(state: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+    """The AveragedModel state dict in a state file's `ema.*` tensors. A state written before the EMA was an
+    AveragedModel holds the bare module's weights: they were updated at every step, so the count is the step."""
+    ema = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
+    if "n_averaged" not in ema:
+        ema = {**{f"module.{k}": v for k, v in ema.items()}, "n_averaged": torch.tensor(step)}
+    return ema
+
+
 def restore_rngs(state: dict[str, torch.Tensor], state_meta: dict, sampler_rng: np.random.Generator,
                  generator: torch.Generator) -> None:
     torch.set_rng_state(state["rng.torch"])
     generator.set_state(state["rng.generator"])
+    if "rng.cuda" in state and generator.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng.cuda"], generator.device)
     sampler_rng.bit_generator.state = state_meta["sampler_rng"]
 
 

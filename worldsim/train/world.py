@@ -17,12 +17,12 @@ import torch
 from omegaconf import MISSING
 
 from worldsim.checkpoint import load_autoencoder, load_init, world_metadata, world_tensors
-from worldsim.config import show, to_dict
+from worldsim.config import check, show, to_dict
 from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset
 from worldsim.data.loader import ClipDataset
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.diffusion import DiffusionConfig, training_loss
-from worldsim.models.dit import DiT, dit_config
+from worldsim.models.dit import DIT_PRESETS, DiT, dit_config
 from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
@@ -54,6 +54,32 @@ class TrainWorldConfig:
     eval_denoise_steps: list[int] = field(default_factory=list, metadata={
         "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.denoise_steps"})
 
+    def __post_init__(self):
+        for key in ("data", "ae", "latents", "init"):
+            check(getattr(self, key) != "", key, "", "a path" + (", or null" if key in ("latents", "init") else ""))
+        check(self.model in DIT_PRESETS, "model", self.model, f"a DiT preset, one of {sorted(DIT_PRESETS)}")
+        given = sorted({"latent_channels", "n_actions"} & set(self.dit))
+        check(not given, "dit", dict(self.dit), f"no {given}: the autoencoder and the dataset decide them")
+        try:
+            dit = dit_config(self.model, **self.dit)
+        except (ValueError, TypeError) as err:  # an unknown field, or a value DiTConfig refuses
+            raise ValueError(f"dit={dict(self.dit)}: {err}") from None
+        pt = dit.patch[0]
+        check(self.clip_len >= 1 and self.clip_len % pt == 0, "clip_len", self.clip_len,
+              f"frames >= 1, a multiple of the patch's pt={pt}")
+        check(self.clip_len >= dit.context * pt, "clip_len", self.clip_len,
+              f">= {dit.context * pt} frames, the model's window (dit.context={dit.context} chunks): it plays with a "
+              "full window of history, so training clips must show it one (or lower dit.context)")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
+        check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): evaluation needs held-out "
+                                                                 "episodes, training the rest")
+        check(self.eval_clips >= 1, "eval_clips", self.eval_clips, "held-out rollouts >= 1")
+        check(self.eval_context >= 1, "eval_context", self.eval_context, "real frames >= 1 to start a rollout from")
+        check(len(self.horizons) > 0 and min(self.horizons) >= 1, "horizons", list(self.horizons),
+              "a list of rollout steps >= 1, e.g. [1,8,32]")
+        check(all(s >= 1 for s in self.eval_denoise_steps), "eval_denoise_steps", list(self.eval_denoise_steps),
+              "solver step counts >= 1")
+
 
 def _load_init(model: DiT, path: str) -> None:
     load_init(model, path, "dit", "transformer", "`worldsim train world`",
@@ -63,6 +89,13 @@ def _load_init(model: DiT, path: str) -> None:
 def build_task(cfg: TrainWorldConfig) -> Task:
     ae, _ = load_autoencoder(cfg.ae)
     ae.requires_grad_(False)
+    horizon = max(cfg.horizons)
+    try:  # before the dataset is encoded: held-out episodes too short for a rollout fail now, not after training
+        val = ClipDataset(cfg.data, cfg.eval_context + horizon, "val", cfg.holdout)
+    except ValueError as err:
+        raise ValueError(f"eval_context={cfg.eval_context} + max(horizons)={horizon}: a rollout needs that many "
+                         f"frames of one held-out episode; {err} (or lower eval_context or horizons)") from None
+    clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     latents_dir = cfg.latents or str(Path(cfg.data).with_name(f"{Path(cfg.data).name}.latents-{ae_identity(ae)[:8]}"))
     encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
     train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout)
@@ -73,9 +106,6 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     model = DiT(dit_cfg)
     if cfg.init:
         _load_init(model, cfg.init)
-    horizon = max(cfg.horizons)
-    val = ClipDataset(cfg.data, cfg.eval_context + horizon, "val", cfg.holdout)
-    clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     craft2d = is_craft2d(val.manifest.get("env"))
     _, ph, pw = dit_cfg.patch
 
@@ -114,6 +144,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 logs[f"tiles_h{hz}"] = tile_accuracy(predicted[hz - 1], truth)
         return logs
 
+    def report(logs: dict[str, float]) -> str:
+        return eval_table(logs, cfg.horizons, cfg.diffusion.denoise_steps, cfg.eval_denoise_steps, len(clips.frames))
+
     # Real start frames for the simulator's resets (Dream-v0 draws one per episode): reset frames of training episodes
     starts = ClipDataset(cfg.data, 1, "train", cfg.holdout)
     picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
@@ -122,10 +155,27 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     metadata = world_metadata(to_dict(cfg), ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
                               train_set.manifest["frame_shape"], env=train_set.manifest.get("env"))
     ae_state = ae.state_dict()
-    return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate,
+    return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
                 export=lambda ema: world_tensors(ae_state, ema, start_frames),
                 metadata=metadata,
                 tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
+
+
+def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, more_steps: list[int],
+               clips: int) -> str:
+    """An evaluation as a small table: PSNR and cells right at each horizon, the model's (at each solver step count)
+    beside copy-last-frame's, which a model must beat to have learned anything about the world."""
+    rows = [(f"model, {s} solver step{'s' if s > 1 else ''}", "", "" if s == denoise_steps else f"_s{s}")
+            for s in dict.fromkeys([denoise_steps, *more_steps])]  # (label, key prefix, key suffix)
+    rows.append(("copy last frame", "copy_", ""))
+    lines = [f"  {clips} held-out rollouts (EMA weights)".ljust(36) + "".join(f"{f'h{hz}':>9}" for hz in horizons)]
+    for title, metric, fmt in (("psnr dB", "psnr", "{:.2f}"), ("cells right", "tiles", "{:.1%}")):
+        for label, prefix, suffix in rows:
+            names = [f"{prefix}{metric}_h{hz}{suffix}" for hz in horizons]
+            if all(n in logs for n in names):  # tiles only for Craft2D
+                lines.append(f"  {title:12}{label:22}" + "".join(f"{fmt.format(logs[n]):>9}" for n in names))
+                title = ""  # named on its first row only
+    return "\n".join(lines)
 
 
 def run(cfg: TrainWorldConfig) -> dict[str, float]:
