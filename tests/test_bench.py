@@ -37,3 +37,17 @@ def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
 def test_bench_refuses_an_unknown_benchmark(tmp_path, capsys):
     assert main(["bench", "only=[engine,warp]", f"out={tmp_path}"]) == 2
     assert "warp" in capsys.readouterr().err
+
+
+def test_the_dream_benchmarks_do_not_import_the_bench_command():
+    """bench runs bench_dream; bench_dream needs nothing from bench (the fields it reads are a Protocol of its own),
+    so the two modules import in one direction only: not even a TYPE_CHECKING import goes back."""
+    import ast
+
+    import worldsim.bench_dream
+
+    tree = ast.parse(open(worldsim.bench_dream.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "worldsim.bench" not in imported and "worldsim.bench_dream" in open(
+        worldsim.bench_dream.__file__.replace("bench_dream", "bench")).read()

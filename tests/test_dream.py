@@ -169,3 +169,21 @@ def test_memory_is_bounded_by_the_window(ckpt):
     assert env.sim.cache is cache and [t.data_ptr() for t in cache.k + cache.v] == buffers
     assert [tuple(t.shape) for t in cache.k + cache.v] == shapes
     assert int(cache.lengths.max()) == env.sim.dit.config.context - 1
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_the_cli(ckpt, tmp_path, capsys):
+    """NaN weights used to dream black frames and `worldsim dream` exited 0: now the file is refused by name."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from worldsim.cli import main
+
+    bad = tmp_path / "nan.safetensors"
+    tensors = load_file(str(ckpt))
+    tensors["dit.final_layer.linear.weight"][0, 0] = float("nan")
+    with safe_open(str(ckpt), framework="pt") as f:
+        save_file(tensors, str(bad), metadata=f.metadata())
+    assert main(["dream", f"checkpoint={bad}", "steps=2", f"out={tmp_path / 'r.gif'}"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "dit.final_layer.linear.weight = 1 NaN" in err
+    assert not (tmp_path / "r.gif").exists()

@@ -10,6 +10,7 @@ import torch
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig, sample, to_velocity
 from worldsim.models.dit import DiT, DiTConfig
+from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
 
 CONTEXT = 4
@@ -131,3 +132,18 @@ def test_an_int_seed_seeds_world_b_with_seed_plus_b_and_restart_reseeds():
     assert np.allclose(pair.step([4, 4]).latents[1], fresh.step([4]).latents[0], atol=1e-4)
     with pytest.raises(ValueError, match="3 seeds for 2 worlds"):
         WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=[1, 2, 3]).reset(clip)
+
+
+def test_a_device_this_machine_lacks_is_refused_with_a_message():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"device='gpu': not a device name.*auto, cpu, cuda"):
+        resolve_device("gpu")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda:99': this machine has \d+ CUDA device"):
+            resolve_device("cuda:99")
+    else:  # loop.device=cuda on a CPU machine: a message, not a traceback from inside torch
+        with pytest.raises(ValueError, match=r"device='cuda': CUDA is not available here.*use device=cpu"):
+            resolve_device("cuda")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            WorldSimulator(*_models(), DiffusionConfig(), device="cuda")
