@@ -282,3 +282,21 @@ def test_the_plan_the_estimate_and_each_evaluation_are_printed(tmp_path, capsys)
     assert evals == logged[-1]
     train(_task(), OptimConfig(steps=30, lr=1e-2, warmup=2), LoopConfig(out=str(run)), CPU)
     assert "nothing to train (raise optim.steps" in capsys.readouterr().out
+
+
+def test_a_state_saved_before_the_scheduler_and_averaged_model_resumes_as_the_run_would_have(tmp_path):
+    from worldsim.checkpoint import save_checkpoint
+
+    optim = OptimConfig(steps=20, lr=1e-2, warmup=5)
+    train(_task(), optim, LoopConfig(out=str(tmp_path / "straight"), eval_every=0), CPU, quiet=True)
+    old = tmp_path / "old"
+    train(_task(), optim, LoopConfig(out=str(old), eval_every=0, stop_after=10), CPU, quiet=True)
+    # the earlier layout: ema.<name> (no module. prefix, no n_averaged), param groups without initial_lr
+    tensors, meta = load_checkpoint(old / "last.state.safetensors")
+    tensors = {k.replace("ema.module.", "ema."): v for k, v in tensors.items() if k != "ema.n_averaged"}
+    groups = [{k: v for k, v in g.items() if k != "initial_lr"} for g in meta["param_groups"]]
+    save_checkpoint(old / "last.state.safetensors", tensors, config=meta["config"], step=meta["step"],
+                    param_groups=groups, sampler_rng=meta["sampler_rng"])
+    train(_task(), optim, LoopConfig(out=str(old), eval_every=0), CPU, quiet=True)
+    a, b = _weights(tmp_path / "straight"), _weights(old)
+    assert all(torch.equal(a[0][k], b[0][k]) for k in a[0]) and all(torch.equal(a[1][k], b[1][k]) for k in a[1])
