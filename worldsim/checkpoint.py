@@ -158,7 +158,7 @@ MAX_FRAME_SIDE = 4096  # pixels [64]
 MAX_START_FRAMES = 4096  # the start bank: 48 MiB at 64x64 [64]
 MAX_SIZE_FIELD = 65536  # any other integer of ae_config / dit_config (widths, depths, heads...); MAX_PARAMS bounds
 #                         what they make together
-MAX_FPS = 1000.0
+MAX_FPS = 1000.0  # render_fps, a display rate [null: Dream-v0 shows 10]
 WORLD_KEYS = ("ae_config", "dit_config", "diffusion", "action_meanings", "frame_shape", "latent_shape")
 _FIX = "the file is damaged or was edited: re-copy it, or train it again with `worldsim train world`"
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
@@ -183,8 +183,7 @@ class World:
 
 
 def world_metadata(config: Any, ae_config: AutoencoderConfig, dit_config: DiTConfig, diffusion: DiffusionConfig,
-                   action_meanings: list[str],
-                   frame_shape: list[int] | tuple[int, ...], env: str | None = None,
+                   action_meanings: list[str], frame_shape: list[int] | tuple[int, ...], env: str | None = None,
                    render_fps: float | None = None) -> dict[str, Any]:
     """The metadata of a world-model checkpoint (config: the run's resolved config, a dict), checked as load_world
     checks it: a training run refuses a model it could not load before it spends an hour training it."""
