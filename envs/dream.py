@@ -184,7 +184,9 @@ class DreamVectorEnv(gym.vector.VectorEnv):
     `gymnasium.make_vec("worldsim/Dream-v0", num_envs=64)` returns it. The spaces and every argument are those of
     `DreamEnv` (see its docstring), batched. Autoreset is `AutoresetMode.NEXT_STEP`: the step after a sub-env
     terminates or truncates returns its new start frame (reward 0, not done) and ignores its action. `reset(seed=s)`
-    seeds sub-env i with s + i. Infos are dicts of arrays with `_key` masks, as Gymnasium's vector envs give them.
+    seeds sub-env i with s + i: its start frame and its sampling noise are those of a `DreamEnv` reset with seed
+    s + i, so it dreams the same frames under the same actions (to float rounding, ~1e-6, below a uint8 level).
+    Infos are dicts of arrays with `_key` masks, as Gymnasium's vector envs give them.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.NEXT_STEP}
