@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPED = {"worldsim": "worldsim", "envs": "worldsim.envs", "agents": "worldsim.agents"}  # folder -> import name
+DATA = {"configs": "worldsim.configs"}  # folders of data files (the recipes), installed under worldsim too
 
 
 def test_the_package_list_names_every_folder_of_the_tree_under_worldsim():
@@ -20,8 +21,9 @@ def test_the_package_list_names_every_folder_of_the_tree_under_worldsim():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder).parts
             on_disk.add(".".join((name, *rel)))
-    assert set(config["packages"]) == on_disk
-    assert config["package-dir"] == {name: folder for folder, name in MAPPED.items()}
+    assert set(config["packages"]) == on_disk | set(DATA.values())
+    assert config["package-dir"] == {name: folder for folder, name in {**MAPPED, **DATA}.items()}
+    assert config["package-data"]["worldsim.configs"] == ["**/*.yaml"]
 
 
 def test_no_module_imports_the_top_level_folders_by_their_own_names():

@@ -30,10 +30,14 @@ GROUP = "experiment"  # the config group of recipes under configs/<command>/
 
 
 def configs_root() -> Path | None:
-    """The `configs/` folder: $WORLDSIM_CONFIGS, else the one beside the package in a checkout (None if neither)."""
+    """The `configs/` folder: $WORLDSIM_CONFIGS, else the copy a wheel installs as worldsim/configs, else the one beside
+    the package in a checkout (None if none is there)."""
     env = os.environ.get("WORLDSIM_CONFIGS")
-    root = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
-    return root if root.is_dir() else None
+    here = Path(__file__).resolve().parent
+    for root in [Path(env)] if env else [here / "configs", here.parent / "configs"]:
+        if root.is_dir():
+            return root
+    return None
 
 
 def recipes(command: str) -> list[str]:
