@@ -144,3 +144,26 @@ def test_one_name_per_setting_across_commands():
     keys = {k for cls in configs for k in _keys(cls)}
     assert not {k for k in keys if re.search(r"solver|sampling_steps|(^|[._])n_steps|max_ticks|num_steps|output|outdir", k)}
     assert {k for k in keys if "denoise" in k} <= {"denoise_steps", "eval_denoise_steps", "diffusion.denoise_steps"}
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["collect", "out=x", "workers=0"], "workers=0"),
+    (["collect", "out=x", "shard_steps=0"], "shard_steps=0"),
+    (["collect", "out=x", "max_episode_steps=0"], "max_episode_steps=0"),
+    (["collect", "out=x", "frame_size=[4,4]"], "frame_size=[4, 4]"),
+    (["probe", "batch=0"], "batch=0"),
+    (["probe", "denoise_steps=0"], "denoise_steps=0"),
+    (["probe", "device=tpu"], "device='tpu'"),
+    (["bench", "repeats=0"], "repeats=0"),
+    (["bench", "steps=-3"], "steps=-3"),
+    (["bench", "only=[]"], "only=[]"),
+    (["bench", "num_envs=[]"], "num_envs=[]"),
+    (["bench", "episode_steps=[5]"], "episode_steps=[5]"),
+    (["bench", "model=Q"], "model='Q'"),
+])
+def test_bad_settings_are_refused_before_any_work_naming_the_setting(argv, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written: a refused command leaves the folder as it was
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: {named}: " in err
+    assert list(tmp_path.iterdir()) == []

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from worldsim.bench_dream import bench_cache, bench_episode, bench_flops, bench_step, bench_vector
-from worldsim.config import to_dict
+from worldsim.config import check, to_dict
 from worldsim.io import atomic_write_json
 
 BENCHMARKS = ("engine", "loader", "step", "cache", "flops", "episode", "vector", "train")
@@ -62,6 +62,22 @@ class BenchArgs:
     num_envs: list[int] = field(default_factory=lambda: [1, 8, 64], metadata={"help": "vector benchmark: batch "
                                                                                        "sizes"})
     vector_steps: int = field(default=20, metadata={"help": "vector benchmark: timed steps per run"})
+
+    def __post_init__(self):
+        unknown = sorted(set(self.only) - set(BENCHMARKS))
+        check(not unknown and len(self.only) > 0, "only", self.only, f"some of {BENCHMARKS}")
+        for name in ("steps", "repeats", "clip_len", "batch_size", "batches", "step_calls", "train_batch",
+                     "train_steps", "vector_steps"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        for name in ("denoise_steps", "num_envs"):
+            values = getattr(self, name)
+            check(len(values) > 0 and min(values) >= 1, name, values, "a non-empty list of integers >= 1")
+        early, late = (list(self.episode_steps) + [0, 0])[:2]
+        check(len(self.episode_steps) == 2 and 11 <= early < late, "episode_steps", self.episode_steps,
+              "[early, late] with 11 <= early < late (each is timed over the 21 steps around it)")
+        from worldsim.models.dit import DIT_PRESETS
+
+        check(self.model in DIT_PRESETS, "model", self.model, f"one of {sorted(DIT_PRESETS)}")
 
 
 def _steps_per_second(env: gym.Env, steps: int, seed: int) -> float:
@@ -163,9 +179,6 @@ def machine() -> dict:
 
 
 def run(args: BenchArgs) -> Path:
-    unknown = set(args.only) - set(BENCHMARKS)
-    if unknown:
-        raise ValueError(f"only={args.only}: unknown {sorted(unknown)}, expected some of {BENCHMARKS}")
     runners = {"engine": bench_engine, "loader": bench_loader, "step": bench_step, "cache": bench_cache,
                "flops": bench_flops, "episode": bench_episode, "vector": bench_vector, "train": bench_train}
     rows = [row for name in BENCHMARKS if name in args.only for row in runners[name](args)]

@@ -220,9 +220,6 @@ def bench_episode(args: DreamBenchArgs) -> list[dict]:
     """Step latency of one Dream-v0 episode around step 50 and around step 1000, and memory growth between them."""
     from worldsim.envs.dream import DreamEnv
 
-    if len(args.episode_steps) != 2 or not 11 <= args.episode_steps[0] < args.episode_steps[1]:
-        raise ValueError(f"episode_steps={args.episode_steps}: expected [early, late] with 11 <= early < late (each "
-                         "is timed over the 21 steps around it)")
     early, late = args.episode_steps
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
         ckpt = dream_checkpoint(args, tmp)

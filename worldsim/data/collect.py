@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import MISSING
 
-from worldsim.config import show, to_dict
+from worldsim.config import check, show, to_dict
 from worldsim.data.integrity import parse_name, record_complete
 from worldsim.data.shards import (
     ShardError, ShardWriter, dataset_manifest, open_shard, read_manifest, remove_incomplete, shard_name,
@@ -60,6 +60,14 @@ class CollectConfig:
     shard_steps: int = field(default=10_000, metadata={"help": "frames per shard (whole episodes; a crash loses "
                                                                "at most one shard per worker)"})
     max_episode_steps: int | None = field(default=None, metadata={"help": "override the env's time limit"})
+
+    def __post_init__(self):
+        for name in ("steps", "workers", "shard_steps"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        check(self.max_episode_steps is None or self.max_episode_steps >= 1, "max_episode_steps",
+              self.max_episode_steps, "null (the env's own limit) or an integer >= 1")
+        check(self.frame_size is None or (len(self.frame_size) == 2 and min(self.frame_size) >= 8), "frame_size",
+              self.frame_size, "null or [H, W], each at least 8")
 
 
 @dataclass(frozen=True)
@@ -280,8 +288,6 @@ def _check_manifest(root: Path, manifest: dict) -> None:
 
 def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     """Collect `cfg.steps` frames into `cfg.out` (continuing a dataset already there); returns the summary."""
-    if cfg.steps < 1 or cfg.workers < 1 or cfg.shard_steps < 1:
-        raise ValueError(f"steps={cfg.steps}, workers={cfg.workers}, shard_steps={cfg.shard_steps}: each must be >= 1")
     if not quiet:
         print(show(cfg), end="")
     facts = inspect_env(cfg)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from worldsim.config import check
+from worldsim.device import resolve_device
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.probes import score as scoring
 from worldsim.probes.families import FAMILIES, Suite, build_suite
@@ -43,9 +45,12 @@ class ProbeConfig:
     report: bool = field(default=True, metadata={"help": "write probes.md with image strips and plots"})
 
     def __post_init__(self):
-        if self.seeds < 1:
-            raise ValueError(f"seeds={self.seeds}: expected at least 1 sampling seed")
-        self.families()  # checked here, before anything runs
+        check(self.seeds >= 1, "seeds", self.seeds, "at least 1 sampling seed")
+        check(self.batch >= 1, "batch", self.batch, "an integer >= 1 (rows stepped together)")
+        check(self.denoise_steps is None or self.denoise_steps >= 1, "denoise_steps", self.denoise_steps,
+              "null (the checkpoint's) or an integer >= 1")
+        resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
+        self.families()
 
     def families(self) -> tuple[str, ...]:
         names = FAMILIES if self.suite == "all" else tuple(s.strip() for s in str(self.suite).split("+") if s.strip())
