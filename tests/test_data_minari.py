@@ -115,6 +115,12 @@ def test_import_refuses_observations_that_are_not_frames(tmp_path):
         import_minari(ImportConfig(id="other/foreign-v0", out=str(tmp_path / "x"), minari_path=str(tmp_path / "mx")))
 
 
+def test_import_of_a_dataset_that_is_not_there_says_where_it_looked_and_never_downloads(tmp_path):
+    with pytest.raises(ValueError, match=r"id='no/such-v0': no such Minari dataset in .*mx.*local datasets only"):
+        import_minari(ImportConfig(id="no/such-v0", out=str(tmp_path / "x"), minari_path=str(tmp_path / "mx")))
+    assert not (tmp_path / "x").exists()
+
+
 def test_import_refuses_a_non_empty_directory(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")

@@ -105,6 +105,11 @@ def import_minari(cfg: ImportConfig) -> int:
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"out={cfg.out!r} is not empty: import into a new directory")
     with _datasets_root(cfg.minari_path):
+        local = minari.list_local_datasets()
+        if cfg.id not in local:  # minari's own message suggests download=True: worldsim never downloads
+            where = cfg.minari_path or os.environ.get("MINARI_DATASETS_PATH") or "~/.minari/datasets"
+            raise ValueError(f"id={cfg.id!r}: no such Minari dataset in {where} (there: {sorted(local)}); worldsim "
+                             "imports local datasets only: pass minari_path=DIR where it is")
         dataset = minari.load_dataset(cfg.id)
     obs_space, act_space = dataset.observation_space, dataset.action_space
     if not isinstance(act_space, gym.spaces.Discrete):
