@@ -18,6 +18,7 @@ import numpy as np
 from worldsim.config import check
 from worldsim.device import resolve_device
 from worldsim.envs.craft2d import is_craft2d
+from worldsim.envs.craft2d.tiles import N_ACTIONS
 from worldsim.probes import score as scoring
 from worldsim.probes.families import FAMILIES, Suite, build_suite
 from worldsim.probes.predictors import MIRROR, CopyLast, Engine, MeanFrame, Model, Predictor, reference
@@ -157,7 +158,7 @@ def _shuffled(c: _Case) -> np.ndarray:
 
 def _random(c: _Case) -> np.ndarray:
     rng = np.random.default_rng([c.index, 29])
-    return rng.integers(0, 12, _actions(c).shape)
+    return rng.integers(0, N_ACTIONS, _actions(c).shape)
 
 
 def _mirrored(c: _Case) -> np.ndarray:
