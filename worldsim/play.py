@@ -35,6 +35,7 @@ from worldsim.rollout import Agreement, open_worlds  # noqa: E402
 MODES = ("real", "dream", "ghost")
 PANEL_LINES = 5  # text lines under the view
 GRAPH_H = 40  # pixels of the ghost mode's agreement graph
+GRAPH_TICKS = 200  # the last ticks the graph shows
 BACKGROUND = (24, 24, 28)
 TEXT = (230, 230, 230)
 CURVE = (120, 220, 120)
@@ -120,15 +121,15 @@ class Session:
 
     def __init__(self, args: PlayConfig):
         self.args = args
-        mode = args.mode or "dream"
-        self.worlds = open_worlds(args.checkpoint, args.denoise_steps, dream=mode != "real",
-                                  real=mode != "dream", view=(args.view_width, args.view_height))
+        self.mode = args.mode or "dream"
+        self.worlds = open_worlds(args.checkpoint, args.denoise_steps, dream=self.mode != "real",
+                                  real=self.mode != "dream", view=(args.view_width, args.view_height))
         self.dream = self.worlds.dream
         self.meanings = self.worlds.meanings
         self.image = _read_png(args.image) if args.image else None
         keep = max(2, int(args.save_seconds * (args.fps or 10)))
         self.past: deque = deque(maxlen=keep)  # (frames, action, reward, terminated, truncated), oldest first
-        self.agreement: deque = deque(maxlen=200)  # what the graph shows: the share of cells seen alike
+        self.agreement: list[Agreement] = []  # ghost: one per tick, over every episode
 
     @property
     def frames(self) -> list[np.ndarray]:
@@ -151,7 +152,7 @@ class Session:
         """One tick of every world under `action`; (reward of the world shown first, episode over)."""
         reward, term, trunc = self.worlds.step(action)
         if self.worlds.agreement is not None:
-            self.agreement.append(self.worlds.agreement.seen)
+            self.agreement.append(self.worlds.agreement)
         self.past.append((list(self.frames), action, reward, term, trunc))
         return reward, term or trunc
 
@@ -202,16 +203,15 @@ def play(args: PlayConfig = PlayConfig(), on_tick: Callable[[int], None] | None 
     line_h = font.get_linesize()
     view = side_by_side(session.frames)
     view_size = (view.shape[1] * args.scale, view.shape[0] * args.scale)
-    mode = args.mode or "dream"
-    graph_h = GRAPH_H if mode == "ghost" else 0
+    graph_h = GRAPH_H if session.mode == "ghost" else 0
     window = pygame.display.set_mode((view_size[0], view_size[1] + graph_h + PANEL_LINES * line_h + 8))
     title = {"real": "Craft2D (real game)", "dream": "the dream (world model)",
-             "ghost": "left the dream, right the real game"}[mode]
+             "ghost": "left the dream, right the real game"}[session.mode]
     pygame.display.set_caption(f"worldsim: {title}")
     clock = pygame.time.Clock()
     controller = KeyboardController()
     ticks, total, paused, running, action = 0, 0.0, False, True, 0
-    episode_return, status, saved, agreement = 0.0, "", [], []
+    episode_return, status, saved = 0.0, "", []
     try:
         while running:
             if on_tick:
@@ -238,8 +238,6 @@ def play(args: PlayConfig = PlayConfig(), on_tick: Callable[[int], None] | None 
                 reward, done = session.step(action)
                 total += reward
                 episode_return += reward
-                if session.worlds.agreement is not None:
-                    agreement.append(session.worlds.agreement)
                 if done:
                     status = f"episode over (return {episode_return:g}): a new start"
                     session.reset(None)
@@ -256,7 +254,7 @@ def play(args: PlayConfig = PlayConfig(), on_tick: Callable[[int], None] | None 
         session.close()
         pygame.display.quit()
     return PlayResult(ticks=ticks, episodes=session.episodes, total_reward=total,
-                      last_action=session.meanings[action], agreement=agreement, saved=saved)
+                      last_action=session.meanings[action], agreement=session.agreement, saved=saved)
 
 
 def _draw(window, font, line_h, view_size, graph_h, session: Session, fps, episode_return, status) -> None:
@@ -265,7 +263,8 @@ def _draw(window, font, line_h, view_size, graph_h, session: Session, fps, episo
     surface = pygame.surfarray.make_surface(view.transpose(1, 0, 2))  # pygame wants (W, H, 3)
     window.blit(pygame.transform.scale(surface, view_size), (0, 0))
     if graph_h:
-        _graph(window, pygame.Rect(0, view_size[1], view_size[0], graph_h), list(session.agreement))
+        _graph(window, pygame.Rect(0, view_size[1], view_size[0], graph_h),
+               [a.seen for a in session.agreement[-GRAPH_TICKS:]])
     info = session.info
     head = f"{fps:4.1f} fps  return {episode_return:g}"
     if "health" in info:
