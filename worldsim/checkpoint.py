@@ -74,8 +74,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[tuple
             raw = f.metadata() or {}
             header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({err}); it may be truncated "
-                              f"(re-copy it) or not a checkpoint at all") from None
+        raise _unreadable(path, err) from None
     return _decode(path, raw), header
 
 
@@ -109,8 +108,12 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({err}); it may be truncated "
-                              f"(re-copy it) or not a checkpoint at all") from None
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path}: not a readable safetensors file ({err}); it may be truncated "
+                           f"(re-copy it) or not a checkpoint at all")
 
 
 def _decode(path: Path, raw: dict[str, str]) -> dict[str, Any]:
