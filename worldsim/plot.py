@@ -127,15 +127,19 @@ def to_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _chart(series: Sequence[Series], size: tuple[int, int], **kwargs) -> Figure:
+    """One chart of `size` pixels: `draw`'s keywords (and checks) on a figure of its own."""
+    _check_size(size)
+    fig, (ax,) = figure(size)
+    draw(ax, series, **kwargs)
+    return fig
+
+
 def line_chart(series: Sequence[Series], *, title: str = "", xlabel: str = "", ylabel: str = "",
                ylim: tuple[float, float] | None = None, logy: bool = False, logx: bool = False,
                size: tuple[int, int] = (640, 360)) -> np.ndarray:
     """An (H, W, 3) uint8 RGB image of the chart, H and W from `size` (width, height)."""
-    _check_size(size)
-    _check_ylim(ylim, logy)
-    fig, (ax,) = figure(size)
-    draw(ax, series, title=title, xlabel=xlabel, ylabel=ylabel, ylim=ylim, logy=logy, logx=logx)
-    return to_array(fig)
+    return to_array(_chart(series, size, title=title, xlabel=xlabel, ylabel=ylabel, ylim=ylim, logy=logy, logx=logx))
 
 
 def save_chart(path, series: Sequence[Series], *, size: tuple[int, int] = (640, 360), **kwargs) -> Path:
@@ -145,8 +149,4 @@ def save_chart(path, series: Sequence[Series], *, size: tuple[int, int] = (640, 
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"path={str(path)!r}: expected a file name ending in .png")
-    _check_size(size)
-    _check_ylim(kwargs.get("ylim"), kwargs.get("logy", False))
-    fig, (ax,) = figure(size)
-    draw(ax, series, **kwargs)
-    return atomic_write_bytes(path, to_png(fig))
+    return atomic_write_bytes(path, to_png(_chart(series, size, **kwargs)))
