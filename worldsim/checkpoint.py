@@ -103,10 +103,11 @@ def _existing(path: str | Path) -> Path:
     return path
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors named `prefix*`; the others are not read."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
     except (SafetensorError, OSError, ValueError) as err:
         raise _unreadable(path, err) from None
 
@@ -288,7 +289,7 @@ def _check_header(path: Path, header: dict, expected: dict, allowed: dict) -> No
 
 def _read_finite(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     """The tensors named `prefix*`, refused if a float one holds NaN or infinity (it would draw black frames)."""
-    tensors = {k: v for k, v in _read_tensors(path).items() if k.startswith(prefix)}
+    tensors = _read_tensors(path, prefix)
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
