@@ -213,8 +213,8 @@ class ExplorerAgent:
 
     def _break_fall(self, info: dict[str, Any]) -> int | None:
         """While going down, get a block in hand; after SAFE_FALL tiles in a row (one fewer when hurt), place it below
-        to land on, before the fall hurts. Walking down a slope looks the same from `info`: there place_down finds ground and
-        does nothing."""
+        to land on, before the fall hurts. Walking down a slope looks the same from `info`: there place_down finds
+        ground and does nothing."""
         inventory = info["inventory"]
         if inventory.get(info["selected"], 0) > 0:
             safe = SAFE_FALL if info["health"] > HURT else SAFE_FALL - 1
