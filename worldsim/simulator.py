@@ -49,7 +49,6 @@ class WorldSimulator:
         self._batch = 0
         self.seed(seed)
         self.t = 0  # absolute chunk index of the next chunk
-        self.checkpoint: Path | None = None  # the file it came from (from_checkpoint)
         self.metadata: dict = {}  # a checkpoint's metadata (from_checkpoint)
         self.start_frames = np.zeros((0, 0, 0, 3), np.uint8)  # (K, H, W, 3) real start frames (from_checkpoint)
 
@@ -59,7 +58,7 @@ class WorldSimulator:
         """The simulator of a world-model checkpoint (checked whole by worldsim.checkpoint.load_world)."""
         world = load_world(path)
         sim = cls(world.ae, world.dit, world.diffusion, denoise_steps=denoise_steps, device=device, seed=seed)
-        sim.checkpoint, sim.metadata, sim.start_frames = world.path, world.metadata, world.start_frames
+        sim.metadata, sim.start_frames = world.metadata, world.start_frames
         return sim
 
     def set_context(self, context: int) -> None:
