@@ -32,8 +32,8 @@ import torch
 from worldsim.data.loader import ClipFields, ClipIndex
 from worldsim.data.integrity import check_complete, record_complete, sha256_file
 from worldsim.data.shards import (
-    CAPTIONS, META, Shard, ShardError, open_shard, read_manifest, remove_incomplete, restore_hint, shard_paths,
-    write_manifest, write_shard,
+    CAPTIONS, META, Shard, ShardError, complete_shard_paths, open_shard, read_manifest, remove_incomplete,
+    restore_hint, shard_paths, write_manifest, write_shard,
 )
 from worldsim.models.autoencoder import Autoencoder
 from worldsim.progress import Progress
@@ -166,10 +166,7 @@ def open_latent_dataset(root: str | Path, rehash: bool = False) -> tuple[dict, l
     if "latent_shape" not in manifest:
         raise ShardError(f"{Path(root) / 'manifest.json'}: a frame dataset, not a latent cache (make one with "
                          f"worldsim.data.latents.encode_dataset)")
-    paths = shard_paths(root)
-    if not paths:
-        raise ShardError(f"{root}: holds no complete shards. {restore_hint(manifest)}")
-    check_complete(Path(root), paths, restore_hint(manifest))
+    paths = complete_shard_paths(Path(root), manifest)
     return manifest, [open_latent_shard(p, manifest["latent_shape"], rehash) for p in paths]
 
 

@@ -320,11 +320,18 @@ def restore_hint(manifest: dict) -> str:
             "shards, byte for byte.")
 
 
-def open_dataset(root: Path, rehash: bool = False) -> tuple[dict, list[Shard]]:
-    """The manifest and every shard, checked: no shard missing (integrity.check_complete), each one intact."""
-    manifest = read_manifest(root)
+def complete_shard_paths(root: Path, manifest: dict) -> list[Path]:
+    """The dataset's shards, refusing a dataset without any or with one missing (integrity.check_complete); the
+    shards of a frame dataset and of a latent cache alike."""
     paths = shard_paths(root)
     if not paths:
         raise ShardError(f"{root}: holds no complete shards. {restore_hint(manifest)}")
     check_complete(root, paths, restore_hint(manifest))
+    return paths
+
+
+def open_dataset(root: Path, rehash: bool = False) -> tuple[dict, list[Shard]]:
+    """The manifest and every shard, checked: no shard missing (integrity.check_complete), each one intact."""
+    manifest = read_manifest(root)
+    paths = complete_shard_paths(root, manifest)
     return manifest, [open_shard(p, tuple(manifest["frame_shape"]), rehash=rehash) for p in paths]
