@@ -56,16 +56,16 @@ def _check_finite(path: Path) -> None:
                              f"cache: encode again with an autoencoder whose encoder gives finite latents)")
 
 
-def verify_contents(shard: Path, files: dict[str, dict], rehash: bool = False) -> int:
+def verify_contents(shard: Path, files: dict[str, dict], rehash: bool = False) -> None:
     """Check every file that meta.json lists (`files`) against its sha256, and float arrays for non-finite values,
     skipping files recorded in verified.json as verified and unchanged since (all of them with `rehash`); records
-    what it verified. Returns the number of files hashed. Raises ShardError naming the file."""
+    what it verified. Raises ShardError naming the file."""
     record_path = shard / VERIFIED
     try:
         record = {} if rehash else json.loads(record_path.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: verify everything again
         record = {}
-    now, hashed, verified = time.time_ns(), 0, {}
+    now, verified = time.time_ns(), {}
     for fname, info in files.items():
         fpath = shard / fname
         st = fpath.stat()  # before hashing: a write during the hash moves the stamp, so it is hashed again next time
@@ -73,7 +73,6 @@ def verify_contents(shard: Path, files: dict[str, dict], rehash: bool = False) -
         if record.get(fname) == stamp:
             verified[fname] = stamp
             continue
-        hashed += 1
         if sha256_file(fpath) != info["sha256"]:
             raise ShardError(f"{fpath}: contents differ from the checksum in meta.json (edited or corrupt): this "
                              f"shard cannot be trusted; delete {shard} and write it again (re-run the same "
@@ -87,7 +86,6 @@ def verify_contents(shard: Path, files: dict[str, dict], rehash: bool = False) -
             atomic_write_json(record_path, {"files": verified})
         except OSError:  # a read-only dataset: verified again next time, nothing lost but time
             pass
-    return hashed
 
 
 def parse_name(name: str) -> tuple[int, int] | None:
