@@ -217,7 +217,6 @@ def run_worker(cfg: CollectConfig, k: int, facts: EnvFacts, report: Callable[[in
             raise RuntimeError(f"restoring {shard_name(k, seg.index)}: the replay reached episode {episode} where "
                                f"the next shard starts with episode {seg.next_episode}: {cfg.env} or agent "
                                f"{cfg.agent!r} does not replay deterministically from its seeds")
-    report(held)
     env.close()
 
 
