@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from worldsim.config import check
-from worldsim.device import resolve_device
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.envs.craft2d.tiles import N_ACTIONS
 from worldsim.probes import score as scoring
@@ -46,6 +45,8 @@ class ProbeConfig:
     report: bool = field(default=True, metadata={"help": "write probes.md with image strips and plots"})
 
     def __post_init__(self):
+        from worldsim.device import resolve_device  # here, not at the top: it imports torch
+
         check(self.seeds >= 1, "seeds", self.seeds, "at least 1 sampling seed")
         check(self.batch >= 1, "batch", self.batch, "an integer >= 1 (rows stepped together)")
         check(self.denoise_steps is None or self.denoise_steps >= 1, "denoise_steps", self.denoise_steps,
