@@ -180,5 +180,4 @@ def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, 
 
 def run(cfg: TrainWorldConfig) -> dict[str, float]:
     print(show(cfg), end="")
-    device = resolve_device(cfg.loop.device)  # first: a device this machine lacks is refused before any work
-    return train(build_task(cfg), cfg.optim, cfg.loop, device)
+    return train(build_task(cfg), cfg.optim, cfg.loop, resolve_device(cfg.loop.device))
