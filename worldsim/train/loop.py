@@ -3,10 +3,12 @@ clipping, an EMA of the weights (torch's AveragedModel), bf16 autocast on CUDA (
 a progress bar with loss and tokens/s, a JSONL log, periodic evaluation printed beside its baseline, and checkpoints
 every few minutes that a killed run resumes from, bit for bit.
 
-A task supplies the model and three functions; the loop owns everything else:
+A task supplies the model and these functions; the loop owns everything else:
     batch(rng)            -> a training batch drawn with the loop's numpy Generator (saved and restored on resume)
     loss(model, batch, g) -> (loss tensor, logs dict); g is the loop's torch.Generator for noise (also restored)
     evaluate(model)       -> logs dict (held-out metrics), run with the EMA weights
+    export(ema_state)     -> the tensors of the checkpoint people load, from the EMA weights
+    report(logs)          -> an evaluation as printed (optional; default: key value, ...)
 
 One process trains a run directory at a time (a lock file), its log.jsonl follows its checkpoint (a fresh run starts
 a fresh log, a resumed one drops the lines past the step it resumes from), and a loss or gradient that is not finite
