@@ -4,8 +4,9 @@ On an engine frame `decode` is exact (every cell matches an atlas cell, distance
 the nearest atlas cell for each cell and how far away it was, so a probe can score a model's frames and count the
 cells that no longer look like any sprite.
 
-`decode_cells` and `VALID_DISTANCE` are the one meaning of "a cell is right" that training evaluation
-(`worldsim.train.metrics.tile_accuracy`), rollouts and the probes (`worldsim.probes.score`) share.
+`cells_right` (the truth's sprite, within `VALID_DISTANCE` of it) is the one meaning of "a cell is right" that training
+evaluation (`worldsim.train.metrics.tile_accuracy`), rollouts (`worldsim.rollout.agreement`) and the probes
+(`worldsim.probes.score`) share; `decode_cells` decodes a batch of frames for it.
 """
 
 from __future__ import annotations
