@@ -26,7 +26,9 @@ def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
     matmul, step = rows[next(n for n in rows if n.startswith("fp32 matmul"))], rows[next(
         n for n in rows if n.startswith("Dream step,"))]
     assert rows["Dream step / roofline"]["median"] == pytest.approx(100 * step["median"] / matmul["median"])
-    assert any(n.startswith("train world, preset S, 1 clips x 4 frames") for n in names)
+    fp32, bf16 = (rows[next(n for n in rows if n.startswith("train world, preset S, 1 clips x 4 frames") and
+                            f", {p}" in n)] for p in ("fp32", "bf16 autocast"))
+    assert rows["train world, bf16 / fp32 tokens/s"]["median"] == pytest.approx(bf16["median"] / fp32["median"])
     assert any(n.startswith("dream step 14 of an episode") for n in names) and "step 14 / step 11 latency" in names
     assert "Dream-v0 x2, native vector env" in names and "Dream-v0 x2, SyncVectorEnv" in names
     assert all(r["median"] > 0 and len(r["runs"]) == 1 for r in report["results"] if r["unit"] not in ("ms", "MiB"))

@@ -272,9 +272,10 @@ def test_saving_and_evaluating_do_not_change_the_weights(tmp_path):
 
 def test_the_plan_the_estimate_and_each_evaluation_are_printed(tmp_path, capsys):
     run = tmp_path / "run"
-    evals = train(_task(), OptimConfig(steps=30, lr=1e-2, warmup=2), LoopConfig(out=str(run), eval_every=15), CPU)
+    evals = train(_task(), OptimConfig(steps=30, lr=1e-2, warmup=2),
+                  LoopConfig(out=str(run), eval_every=15, precision="fp32"), CPU)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"train toy in {run}: 30 steps planned, to step 30 of optim.steps=30"
+    assert out[0] == f"train toy in {run}: 30 steps planned, to step 30 of optim.steps=30, fp32 on cpu"
     assert re.fullmatch(r"train toy: ~0:00:\d\d for the 19 steps to step 30 at [\d,.]+ steps/s \(timed over steps "
                         r"2-11; evaluations and saves come on top\)", out[1])
     logged = [r["eval"] for r in _log(run) if "eval" in r]
@@ -300,3 +301,27 @@ def test_a_state_saved_before_the_scheduler_and_averaged_model_resumes_as_the_ru
     train(_task(), optim, LoopConfig(out=str(old), eval_every=0), CPU, quiet=True)
     a, b = _weights(tmp_path / "straight"), _weights(old)
     assert all(torch.equal(a[0][k], b[0][k]) for k in a[0]) and all(torch.equal(a[1][k], b[1][k]) for k in a[1])
+
+
+@pytest.mark.parametrize("precision, autocast_dtype", [("fp32", None), ("bf16", torch.bfloat16)])
+def test_precision_chooses_what_the_forward_runs_in(tmp_path, precision, autocast_dtype):
+    task, seen = _task(), []
+    inner = task.loss
+
+    def loss(m, x, gen):
+        on = torch.is_autocast_enabled("cpu")
+        seen.append(torch.get_autocast_dtype("cpu") if on else None)
+        return inner(m, x, gen)
+
+    task.loss = loss
+    train(task, OptimConfig(steps=3, warmup=1), LoopConfig(out=str(tmp_path), precision=precision), CPU, quiet=True)
+    assert seen == [autocast_dtype] * 3
+
+
+def test_auto_precision_is_bf16_exactly_where_the_device_has_it_natively():
+    from worldsim.device import native_bf16, resolve_precision
+
+    assert resolve_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
+    with pytest.raises(ValueError, match=r"loop.precision='fp16': expected one of \('auto', 'fp32', 'bf16'\)"):
+        LoopConfig(precision="fp16")

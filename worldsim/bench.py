@@ -133,11 +133,14 @@ def bench_loader(args: BenchArgs) -> list[dict]:
 
 
 def bench_train(args: BenchArgs) -> list[dict]:
-    """World-model training tokens/s (forward, backward, AdamW step) and the process's peak resident memory."""
+    """World-model training tokens/s (forward, backward, AdamW step) in fp32 and under bf16 autocast, their runs
+    interleaved so both see the same machine, and the process's peak resident memory. `loop.precision=auto` trains
+    in bf16 where the device has it natively; the two rows say what that buys on this machine."""
     import resource
 
     import torch
 
+    from worldsim.device import autocast, native_bf16
     from worldsim.models.diffusion import DiffusionConfig, training_loss
     from worldsim.models.dit import DiT, dit_config
 
@@ -151,24 +154,36 @@ def bench_train(args: BenchArgs) -> list[dict]:
     zeros = torch.zeros(b, t)
     _, ph, pw = model.config.patch
     tokens = b * t * (8 // ph) * (8 // pw)
+    cpu = torch.device("cpu")
 
-    def one_step() -> None:
-        loss, _ = training_loss(model, x0, actions, zeros, zeros, DiffusionConfig(), gen)
+    def one_step(precision: str) -> None:
+        with autocast(precision, cpu):
+            loss, _ = training_loss(model, x0, actions, zeros, zeros, DiffusionConfig(), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        one_step()  # warm-up: allocator, optimizer state
-    runs = []
+    precisions = ("fp32", "bf16")
+    for precision in precisions:
+        for _ in range(2):
+            one_step(precision)  # warm-up: allocator, optimizer state, bf16 kernels
+    runs: dict[str, list[float]] = {p: [] for p in precisions}
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        for _ in range(args.train_steps):
-            one_step()
-        runs.append(args.train_steps * tokens / (time.perf_counter() - start))
+        for precision in precisions:
+            start = time.perf_counter()
+            for _ in range(args.train_steps):
+                one_step(precision)
+            runs[precision].append(args.train_steps * tokens / (time.perf_counter() - start))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     name = f"train world, preset {args.model}, {b} clips x {t} frames x {tokens // (b * t)} tokens"
-    return [{"name": name, "unit": "tokens/s", "median": statistics.median(runs), "runs": runs, "target": 0},
+    native = "native" if native_bf16(cpu) else "emulated: auto keeps fp32"
+    ratio = [bf / fp for bf, fp in zip(runs["bf16"], runs["fp32"])]
+    return [{"name": f"{name}, fp32", "unit": "tokens/s", "median": statistics.median(runs["fp32"]),
+             "runs": runs["fp32"], "target": 0},
+            {"name": f"{name}, bf16 autocast ({native})", "unit": "tokens/s",
+             "median": statistics.median(runs["bf16"]), "runs": runs["bf16"], "target": 0},
+            {"name": "train world, bf16 / fp32 tokens/s", "unit": "ratio", "median": statistics.median(ratio),
+             "runs": ratio, "target": 0},
             {"name": "peak resident memory of this bench process", "unit": "MiB", "median": peak_mib,
              "runs": [peak_mib], "target": 0}]
 

@@ -1,5 +1,5 @@
 """The training loop every `worldsim train` task shares: AdamW with warmup and cosine decay (torch's LambdaLR), gradient
-clipping, an EMA of the weights (torch's AveragedModel), bf16 autocast on CUDA (fp32 on CPU), optional torch.compile,
+clipping, an EMA of the weights (torch's AveragedModel), bf16 autocast where the device has bf16 natively (loop.precision), optional torch.compile,
 a progress bar with loss and tokens/s, a JSONL log, periodic evaluation printed beside its baseline, and checkpoints
 every few minutes that a killed run resumes from, bit for bit.
 
@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from worldsim.checkpoint import component
 from worldsim.config import check
-from worldsim.device import resolve_device
+from worldsim.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from worldsim.io import atomic_write_bytes
 from worldsim.progress import Progress
 from worldsim.train.state import (LOG, WEIGHTS, ema_state, load_optimizer, load_run, lock_run, restore_rngs,
@@ -78,6 +78,8 @@ class LoopConfig:
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present) | cpu | cuda | cuda:N | mps"})
     seed: int = field(default=0, metadata={"help": "seeds init, data order and noise"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (slow first steps)"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 where the device has it natively: CUDA, or a "
+                                                             "CPU with AVX512-BF16/AMX; else fp32) | fp32 | bf16"})
     save_every_s: float = field(default=300.0, metadata={"help": "seconds between checkpoints (0: after every "
                                                                  "step; the last step always saves)"})
     eval_every: int = field(default=1000, metadata={"help": "steps between evaluations (0: only at the end)"})
@@ -91,6 +93,7 @@ class LoopConfig:
             resolve_device(self.device)  # a device this machine lacks is refused before any work
         except ValueError as err:
             raise ValueError(f"loop.{err}") from None
+        check(self.precision in PRECISIONS, "loop.precision", self.precision, f"one of {PRECISIONS}")
         check(self.seed >= 0, "loop.seed", self.seed, "an integer >= 0 (numpy's generators take no negative seed)")
         check(self.save_every_s >= 0, "loop.save_every_s", self.save_every_s, "seconds >= 0 (0: save every step)")
         check(self.eval_every >= 0, "loop.eval_every", self.eval_every, "steps >= 0 (0: evaluate only at the end)")
@@ -162,11 +165,11 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
             f"train it longer)")
         return {}
     end = min(optim.steps, step + loop.stop_after) if loop.stop_after else optim.steps
+    precision = resolve_precision(loop.precision, device)
     where = f"resuming {run} at step {step:,}" if resumed else f"train {task.name} in {run}"
-    say(f"{where}: {end - step:,} steps planned, to step {end:,} of optim.steps={optim.steps:,}")
+    say(f"{where}: {end - step:,} steps planned, to step {end:,} of optim.steps={optim.steps:,}, {precision} on "
+        f"{device}")
     fwd = torch.compile(model) if loop.compile else model
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())  # fp32 on CPU: bf16 matmuls are slow there
 
     def save() -> None:
         live, averaged = model.state_dict(), ema.module.state_dict()
@@ -187,7 +190,7 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                 started = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]
                 batch = task.batch(rng)
-                with autocast:
+                with autocast(precision, device):
                     loss, logs = task.loss(fwd, batch, gen)
                 loss_value = float(loss.detach())  # note: a device sync, as the logs' .item() already are
                 if not math.isfinite(loss_value):
