@@ -34,7 +34,7 @@ def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
 
 
 @pytest.mark.parametrize(("corruption", "family"), [
-    ("noise", "permanence"), ("drop", "consistency"), ("swap", "control"), ("freeze", "physics"),
+    ("noise", "permanence"), ("drop", "consistency"), ("swap", "control"), ("freeze", "physics"), ("stall", "stability"),
 ])
 def test_a_corrupted_engine_scores_lower_the_more_it_is_broken(out, corruption, family):
     scores = [_scores(Engine(corruption, level), family, out)[family] for level in (0.0, 0.5, 1.0)]

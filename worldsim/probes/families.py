@@ -236,7 +236,8 @@ STABILITY_TIMES = (0.05, 0.3, 0.45, 0.7, 0.88)  # morning, noon, just before dus
 
 def stability(rng: np.random.Generator, suite: Suite) -> list[Probe]:
     """Long rollouts under the explorer agent's actions (chosen as it plays the engine): scored every
-    `stability_every` steps on cells that are valid sprites and not frozen, and on day/night continuity."""
+    `stability_every` steps on cells that are valid sprites and not frozen, on day/night continuity, and on the time
+    spent at each light level against the engine's."""
     from worldsim.agents.explorer import ExplorerAgent
     from worldsim.envs.craft2d import Craft2DEnv
 

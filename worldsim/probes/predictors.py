@@ -22,7 +22,7 @@ from worldsim.probes.scenarios import Run
 
 MIRROR = {int(Action.LEFT): int(Action.RIGHT), int(Action.RIGHT): int(Action.LEFT),
           int(Action.JUMP_LEFT): int(Action.JUMP_RIGHT), int(Action.JUMP_RIGHT): int(Action.JUMP_LEFT)}
-CORRUPTIONS = ("noise", "drop", "swap", "freeze", "blind")
+CORRUPTIONS = ("noise", "drop", "swap", "freeze", "blind", "stall")
 
 
 @dataclass
@@ -78,7 +78,8 @@ class Engine:
 
     `corruption` breaks it on purpose, `level` in [0, 1] saying how often (the probe suite's self-test): in that
     fraction of steps "noise" adds Gaussian pixel noise (24 grey levels), "swap" exchanges left and right, "freeze"
-    skips the animals' update and "blind" ignores the action; "drop" blanks that fraction of the view's cells in
+    skips the animals' update, "blind" ignores the action and "stall" stops the clock (at level 1 the light never
+    changes: a day, or a night, that never ends); "drop" blanks that fraction of the view's cells in
     every frame. The random draws do not depend on `level`, so a higher level corrupts everything a lower one does,
     and more.
     """
@@ -108,6 +109,8 @@ class Engine:
                     a = int(Action.NOOP)
                 if self.corruption == "freeze" and u < self.level:
                     env.game._animals = lambda _u: None  # this step only: the instance attribute shadows the method
+                if self.corruption == "stall" and u < self.level:
+                    env.game.time -= 1  # the step's tick brings it back: this frame is lit as the last one
                 frame = env.step(a)[0]
                 env.game.__dict__.pop("_animals", None)
                 frames.append(self._spoil(frame, draws, u < self.level))

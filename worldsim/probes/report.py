@@ -20,7 +20,7 @@ QUESTIONS = {
     "consistency": "After A->B->A and A->B->C->A walks, do the returning frames show what the first pass showed?",
     "control": "From one state, does every action do what it does in the game (left goes left)?",
     "stability": "Over a long rollout (1,000 steps by default), do the frames stay valid sprites, keep moving, and keep "
-                 "a continuous day/night?",
+                 "a day/night that changes smoothly and spends as long at each light level as the game's?",
 }
 SCALE = 2  # pixels per frame pixel in the strips
 GAP = 2
@@ -151,7 +151,8 @@ def _plots(out: Path, fam: str, fam_cases, summary: dict) -> list[str]:
     if fam == "stability":
         lines = []
         for key, title in (("valid", "valid sprites"), ("live", "valid and changing cells (vs engine)"),
-                           ("continuity", "day/night continuity")):
+                           ("continuity", "day/night continuity"),
+                           ("daynight", "time at each light level (vs engine)")):
             series = [Series(e["name"].split("/")[1], e["stability"]["steps"], e["stability"][key]) for e in entries]
             path = _chart(out, f"stability_{key}", series, f"Stability: {title}", "step", ylim=(0, 1.02))
             lines.append(f"![stability {key}]({path})")
@@ -204,7 +205,9 @@ def _method() -> list[str]:
         f"Probes whose ceiling is within {MIN_SPAN:g} of the floor are listed but left out of the means.",
         "- Stability scores, every 100 steps of 1,000, the share of cells that are valid sprites *and* differ from the "
         "last context frame (relative to the engine's share, at most 1), times the share of steps where the light "
-        "moved at most one level: a frozen or a dissolving world scores 0.",
+        "moved at most one level, times how alike the time spent at each light level is so far in the rollout and in "
+        "the engine (1 - total variation distance): a frozen or a dissolving world scores 0, a night that never ends "
+        "low.",
         "- In distribution: worlds the training data visited, patches in their own biome, by day. Out of "
         "distribution: world seeds no training run can have drawn, patches across a biome border, at night.",
     ]

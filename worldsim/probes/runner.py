@@ -249,6 +249,7 @@ def _score(c: _Case, suite: Suite) -> dict:
         g = got["model"]
         entry["stability"] = {"steps": list(p.score_at), "valid": g["valid"].mean(0).tolist(),
                               "live": g["live"].mean(0).tolist(), "continuity": g["continuity"].mean(0).tolist(),
+                              "daynight": g["daynight"].mean(0).tolist(),
                               "valid_last": float(g["valid"][:, -1].mean()),
                               "engine_valid_last": float(got["ceiling"]["valid"][:, -1].mean())}
     return {"json": entry, "got": got}

@@ -86,11 +86,14 @@ def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[
     """pred (replicas, T, H, W, 3) of a long rollout -> per replica and scored step: `valid` (cells that look like a
     sprite), `live` (valid cells that differ from the last context frame, over the engine's share of changed cells,
     at most 1: 0 for a frozen or dissolved world), `continuity` (share of steps in the window before where the light
-    level moved at most one level) and `m` = live x continuity, averaged over the scored steps."""
+    level moved at most one level), `daynight` (how alike the time spent at each light level is, in the rollout so far
+    and in the engine's: 1 - their total variation distance, so a night that never ends scores low however smoothly
+    it fell) and `m` = live x continuity x daynight, averaged over the scored steps."""
     steps = np.array(probe.score_at) - 1
     last = decode_cells(trace.context.frames[-1:])[0][0]
     engine_changed = np.array([(c != last).mean() for c in decode_cells(trace.frames[steps])[0]])
-    valid, live, cont = [], [], []
+    valid, live, cont, daynight = [], [], [], []
+    engine_light = trace.light[len(trace.context.frames) - 1:]  # (T + 1,): the last context frame's, then each step's
     for rollout in pred:
         cells, dist = decode_cells(rollout[steps])
         ok = dist <= VALID_DISTANCE
@@ -99,9 +102,18 @@ def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[
         light = np.concatenate([light_levels(trace.context.frames[-1:]), light_levels(rollout)])
         smooth = np.abs(np.diff(light)) <= 1  # (T,): step t's frame against the one before
         cont.append(np.array([smooth[max(0, s + 1 - every):s + 1].mean() for s in steps]))
-    valid, live, cont = np.array(valid), np.array(live), np.array(cont)
-    return {"m": (live * cont).mean(1), "per_step": live * cont, "valid": valid, "live": live, "continuity": cont,
-            "light": np.array([light_levels(r) for r in pred[:1]])}
+        daynight.append(np.array([1 - _light_distance(light[:s + 2], engine_light[:s + 2]) for s in steps]))
+    valid, live, cont, daynight = np.array(valid), np.array(live), np.array(cont), np.array(daynight)
+    per_step = live * cont * daynight
+    return {"m": per_step.mean(1), "per_step": per_step, "valid": valid, "live": live, "continuity": cont,
+            "daynight": daynight, "light": np.array([light_levels(r) for r in pred[:1]])}
+
+
+def _light_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Total variation distance between the shares of steps two light-level sequences spend at each level (0..5)."""
+    levels = max(int(a.max()), int(b.max())) + 1
+    share_a, share_b = np.bincount(a, minlength=levels) / len(a), np.bincount(b, minlength=levels) / len(b)
+    return 0.5 * float(np.abs(share_a - share_b).sum())
 
 
 def finite_mean(x) -> float:
