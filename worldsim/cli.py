@@ -7,6 +7,7 @@
     worldsim curves RUN [RUN ...] [out=curves.png]                          training curves of runs, chained
     worldsim probe [checkpoint=CKPT suite=all seeds=4 out=probes quick=true] probes.json and probes.md
     worldsim bench [only=[engine,loader] steps=20000 out=.]                speed table, written to bench.json
+    worldsim recipe [stages=[...] ship=PATH]                                 the shipped model from nothing, resuming
     worldsim export data=DIR id=NS/NAME-v0 / import id=NS/NAME-v0 out=DIR       Minari interchange
 
 Each command parses its settings (Hydra overrides: nested keys with dots, lists as [a,b]) into a frozen dataclass and
@@ -129,6 +130,10 @@ COMMANDS = {
                      "[checkpoint=CKPT suite=all|permanence+causality... seeds=4 out=DIR quick=true]"),
     "bench": Command("measure speed; prints a table and writes bench.json", _config("worldsim.bench", "BenchArgs"),
                      _runner("worldsim.bench", "run"), "[only=[engine,loader] steps=20000 repeats=5 data=DIR out=.]"),
+    "recipe": Command("the shipped Craft2D model from nothing: collect, train ae, train world, fine-tune, ship; "
+                      "each stage resumes", _config("worldsim.recipe", "RecipeConfig"),
+                      _runner("worldsim.recipe", "run", "the recipe's model is {}"),
+                      "[stages=[collect,ae,world,world_ft,ship] \"world=['optim.steps=500']\" ship=PATH]"),
     "export": Command("export a dataset to Minari", _config("worldsim.data.minari_io", "ExportConfig"),
                       _runner("worldsim.data.minari_io", "export_minari", "exported {} episodes to Minari"),
                       "data=DIR id=NAMESPACE/NAME-v0"),

@@ -1,0 +1,56 @@
+"""`worldsim recipe`: every stage of the shipped model's recipe chained by one command, tiny, then run again."""
+
+from __future__ import annotations
+
+from worldsim.checkpoint import load_world
+from worldsim.cli import main
+
+TINY_WORLD = ["dit.width=24", "dit.depth=1", "dit.heads=2", "dit.context=4", "clip_len=4", "batch_size=2",
+              "eval_clips=1", "eval_context=2", "horizons=[1,2]", "eval_denoise_steps=[]", "holdout=0.3",
+              "optim.steps=2", "optim.warmup=1", "loop.eval_every=0"]
+
+
+def _quoted(settings: list[str]) -> str:
+    return "[" + ",".join(f"'{s}'" for s in settings) + "]"
+
+
+def _argv(root, **extra) -> list[str]:
+    stages = {
+        "collect": [f"out={root / 'data'}", "steps=1200", "workers=1", "agent=random", "env_kwargs.world_width=64",
+                    "max_episode_steps=60", "shard_steps=400"],
+        "ae": [f"loop.out={root / 'ae'}", "optim.steps=4", "optim.warmup=1", "model.width=8", "batch_size=4",
+               "eval_frames=8", "stats_frames=32", "holdout=0.3", "loop.eval_every=0"],
+        "world": [f"loop.out={root / 'world'}", *TINY_WORLD],
+        "world_ft": [f"loop.out={root / 'world_ft'}", *TINY_WORLD],
+    }
+    for stage, settings in extra.items():
+        stages[stage] = stages[stage] + settings
+    return ["recipe", *(f"{stage}={_quoted(s)}" for stage, s in stages.items()), f"ship={root / 'shipped.safetensors'}"]
+
+
+def test_the_recipe_chains_every_stage_ships_the_fine_tune_and_a_second_run_changes_nothing(tmp_path, capsys):
+    assert main(_argv(tmp_path)) == 0
+    shipped = tmp_path / "shipped.safetensors"
+    assert shipped.read_bytes() == (tmp_path / "world_ft" / "last.safetensors").read_bytes()
+    world = load_world(shipped)
+    assert world.metadata["config"]["init"] == str(tmp_path / "world" / "last.safetensors")  # stage 4 from stage 3
+    assert world.metadata["config"]["ae"] == str(tmp_path / "ae" / "last.safetensors")  # on stage 2's autoencoder
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("== recipe stage")] == [
+        f"== recipe stage {s}" for s in ("collect", "ae", "world", "world_ft", "ship")]
+    before = shipped.stat().st_mtime_ns, (tmp_path / "world_ft" / "last.safetensors").read_bytes()
+    assert main(_argv(tmp_path)) == 0  # done: every training stage says so, and the same file ships again
+    out = capsys.readouterr().out
+    assert out.count("nothing to train") == 3
+    assert (tmp_path / "world_ft" / "last.safetensors").read_bytes() == before[1] == shipped.read_bytes()
+
+
+def test_a_bad_setting_of_the_last_stage_stops_the_recipe_before_the_first(tmp_path, capsys):
+    assert main(_argv(tmp_path, world_ft=["optim.steps=0"])) == 2
+    assert "optim.steps=0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_stages_are_refused(tmp_path, capsys):
+    assert main(["recipe", "stages=[collect,deploy]", f"ship={tmp_path / 'x.safetensors'}"]) == 2
+    assert "stages=['collect', 'deploy']: expected some of" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""`worldsim recipe`: the shipped Craft2D world model from nothing, one command, every stage resuming where it stopped.
+
+    worldsim recipe                                         # collect, autoencoder, world model, fine-tune, ship
+    worldsim recipe stages=[world,world_ft,ship]            # some stages (their inputs must be there)
+    worldsim recipe "collect=['steps=20000']" "world=['optim.steps=500']"     # extra settings of a stage
+
+Each stage is the command the README lists, with its recipe from configs/ (`experiment=...`) and the stage's extra
+key=value settings on top; the stages are chained by their settings, not by fixed paths: the world model trains on the
+dataset collect wrote and the autoencoder train ae wrote, the fine-tune starts from the world model's checkpoint, and
+ship copies the fine-tune's checkpoint (checked whole by load_world) to `ship=`. Every stage resumes: collect continues
+its dataset, a training run its run directory, and a stage that is done does nothing, so after a crash or Ctrl-C the
+same command carries on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worldsim.config import check
+
+STAGES = ("collect", "ae", "world", "world_ft", "ship")
+RECIPES = {"collect": ("collect", "craft2d"), "ae": ("train_ae", "craft2d"), "world": ("train_world", "craft2d_s"),
+           "world_ft": ("train_world", "craft2d_s_ft")}  # stage -> (configs/ folder, experiment=)
+
+
+def _shipped() -> str:
+    from worldsim.checkpoint import default_checkpoint
+
+    return str(default_checkpoint())
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={
+        "help": f"the stages to run, in order, from {list(STAGES)}"})
+    collect: list[str] = field(default_factory=list, metadata={"help": "extra key=value settings of `worldsim "
+                                                                      "collect experiment=craft2d`"})
+    ae: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train ae "
+                                                                 "experiment=craft2d`"})
+    world: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
+                                                                    "experiment=craft2d_s`"})
+    world_ft: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
+                                                                       "experiment=craft2d_s_ft`"})
+    ship: str = field(default_factory=_shipped, metadata={"help": "where the fine-tuned checkpoint is copied (default: "
+                                                                  "the package's shipped model)"})
+
+    def __post_init__(self):
+        unknown = [s for s in self.stages if s not in STAGES]
+        check(not unknown and len(self.stages) > 0, "stages", self.stages, f"some of {list(STAGES)}")
+        check(Path(self.ship).suffix == ".safetensors", "ship", self.ship, "a .safetensors file")
+
+
+def configs(cfg: RecipeConfig) -> dict:
+    """Every stage's config, parsed before any stage runs, so a bad setting of the last stage stops the first."""
+    from worldsim.config import parse_overrides
+    from worldsim.data.collect import CollectConfig
+    from worldsim.train.autoencoder import TrainAEConfig
+    from worldsim.train.world import TrainWorldConfig
+
+    collect = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect'][1]}", *cfg.collect], "collect")
+    ae = parse_overrides(TrainAEConfig, [f"experiment={RECIPES['ae'][1]}", f"data={collect.out}", *cfg.ae], "train_ae")
+    chained = [f"data={collect.out}", f"ae={Path(ae.loop.out) / 'last.safetensors'}"]
+    world = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world'][1]}", *chained, *cfg.world],
+                            "train_world")
+    world_ft = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_ft'][1]}", *chained,
+                                                  f"init={Path(world.loop.out) / 'last.safetensors'}", *cfg.world_ft],
+                               "train_world")
+    return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft}
+
+
+def run(cfg: RecipeConfig) -> Path:
+    """Run the chosen stages in order; returns the shipped checkpoint's path."""
+    from worldsim.checkpoint import load_world
+    from worldsim.data.collect import collect
+    from worldsim.io import atomic_path
+    from worldsim.train import autoencoder, world
+
+    stages = configs(cfg)
+    runners = {"collect": collect, "ae": autoencoder.run, "world": world.run, "world_ft": world.run}
+    for name in STAGES:
+        if name not in cfg.stages:
+            continue
+        print(f"== recipe stage {name}")
+        if name != "ship":
+            runners[name](stages[name])
+            continue
+        source = Path(stages["world_ft"].loop.out) / "last.safetensors"
+        load_world(source)  # refused here, with the field named, rather than shipped
+        with atomic_path(cfg.ship) as tmp:
+            shutil.copyfile(source, tmp)
+        print(f"shipped {source} as {cfg.ship}")
+    return Path(cfg.ship)
