@@ -56,11 +56,12 @@ class DreamEnv(RendersFrames, gym.Env):
 
     ## Arguments
     ```python
-    gymnasium.make("worldsim/Dream-v0", checkpoint=None, denoise_steps=None, context=None, device="auto",
-                   render_mode=None)
+    gymnasium.make("worldsim/Dream-v0", checkpoint=None, denoise_steps=None, context=None, history_sigma=None,
+                   device="auto", render_mode=None)
     ```
     `checkpoint`: a `.safetensors` path (default: the one shipped in the package). `denoise_steps`: solver steps
     per frame (default: the checkpoint's). `context`: frames in the sliding window (default and maximum: the
+    checkpoint's). `history_sigma`: the noise level the history is shown at, in [0, 1) (default: the
     checkpoint's). `device`: "auto" (CUDA when present), "cpu" or "cuda". The same seed and actions give the same
     frames on the same device.
 
@@ -73,10 +74,11 @@ class DreamEnv(RendersFrames, gym.Env):
 
     def __init__(self, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
-                 window_scale: int = 6):
+                 window_scale: int = 6, history_sigma: float | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
-        self.sim, path = load_simulator(checkpoint, denoise_steps, context, device, batch_size=1)
+        self.sim, path = load_simulator(checkpoint, denoise_steps, context, device, batch_size=1,
+                                        history_sigma=history_sigma)
         meta = self.sim.metadata
         self.checkpoint, self.render_mode, self.window_scale = path, render_mode, window_scale
         self.env_id = meta.get("env")
@@ -193,12 +195,13 @@ class DreamVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
-                 max_episode_steps: int | None = None):
+                 max_episode_steps: int | None = None, history_sigma: float | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps}: expected None or an integer >= 1")
-        self.sim, self.checkpoint = load_simulator(checkpoint, denoise_steps, context, device, batch_size=num_envs)
+        self.sim, self.checkpoint = load_simulator(checkpoint, denoise_steps, context, device, batch_size=num_envs,
+                                                   history_sigma=history_sigma)
         meta = self.sim.metadata
         if not len(self.sim.start_frames):
             raise ValueError(f"checkpoint {self.checkpoint} has no start frames: the vector env starts its worlds "

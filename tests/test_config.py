@@ -153,6 +153,7 @@ def test_one_name_per_setting_across_commands():
     (["collect", "out=x", "frame_size=[4,4]"], "frame_size=[4, 4]"),
     (["probe", "batch=0"], "batch=0"),
     (["probe", "denoise_steps=0"], "denoise_steps=0"),
+    (["probe", "history_sigma=1.0"], "history_sigma=1.0"),
     (["probe", "device=tpu"], "device='tpu'"),
     (["bench", "repeats=0"], "repeats=0"),
     (["bench", "steps=-3"], "steps=-3"),

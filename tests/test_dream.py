@@ -143,6 +143,8 @@ def test_bad_actions_and_arguments_are_named(ckpt, tmp_path):
         DreamEnv(checkpoint=ckpt, context=9)
     with pytest.raises(ValueError, match="denoise_steps=0"):
         DreamEnv(checkpoint=ckpt, denoise_steps=0)
+    with pytest.raises(ValueError, match=r"history_sigma=1.0: expected a noise level in \[0, 1\)"):
+        DreamEnv(checkpoint=ckpt, history_sigma=1.0)
     cartpole = DreamEnv(checkpoint=write_world(tmp_path / "cp.safetensors", env="CartPole-v1"))
     with pytest.raises(ValueError, match=r"scenario.*Craft2D checkpoint.*'CartPole-v1'"):
         cartpole.reset(options={"scenario": Scenario("....>....\nGGGGGGGGG")})
@@ -187,3 +189,14 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_the_cli(ckpt, tmp_path, cap
     err = capsys.readouterr().err
     assert str(bad) in err and "dit.final_layer.linear.weight = 1 NaN" in err
     assert not (tmp_path / "r.gif").exists()
+
+
+def test_history_sigma_overrides_the_checkpoints_and_noises_the_cached_history(ckpt):
+    assert DreamEnv(checkpoint=ckpt).sim.diffusion.history_sigma == 0.0
+    frames = {}
+    for sigma in (0.0, 0.3):
+        env = DreamEnv(checkpoint=ckpt, history_sigma=sigma)
+        assert env.sim.diffusion.history_sigma == sigma
+        env.reset(seed=0)
+        frames[sigma] = [env.step(a)[0] for a in (1, 2, 0)]
+    assert any((a != b).any() for a, b in zip(frames[0.0], frames[0.3]))  # the noised history changes what follows

@@ -184,9 +184,10 @@ class WorldSimulator:
 
 
 def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, context: int | None,
-                   device: str | torch.device, batch_size: int) -> tuple[WorldSimulator, Path]:
+                   device: str | torch.device, batch_size: int,
+                   history_sigma: float | None = None) -> tuple[WorldSimulator, Path]:
     """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
-    that names it."""
+    that names it. `history_sigma` overrides the noise level the history is shown at (the checkpoint's by default)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():
         raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
@@ -195,7 +196,12 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
         raise ValueError(f"denoise_steps={denoise_steps!r}: expected an integer >= 1")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"num_envs={batch_size!r}: expected an integer >= 1")
+    if history_sigma is not None and not (isinstance(history_sigma, (int, float)) and 0 <= history_sigma < 1):
+        raise ValueError(f"history_sigma={history_sigma!r}: expected a noise level in [0, 1), or None for the "
+                         "checkpoint's")
     sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
+    if history_sigma is not None:
+        sim.diffusion = replace(sim.diffusion, history_sigma=float(history_sigma))
     trained = sim.dit.config.context
     if context is not None:
         if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:

@@ -38,6 +38,9 @@ class ProbeConfig:
     quick: bool = field(default=False, metadata={"help": "a reduced suite (fewer, shorter probes) for tests"})
     denoise_steps: int | None = field(default=None, metadata={"help": "solver steps a frame (default: the "
                                                                      "checkpoint's)"})
+    history_sigma: float | None = field(default=None, metadata={
+        "help": "noise level the history is shown at, in [0, 1) (default: the checkpoint's): a little can steady a "
+                "long rollout"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
     batch: int = field(default=64, metadata={"help": "rows stepped together by the simulator"})
     collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
@@ -51,6 +54,8 @@ class ProbeConfig:
         check(self.batch >= 1, "batch", self.batch, "an integer >= 1 (rows stepped together)")
         check(self.denoise_steps is None or self.denoise_steps >= 1, "denoise_steps", self.denoise_steps,
               "null (the checkpoint's) or an integer >= 1")
+        check(self.history_sigma is None or 0 <= self.history_sigma < 1, "history_sigma", self.history_sigma,
+              "null (the checkpoint's) or a noise level in [0, 1)")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
         self.families()
 
@@ -129,7 +134,8 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
 def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     from worldsim.simulator import load_simulator
 
-    sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1)
+    sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1,
+                               history_sigma=cfg.history_sigma)
     if not is_craft2d(sim.metadata.get("env")):
         raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
                          "of Craft2D, and need a Craft2D world model")
@@ -137,7 +143,7 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
         raise ValueError(f"checkpoint {path} makes frames of {sim.metadata.get('frame_shape')}: the probes are "
                          "built for Craft2D-v0's 64x64 view")
     return Model(sim, cfg.batch), {"checkpoint": str(path), "denoise_steps": sim.denoise_steps,
-                                   "context": sim.dit.config.context}
+                                   "history_sigma": sim.diffusion.history_sigma, "context": sim.dit.config.context}
 
 
 def _case(probe: Probe, index: int) -> _Case:
