@@ -50,8 +50,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' means bf16 where the device has it natively (a preset-S training step measured 1.5-1.7x the tokens/s of
-    fp32 on a 2-core Xeon with AMX, README's throughput table), else fp32."""
+    """'auto' means bf16 where the device has it natively (a preset-S training step measured 1.4x the tokens/s of fp32
+    at 8 clips, 1.6-1.7x at 16-32, on a 2-core Xeon with AMX: the README's fidelity ladder), else fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
     if precision == "auto":

@@ -92,7 +92,7 @@ def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[
     steps = np.array(probe.score_at) - 1
     last = decode_cells(trace.context.frames[-1:])[0][0]
     engine_changed = np.array([(c != last).mean() for c in decode_cells(trace.frames[steps])[0]])
-    valid, live, cont, daynight = [], [], [], []
+    valid, live, cont, daynight, lights = [], [], [], [], []
     engine_light = trace.light[len(trace.context.frames) - 1:]  # (T + 1,): the last context frame's, then each step's
     for rollout in pred:
         cells, dist = decode_cells(rollout[steps])
@@ -103,10 +103,11 @@ def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[
         smooth = np.abs(np.diff(light)) <= 1  # (T,): step t's frame against the one before
         cont.append(np.array([smooth[max(0, s + 1 - every):s + 1].mean() for s in steps]))
         daynight.append(np.array([1 - _light_distance(light[:s + 2], engine_light[:s + 2]) for s in steps]))
+        lights.append(light[1:])
     valid, live, cont, daynight = np.array(valid), np.array(live), np.array(cont), np.array(daynight)
     per_step = live * cont * daynight
     return {"m": per_step.mean(1), "per_step": per_step, "valid": valid, "live": live, "continuity": cont,
-            "daynight": daynight, "light": np.array([light_levels(r) for r in pred[:1]])}
+            "daynight": daynight, "light": np.array(lights[:1])}  # (1, T): the first replica's, for the report
 
 
 def _light_distance(a: np.ndarray, b: np.ndarray) -> float:
