@@ -101,3 +101,36 @@ def test_x0_training_targets_the_clean_latents():
 def test_bad_settings_are_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         DiffusionConfig(**{field: value})
+
+
+def test_change_weights_single_out_the_patches_that_changed():
+    from worldsim.models.diffusion import change_weights
+    x0 = torch.zeros(1, 3, 2, 4, 4)
+    x0[0, 2, 1, 0, 3] = 1.0  # frame 2 differs from frame 1 in one latent of the top-right 2x2 patch
+    w = change_weights(x0, (1, 2, 2), 3.0)
+    assert w.shape == (1, 3, 1, 4, 4) and torch.isclose(w.mean(), torch.tensor(1.0))
+    changed = w[0, 2, 0, :2, 2:]
+    assert (changed == changed.max()).all() and torch.isclose(changed.max() / w.min(), torch.tensor(4.0))
+    assert (w[0, :2] == w.min()).all() and (w[0, 2, 0, 2:] == w.min()).all()
+
+
+def test_clean_history_training_gives_the_model_the_clip_and_reward_classes_their_cross_entropy():
+    seen = {}
+
+    class Model:
+        config = SimpleNamespace(patch=(1, 2, 2), reward_values=(0.0, 1.0))
+
+        def __call__(self, x, sigma, actions, history=None, history_sigma=None):
+            seen.update(history=history, history_sigma=history_sigma)
+            b, n = sigma.shape
+            logits = torch.tensor([-20.0, 20.0]).expand(b, n, 2)  # sure of reward 1
+            return SimpleNamespace(out=torch.zeros_like(x), reward=logits, terminated_logit=torch.full((b, n), -30.0))
+
+    x0 = torch.randn(2, 3, 2, 4, 4)
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    cfg = DiffusionConfig(history="clean", history_noise=0.2)
+    _, logs = training_loss(Model(), x0, torch.zeros(2, 3, dtype=torch.long), rewards, torch.zeros(2, 3), cfg)
+    assert (seen["history_sigma"] >= 0).all() and (seen["history_sigma"] <= 0.2).all()
+    level = seen["history_sigma"].repeat_interleave(1, 1)[..., None, None, None]
+    assert (seen["history"] - (1 - level) * x0).abs().amax() <= 0.2 * 6  # x0 lightly noised, not replaced
+    assert logs["reward_loss"] == pytest.approx(40.0 / 6, rel=1e-4)  # one of six wrong by a logit gap of 40

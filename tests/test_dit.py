@@ -278,3 +278,70 @@ def test_actions_and_noise_levels_are_checked():
         model(x, sigma, actions.fill_(5))
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
         model(x, sigma[:, :2], actions.fill_(0))
+
+
+# --- training against a clean history, the previous frame as input, reward classes ---------------------------------
+
+@pytest.mark.parametrize("prev_frame", [False, True])
+def test_training_on_a_clean_history_is_what_play_computes(prev_frame):
+    """forward(x, ..., history=h): each noisy chunk against the history chunks before it equals play time, where the
+    history is cached chunk by chunk and a solver pass attends to it; also past the window, where the ring evicts."""
+    cfg = tiny(context=3, prev_frame=prev_frame, reward_values=(-1.0, 0.0, 1.0))
+    model = randomized(cfg)
+    chunks = 6
+    x, sigma, actions = inputs(cfg, chunks=chunks)
+    history, h_sigma, _ = inputs(cfg, chunks=chunks, seed=2)
+    with torch.no_grad():
+        full = model(x, sigma, actions, history=history, history_sigma=h_sigma)
+    cache = model.new_cache(2)
+    for i in range(chunks):
+        got = model.forward_chunk(x[:, i:i + 1], sigma[:, i], actions[:, i], i, cache)
+        torch.testing.assert_close(got.out, full.out[:, i:i + 1], atol=1e-4, rtol=0)
+        kept = model.forward_chunk(history[:, i:i + 1], h_sigma[:, i], actions[:, i], i, cache, write=True)
+        torch.testing.assert_close(kept.reward, full.reward[:, i:i + 1], atol=1e-4, rtol=0)
+        torch.testing.assert_close(kept.terminated_logit, full.terminated_logit[:, i:i + 1], atol=1e-4, rtol=0)
+    assert full.reward.shape == (2, chunks, 3)
+
+
+def test_the_history_changes_what_a_chunk_is_denoised_against():
+    cfg = tiny(context=3)
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=4)
+    history, h_sigma, _ = inputs(cfg, chunks=4, seed=2)
+    with torch.no_grad():
+        a = model(x, sigma, actions, history=history, history_sigma=h_sigma).out
+        other = history.clone()
+        other[:, 1] += 1.0  # chunk 1 of the history: seen by chunks 2 and 3, not by 0 and 1
+        b = model(x, sigma, actions, history=other, history_sigma=h_sigma).out
+    assert torch.equal(a[:, :2], b[:, :2])
+    assert (a[:, 2:] - b[:, 2:]).abs().amax() > 1e-3
+
+
+def test_a_prev_frame_model_starts_as_copy_last_frame_and_forgets_it_on_reset():
+    """adaLN-Zero zeroes the output layer: at initialisation a prev_frame model predicts its previous frame."""
+    cfg = tiny(prev_frame=True)
+    model = DiT(cfg).eval()
+    x, sigma, actions = inputs(cfg, chunks=3)
+    with torch.no_grad():
+        out = model(x, sigma, actions).out
+        assert torch.equal(out[:, 1:], x[:, :-1]) and torch.equal(out[:, 0], torch.zeros_like(x[:, 0]))
+        cache = model.new_cache(2)
+        model.forward_chunk(x[:, :1], 0.0, actions[:, 0], 0, cache, write=True)
+        assert torch.equal(model.forward_chunk(x[:, 1:2], 0.5, actions[:, 1], 1, cache).out, x[:, :1])
+        cache.reset_rows(torch.tensor([True, False]))
+        out = model.forward_chunk(x[:, 1:2], 0.5, actions[:, 1], 1, cache).out
+    assert torch.equal(out[0], torch.zeros_like(out[0])) and torch.equal(out[1], x[1, :1])
+
+
+def test_reward_classes_read_as_their_values():
+    model = DiT(tiny(reward_values=(-1.0, 0.0, 2.5)))
+    logits = torch.tensor([[[0.0, 5.0, 1.0], [9.0, 0.0, 0.0], [0.0, 0.0, 0.1]]])  # (B=1, T=3, K=3)
+    assert model.reward_of(logits).tolist() == [[0.0, -1.0, 2.5]]
+    plain = DiT(tiny())
+    assert torch.equal(plain.reward_of(torch.tensor([[0.3]])), torch.tensor([[0.3]]))
+
+
+@pytest.mark.parametrize("values", [(1.0,), (1.0, 0.0), (0.0, 0.0), (0.0, float("nan"))])
+def test_bad_reward_values_are_refused(values):
+    with pytest.raises(ValueError, match="reward_values"):
+        tiny(reward_values=values)

@@ -110,3 +110,30 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
     assert any(not torch.equal(enc[k], dec[k]) for k in enc if k.startswith("decoder."))
     assert ae_identity(before) == ae_identity(after)
     assert main([*base, f"loop.out={tmp_path / 'x'}", "freeze_encoder=true"]) == 2  # without init=: refused
+
+
+def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
+    """history=clean, the previous frame as input, change-weighted loss and reward classes, end to end; and
+    loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there."""
+    ae = tmp_path / "ae"
+    assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
+                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    run = tmp_path / "world"
+    args = ["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
+            "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
+            "diffusion.history_noise=0.1", "diffusion.change_weight=2", "clip_len=6", "batch_size=2", "eval_clips=1",
+            "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1",
+            f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "loop.max_minutes=1e-06 reached at step 1" in capsys.readouterr().out
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 1 and "psnr_h1" in lines[-1]["eval"]
+    assert main(args) == 0  # the same command continues
+    assert [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["step"] == 2
+    sim = WorldSimulator.from_checkpoint(run / "last.safetensors", device="cpu", seed=0)
+    rewards = np.concatenate([np.load(p / "rewards.npy") for p in data.glob("shard-*")])
+    assert sim.dit.config.prev_frame and sim.dit.config.reward_values == tuple(np.unique(rewards).tolist())
+    sim.reset(np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]]))
+    out = sim.step([2])
+    assert out.frames.shape == (1, 64, 64, 3) and out.rewards[0] in sim.dit.config.reward_values

@@ -324,6 +324,10 @@ def _config(path: Path, key: str, raw: Any, cls: type, renamed: dict[str, str] |
         where = f"{key}.{name}"
         if isinstance(default, bool) or isinstance(default, str):
             _require(path, type(value) is type(default), where, repr(value), type(default).__name__)
+        elif isinstance(default, tuple) and "float" in str(known[name].type):  # e.g. reward_values
+            ok = isinstance(value, list) and all(type(v) in (int, float) and math.isfinite(v) and abs(v) <= 1e12
+                                                 for v in value)
+            _require(path, ok, where, repr(value)[:80], "a list of finite numbers")
         elif isinstance(default, int) or isinstance(default, tuple):
             items, top = value if isinstance(default, tuple) else [value], (limits or {}).get(name, MAX_SIZE_FIELD)
             ok = isinstance(value, list) == isinstance(default, tuple) and all(
@@ -358,6 +362,8 @@ def _check_world(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], Auto
     meta.update(ae_config=asdict(ae), dit_config=asdict(dit), diffusion=asdict(diffusion))
     _require(path, dit.patch[0] == 1, "dit_config.patch", list(dit.patch), "pt = 1: the simulator makes one frame "
              "a step")
+    _require(path, not dit.prev_frame or diffusion.prediction == "x0", "dit_config.prev_frame", dit.prev_frame,
+             f"false with diffusion.prediction={diffusion.prediction!r} (its output is a change of the clean frame)")
     _require(path, dit.latent_channels == ae.latent_channels, "dit_config.latent_channels", dit.latent_channels,
              f"ae_config.latent_channels = {ae.latent_channels}: the transformer models the autoencoder's latents")
 

@@ -165,7 +165,7 @@ class WorldSimulator:
                 self.generators[row].manual_seed(int(restart_seeds[row]) % 2 ** 64)
         out = self._commit(z, a)
         frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()  # (B, H, W, 3)
-        rewards = out.reward[:, 0].float().cpu().numpy()
+        rewards = self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy()
         terminated = (out.terminated_logit[:, 0] > 0).cpu().numpy()
         if rows is not None:
             frames[rows], rewards[rows], terminated[rows] = start_frames[rows], 0.0, False

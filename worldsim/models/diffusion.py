@@ -35,11 +35,20 @@ class DiffusionConfig:
     #                         so low noise counts less) or "velocity" (v, unweighted MSE). x0 measured better at every
     #                         horizon and step count (Craft2D, preset S, 700 steps each: cells right one step ahead
     #                         at 2 solver steps 73.1% vs 68.2%, 32 steps ahead 40.7% vs 37.0%)
-    reward_weight: float = 0.1  # reward MSE and termination BCE beside the velocity loss
+    history: str = "noisy"  # how training shows a chunk its history: "noisy", the clip's own chunks at their noise
+    #                         levels (diffusion forcing: one stream, but mostly noisier history than play's clean one);
+    #                         "clean", a clean copy of the clip beside it, as the cache holds at play time (2x tokens)
+    history_noise: float = 0.0  # history="clean": each history chunk noised to a level drawn in [0, this] (against
+    #                             drift: the model learns not to trust its own frames blindly)
+    change_weight: float = 0.0  # extra loss weight on the patches whose clean latents changed since the last frame
+    reward_weight: float = 0.1  # reward MSE (or cross-entropy over the reward classes) beside the denoising loss
     terminated_weight: float = 0.1  # the termination head's BCE, weighted apart from the reward's MSE
 
     def __post_init__(self):
         check(self.prediction in PREDICTIONS, "prediction", self.prediction, f"one of {PREDICTIONS}")
+        check(self.history in HISTORIES, "history", self.history, f"one of {HISTORIES}")
+        check(0.0 <= self.history_noise < 1.0, "history_noise", self.history_noise, "a noise level in [0, 1)")
+        check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
         check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
         check(0.0 <= self.clean_prob <= 1.0, "clean_prob", self.clean_prob, "a probability in [0, 1]")
         check(0.0 <= self.history_sigma < 1.0, "history_sigma", self.history_sigma, "a noise level in [0, 1)")
@@ -50,6 +59,7 @@ class DiffusionConfig:
 
 
 PREDICTIONS = ("velocity", "x0")
+HISTORIES = ("noisy", "clean")
 
 
 def sample_sigma(cfg: DiffusionConfig, shape: tuple[int, ...], generator: torch.Generator | None = None,
@@ -80,14 +90,39 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     n_chunks = actions.shape[1]
     sigma = sample_sigma(cfg, (b, n_chunks), generator, x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-    out = model(add_noise(x0, sigma, eps), sigma, actions)
+    history = {}
+    if cfg.history == "clean":
+        level = torch.rand((b, n_chunks), generator=generator, device=x0.device) * cfg.history_noise
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        history = {"history": add_noise(x0, level, noise), "history_sigma": level}
+    out = model(add_noise(x0, sigma, eps), sigma, actions, **history)
     target = eps - x0 if cfg.prediction == "velocity" else x0
-    denoise_loss = F.mse_loss(out.out.float(), target.float())
-    r_loss = F.mse_loss(out.reward.float(), rewards.float())
+    err = (out.out.float() - target.float()) ** 2  # (B, T, C, h, w)
+    if cfg.change_weight > 0:
+        err = err * change_weights(x0, model.config.patch, cfg.change_weight)  # patch: (pt, ph, pw)
+    denoise_loss = err.mean()
+    values = getattr(getattr(model, "config", None), "reward_values", ())
+    if values:  # classes: the index of the nearest value
+        classes = (rewards.float()[..., None] - torch.tensor(values, device=x0.device)).abs().argmin(-1)
+        r_loss = F.cross_entropy(out.reward.float().flatten(0, 1), classes.flatten())
+    else:
+        r_loss = F.mse_loss(out.reward.float(), rewards.float())
     d_loss = F.binary_cross_entropy_with_logits(out.terminated_logit.float(), terminated.float())
     loss = denoise_loss + cfg.reward_weight * r_loss + cfg.terminated_weight * d_loss
     return loss, {"loss": loss.item(), "denoise_loss": denoise_loss.item(), "reward_loss": r_loss.item(),
                   "terminated_loss": d_loss.item()}
+
+
+def change_weights(x0: torch.Tensor, patch: tuple[int, int, int], weight: float) -> torch.Tensor:
+    """(B, T, 1, h, w) loss weights: 1, plus `weight` on every latent of a patch that changed since the frame before
+    (by more than a tenth of the latents' unit scale; a first frame counts as unchanged), normalised to mean 1 over the
+    batch so the loss keeps its scale."""
+    _, ph, pw = patch
+    change = (x0[:, 1:] - x0[:, :-1]).abs().amax(2, keepdim=True)  # (B, T-1, 1, h, w)
+    change = F.max_pool3d(change, (1, ph, pw)) if ph * pw > 1 else change  # a patch changes as a whole
+    changed = F.interpolate(change, scale_factor=(1, ph, pw), mode="nearest") > 0.1
+    w = 1 + weight * torch.cat([torch.zeros_like(changed[:, :1]), changed], 1).float()
+    return w / w.mean()
 
 
 def schedule(steps: int, shift: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -36,9 +36,16 @@ class DiTConfig:
     n_actions: int = 12  # Craft2D's; the table has one more row, for -1 (no action, an episode's first frame)
     context: int = 16  # chunks in the sliding window, the new one included: 15 of history
     rope_base: float = 10000.0  # positions stay small (window, grid): any base >= 100 resolves them
+    prev_frame: bool = False  # the previous chunk's latents are an input of each new token (channel-concatenated),
+    #                           and `out` is the change from them: copying the last frame is the starting point
+    reward_values: tuple[float, ...] = ()  # () regresses the reward; K values: the reward head classifies among them
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))  # OmegaConf hands back a list
+        object.__setattr__(self, "reward_values", tuple(float(v) for v in self.reward_values))
+        values = self.reward_values
+        check(len(values) != 1 and list(values) == sorted(set(values)) and all(map(math.isfinite, values)),
+              "reward_values", list(values), "() or >= 2 distinct finite values in increasing order")
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"patch={self.patch}: expected three positive sizes (pt, ph, pw)")
         for name in ("latent_channels", "width", "depth", "heads"):
@@ -75,7 +82,7 @@ class DiTOutput(NamedTuple):
     """What the network predicts; `out` is interpreted by the diffusion module."""
 
     out: torch.Tensor  # (B, T, C, h, w) like x: the network's prediction
-    reward: torch.Tensor  # (B, n_chunks): forward_chunk's (B, 1), as forward on a one-chunk clip
+    reward: torch.Tensor  # (B, n_chunks), or (B, n_chunks, K) logits over config.reward_values: DiT.reward_of reads it
     terminated_logit: torch.Tensor  # (B, n_chunks)
 
 
@@ -146,6 +153,24 @@ def block_causal_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
     return (k <= q) & (k > q - context)
 
 
+def history_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
+    """(2L, 2L) bool for a clip run as two streams, its history then its noisy chunks, from each stream's chunk indices.
+
+    The history stream is block-causal, as the passes that wrote the cache were; noisy chunk i sees history chunks
+    i - context < j < i and itself, as a solver pass sees the cache at play time (so training and play agree exactly).
+    """
+    q, k = chunk_ids[:, None], chunk_ids[None, :]
+    window = k > q - context
+    top = torch.cat([(k <= q) & window, torch.zeros_like(window)], 1)  # history queries never see noisy chunks
+    bottom = torch.cat([(k < q) & window, k == q], 1)
+    return torch.cat([top, bottom], 0)
+
+
+def previous_chunks(x: torch.Tensor, pt: int) -> torch.Tensor:
+    """(B, T, C, h, w) latents shifted one chunk of pt frames later: each chunk's previous one, zeros for the first."""
+    return torch.cat([torch.zeros_like(x[:, :pt]), x[:, :-pt]], 1)
+
+
 # --- KV cache ---------------------------------------------------------------------------------------------------
 
 class KVCache:
@@ -155,7 +180,8 @@ class KVCache:
     the chunk in flight (written on every call, so no copies); the cached chunks of row b sit in the lengths[b] slots
     before it. A write advances `head`, evicting the oldest chunk once context - 1 are held. Rows share the ring and
     step together; `reset_rows` empties single rows (a vector env resetting one sub-env) by setting their length to 0.
-    Buffers are allocated on the first call (N is unknown before).
+    Buffers are allocated on the first call (N is unknown before). `prev` holds each row's last written chunk (zeros
+    for an empty row): the previous-frame input of a `prev_frame` model.
     """
 
     def __init__(self, config: DiTConfig, batch_size: int):
@@ -165,11 +191,13 @@ class KVCache:
         self.n_tokens = 0  # N per chunk, fixed at allocation
         self.head = 0  # ring slot of the chunk in flight
         self.lengths = torch.zeros(batch_size, dtype=torch.long)  # cached chunks per row, <= context - 1
+        self.prev: torch.Tensor | None = None  # (B, pt, C, h, w) the last chunk written, zeros for an empty row
 
     def reset(self) -> None:
         """Forget every row's history; keeps the buffers."""
         self.lengths.zero_()
         self.head = 0
+        self.prev = None
 
     def clear(self) -> None:
         """Forget everything and free the buffers (the next call may use another frame size)."""
@@ -181,6 +209,8 @@ class KVCache:
         """Forget the history of some rows: `rows` a (B,) bool mask (numpy or torch) or indices."""
         rows = torch.as_tensor(rows, device=self.lengths.device)
         self.lengths[rows] = 0
+        if self.prev is not None:
+            self.prev[rows.to(self.prev.device)] = 0
 
     def _prepare(self, b: int, n: int, device: torch.device) -> torch.Tensor:
         """Check sizes; the attention mask (B, 1, N, S) of this call's chunk queries over the buffers."""
@@ -290,8 +320,8 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))  # (B, T, N, P)
 
 
-def _head(width: int) -> nn.Module:
-    return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+def _head(width: int, outputs: int = 1) -> nn.Module:
+    return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, outputs))
 
 
 class DiT(nn.Module):
@@ -301,12 +331,12 @@ class DiT(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.patch_dim = math.prod(cfg.patch) * cfg.latent_channels
-        self.x_embed = nn.Linear(self.patch_dim, cfg.width)
+        self.x_embed = nn.Linear(self.patch_dim * (2 if cfg.prev_frame else 1), cfg.width)
         self.sigma_embed = SigmaEmbedder(cfg.width)
         self.action_embed = nn.Embedding(cfg.n_actions + 1, cfg.width)  # row n_actions: "no action" (-1)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final_layer = FinalLayer(cfg.width, self.patch_dim)
-        self.reward_head = _head(cfg.width)
+        self.reward_head = _head(cfg.width, len(cfg.reward_values) or 1)
         self.terminated_head = _head(cfg.width)
         self.initialize_weights()
 
@@ -331,17 +361,37 @@ class DiT(nn.Module):
         """An empty KV cache for forward_chunk, `batch_size` independent rows."""
         return KVCache(self.config, batch_size)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, t_start: int = 0) -> DiTOutput:
-        """A whole clip in one pass under the block-causal sliding-window mask (training).
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, t_start: int = 0,
+                history: torch.Tensor | None = None, history_sigma: torch.Tensor | None = None) -> DiTOutput:
+        """A whole clip in one pass (training).
 
         x (B, T, C, h, w) noisy latents; sigma (B, n_chunks) float noise levels in [0, 1]; actions (B, n_chunks) int64,
         -1 = no action; t_start the absolute index of the first chunk.
+
+        Without `history`, the clip runs under the block-causal sliding-window mask: each chunk's history is the clip's
+        earlier chunks as noisy as they are in x (diffusion forcing). With `history` (B, T, C, h, w), the clip's clean
+        (or lightly noised) latents at levels `history_sigma` (B, n_chunks), the clip runs as two streams
+        (history_mask): chunk i of x is denoised against history chunks before it, exactly as a solver pass against
+        the cache at play time; the reward and termination heads read the history stream, as the simulator reads them
+        on the pass that caches a chunk.
         """
+        cfg, pt = self.config, self.config.patch[0]
         tokens, cond = self._inputs(x, sigma, actions)  # (B, T', N, P), (B, T', D), T' = n_chunks
         t, n = tokens.shape[1:3]
         chunk = torch.arange(t, device=x.device)
         ids = chunk.repeat_interleave(n)  # (T'*N,) the chunk of each token
-        return self._run(x, tokens, cond, chunk + t_start, block_causal_mask(ids, self.config.context))
+        if history is None:
+            prev = previous_chunks(x, pt) if cfg.prev_frame else None
+            return self._run(x, tokens, cond, chunk + t_start, block_causal_mask(ids, cfg.context), prev=prev)
+        if history.shape != x.shape or history_sigma is None:
+            raise ValueError(f"history of shape {tuple(history.shape)} with history_sigma {history_sigma is not None}: "
+                             f"expected latents shaped like x {tuple(x.shape)} and their noise levels (B, n_chunks)")
+        h_tokens, h_cond = self._inputs(history, history_sigma, actions)
+        prev = previous_chunks(history, pt) if cfg.prev_frame else None
+        both = self._run(torch.cat([history, x], 1), torch.cat([h_tokens, tokens], 1), torch.cat([h_cond, cond], 1),
+                         torch.cat([chunk, chunk]) + t_start, history_mask(ids, cfg.context),
+                         prev=None if prev is None else torch.cat([prev, prev], 1))
+        return DiTOutput(both.out[:, t * pt:], both.reward[:, :t], both.terminated_logit[:, :t])
 
     @torch.no_grad()
     def forward_chunk(self, x_chunk: torch.Tensor, sigma, actions, t_index: int, cache: KVCache,
@@ -360,10 +410,24 @@ class DiT(nn.Module):
         actions = torch.as_tensor(actions, dtype=torch.long, device=dev).expand(b)[:, None]  # (B, 1)
         tokens, cond = self._inputs(x_chunk, sigma, actions)  # (B, 1, N, P), (B, 1, D)
         mask = cache._prepare(b, tokens.shape[2], dev)  # (B, 1, N, S)
-        out = self._run(x_chunk, tokens, cond, torch.tensor([t_index], device=dev), mask, cache)
+        prev = None
+        if self.config.prev_frame:
+            if cache.prev is None or cache.prev.shape != x_chunk.shape:
+                cache.prev = torch.zeros_like(x_chunk)
+            prev = cache.prev.to(x_chunk.dtype)
+        out = self._run(x_chunk, tokens, cond, torch.tensor([t_index], device=dev), mask, cache, prev)
         if write:
             cache._advance()
+            if prev is not None:
+                cache.prev = x_chunk.clone()  # as committed: the next chunk's previous frame
         return out
+
+    def reward_of(self, reward: torch.Tensor) -> torch.Tensor:
+        """A DiTOutput's reward as values (B, n_chunks): the regression as is, or the most likely of the classes."""
+        values = self.config.reward_values
+        if not values:
+            return reward
+        return torch.tensor(values, device=reward.device)[reward.argmax(-1)]
 
     def _inputs(self, x, sigma, actions) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked tokens (B, T', N, P) and per-chunk conditioning (B, T', D) = sigma + action embeddings."""
@@ -380,10 +444,13 @@ class DiT(nn.Module):
             raise ValueError(f"actions {actions.unique().tolist()}: expected integers in [0, {n}), or -1 for none")
         return tokens, self.sigma_embed(sigma) + self.action_embed(torch.where(actions < 0, n, actions))
 
-    def _run(self, x_in, tokens, cond, t_index, mask, cache=None) -> DiTOutput:
-        # tokens (B, T, N, P) of the latents x_in; cond (B, T, D); t_index (T,) absolute chunk indices
+    def _run(self, x_in, tokens, cond, t_index, mask, cache=None, prev=None) -> DiTOutput:
+        # tokens (B, T, N, P) of the latents x_in; cond (B, T, D); t_index (T,) absolute chunk indices; prev like x_in:
+        # each chunk's previous one (prev_frame models)
         cfg = self.config
         (b, t, n, _), (h, w) = tokens.shape, x_in.shape[-2:]
+        if prev is not None:
+            tokens = torch.cat([tokens, patchify(prev, cfg.patch)], -1)  # (B, T, N, 2P)
         x = self.x_embed(tokens).flatten(1, 2)  # (B, T*N, D)
         rows = torch.arange(t, device=x.device).repeat_interleave(n)  # (T*N,) each token's chunk: its row of cond
         pos = token_positions(t_index, h // cfg.patch[1], w // cfg.patch[2])  # (T*N, 3)
@@ -393,4 +460,8 @@ class DiT(nn.Module):
         x = x.reshape(b, t, n, -1)  # (B, T, N, D)
         pooled = x.mean(2)  # (B, T, D): the chunk's final hidden state, before the output projection
         out = unpatchify(self.final_layer(x, cond), cfg.patch, x_in.shape[2], h, w)  # (B, T*pt, C, h, w)
-        return DiTOutput(out, self.reward_head(pooled).squeeze(-1), self.terminated_head(pooled).squeeze(-1))
+        if prev is not None:
+            out = out + prev  # the change from the previous chunk: a zero output copies it
+        reward = self.reward_head(pooled)  # (B, T, K)
+        return DiTOutput(out, reward if cfg.reward_values else reward.squeeze(-1),
+                         self.terminated_head(pooled).squeeze(-1))

@@ -86,6 +86,10 @@ class LoopConfig:
     log_every: int = field(default=20, metadata={"help": "steps between log.jsonl lines"})
     stop_after: int = field(default=0, metadata={"help": "save and stop after this many steps in this invocation "
                                                          "(0: run to optim.steps); the same command continues"})
+    max_minutes: float = field(default=0.0, metadata={"help": "evaluate, save and stop after this many minutes in "
+                                                              "this invocation (0: no limit); the same command "
+                                                              "continues. With optim.min_lr_ratio=1 (no decay) a "
+                                                              "run trains for a fixed time"})
 
     def __post_init__(self):
         check(bool(self.out) and not Path(self.out).is_file(), "loop.out", self.out, "a run directory (not a file)")
@@ -99,6 +103,7 @@ class LoopConfig:
         check(self.eval_every >= 0, "loop.eval_every", self.eval_every, "steps >= 0 (0: evaluate only at the end)")
         check(self.log_every >= 1, "loop.log_every", self.log_every, "steps >= 1")
         check(self.stop_after >= 0, "loop.stop_after", self.stop_after, "steps >= 0 (0: run to optim.steps)")
+        check(self.max_minutes >= 0, "loop.max_minutes", self.max_minutes, "minutes >= 0 (0: no limit)")
 
 
 def lr_factor(step: int, cfg: OptimConfig) -> float:
@@ -183,6 +188,8 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
     progress = None if quiet else Progress(optim.steps, f"train {task.name}", "steps", initial=step)
     last_save, t0, tokens, logs, evals = time.monotonic(), time.perf_counter(), 0, {}, {}
     first, timed_s = step, 0.0
+    deadline = time.monotonic() + 60 * loop.max_minutes if loop.max_minutes else math.inf
+    timed_out = -1  # the step loop.max_minutes stopped at
     model.train()
     try:
         with open(run / LOG, "a") as log:
@@ -206,6 +213,9 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                 scheduler.step()
                 ema.update_parameters(model)
                 step += 1
+                if time.monotonic() >= deadline and step < end:
+                    say(f"train {task.name}: loop.max_minutes={loop.max_minutes:g} reached at step {step:,}")
+                    end = timed_out = step  # evaluated and saved below, as a run's last step is
                 tokens += task.tokens_per_batch
                 rate = tokens / (time.perf_counter() - t0)
                 if step > first + 1:
@@ -221,7 +231,7 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                     log.flush()
                 if progress:
                     progress.update(step, f"loss {logs.get('loss', loss_value):.4f}  {rate:,.0f} tok/s")
-                if (loop.eval_every and step % loop.eval_every == 0) or step == optim.steps:
+                if (loop.eval_every and step % loop.eval_every == 0) or step in (optim.steps, timed_out):
                     began = time.perf_counter()
                     evals = _evaluate(task, ema.module, device)
                     log.write(json.dumps({"step": step, "eval": evals}) + "\n")

@@ -47,6 +47,9 @@ class TrainWorldConfig:
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/world", eval_every=1000))
     clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
     batch_size: int = field(default=8, metadata={"help": "clips per step"})
+    reward_classes: int = field(default=8, metadata={
+        "help": "classify the reward among the training data's distinct values when it has 2 to this many (sparse "
+                "rewards stay sparse: an idle step pays exactly 0); else, or 0, regress it"})
     holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
     eval_clips: int = field(default=4, metadata={"help": "held-out rollouts per evaluation"})
     eval_context: int = field(default=8, metadata={"help": "real frames a rollout starts from"})
@@ -65,11 +68,15 @@ class TrainWorldConfig:
         except (ValueError, TypeError) as err:  # an unknown field, or a value DiTConfig refuses
             raise ValueError(f"dit={dict(self.dit)}: {err}") from None
         pt = dit.patch[0]
+        check(not dit.prev_frame or self.diffusion.prediction == "x0", "dit.prev_frame", dit.prev_frame,
+              f"false with diffusion.prediction={self.diffusion.prediction!r}: its output is a change of the clean "
+              "frame, so it needs diffusion.prediction=x0")
         check(self.clip_len >= 1 and self.clip_len % pt == 0, "clip_len", self.clip_len,
               f"frames >= 1, a multiple of the patch's pt={pt}")
         check(self.clip_len >= dit.context * pt, "clip_len", self.clip_len,
               f">= {dit.context * pt} frames, the model's window (dit.context={dit.context} chunks): it plays with a "
               "full window of history, so training clips must show it one (or lower dit.context)")
+        check(self.reward_classes >= 0, "reward_classes", self.reward_classes, "an integer >= 0 (0: regress)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
         check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): evaluation needs held-out "
                                                                  "episodes, training the rest")
@@ -100,8 +107,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
     train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout)
     c, h, w = train_set.latent_shape
+    values = reward_values(train_set, cfg.reward_classes)
     dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
-                         **cfg.dit)
+                         reward_values=values, **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
     model = DiT(dit_cfg)
     if cfg.init:
@@ -159,6 +167,13 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 export=lambda ema: world_tensors(ae_state, ema, start_frames),
                 metadata=metadata,
                 tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
+
+
+def reward_values(data: LatentClipDataset, max_classes: int) -> tuple[float, ...]:
+    """The distinct rewards of the training data, the reward head's classes, when there are 2 to max_classes of
+    them; () (regression) otherwise."""
+    values = np.unique(np.concatenate([shard.arrays["rewards"] for shard in data.shards]).astype(np.float64))
+    return tuple(values.tolist()) if 2 <= len(values) <= max_classes else ()
 
 
 def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, more_steps: list[int],
