@@ -1,4 +1,4 @@
-"""The six probe families, each a function from a random generator to its probes.
+"""The seven probe families, each a function from a random generator to its probes.
 
 Every scenario is drawn fresh from `rng`: biome, decorations, object, world seed, place in the world and time of day,
 so the same `seed` gives the same suite and another seed another draw of it. `split="id"` stamps the patch into a
@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from worldsim.envs.craft2d.tiles import ENV_ID, Action
-from worldsim.probes.scenarios import PALETTES, PLANTS, Patch, Probe, Run, place
+from worldsim.probes.scenarios import ORES, PALETTES, PLANTS, Patch, Probe, Run, place
 
 (NOOP, LEFT, RIGHT, JUMP, JUMP_LEFT, JUMP_RIGHT, MINE, MINE_UP, MINE_DOWN, PLACE, PLACE_DOWN,
  NEXT_BLOCK) = (int(a) for a in Action)
 WARMUP = (NOOP, NOOP, NOOP)  # three quiet steps: a context of four frames
 BIOMES = tuple(PALETTES)
-FAMILIES = ("permanence", "causality", "physics", "consistency", "control", "stability")
+FAMILIES = ("permanence", "causality", "physics", "consistency", "control", "stability", "reward")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Suite:
     control_repeat: int = 3  # each action is held this many steps
     stability_steps: int = 1000
     stability_every: int = 100  # score the rollout every this many steps
+    reward_idle: int = 10  # quiet steps before, between and after the reward probes' events: where nothing pays
+    idle_rows: int = 8  # worlds an idle agent waits in for the idle-return check
+    idle_steps: int = 200  # steps it waits there, and the random player plays there
     collect_seed: int = 0  # `worldsim collect seed=` of the training data: its episodes' worlds are in distribution
 
 
@@ -268,8 +271,53 @@ def stability(rng: np.random.Generator, suite: Suite) -> list[Probe]:
     return probes
 
 
+# ---- 7. reward -----------------------------------------------------------------------------------------------------
+PAYDAYS = ("ore", "chop", "dig", "ore_below", "planks", "lava")
+
+
+def reward(rng: np.random.Generator, suite: Suite) -> list[Probe]:
+    """Where the game pays and where it does not: mine an ore (then swing at the air it leaves), chop a trunk twice
+    (then hit the leaves, which drop nothing), dig through a block that pays nothing to an ore, mine an ore underfoot,
+    place a plank (nothing) and mine it back (wood), mine an ore and walk into the lava under it (the episode ends).
+    Each action that may pay stands between `reward_idle` quiet steps, where the game never pays; every step is
+    scored."""
+    probes = []
+    idle = (NOOP,) * suite.reward_idle
+    for split, i in _splits(len(PAYDAYS), suite.ood):
+        kind = PAYDAYS[i] if split == "id" else PAYDAYS[int(rng.integers(len(PAYDAYS)))]
+        biome = _biome(rng)
+        patch = Patch(biome, left=8, right=8)
+        patch.decorate(rng, keep_clear=range(-2, 5), plants=0.0, ores=0.15)
+        ore = ORES[int(rng.integers(len(ORES)))]
+        inventory, selected = {}, "dirt"
+        if kind == "ore":
+            patch.put(1, 0, ore)
+            beats = [(MINE,), (MINE,)]  # the second blow finds air
+        elif kind == "chop":  # a cactus drops nothing: the desert's chop is a tree
+            patch.plant(1, "tree" if PLANTS[biome] == "cactus" else PLANTS[biome])
+            beats = [(MINE,), (RIGHT, MINE_UP), (MINE_UP,)]  # the trunk's foot, its top, then the crown
+        elif kind == "dig":
+            patch.put(1, 0, "D#S"[int(rng.integers(3))]).put(2, 0, ore)
+            beats = [(MINE,), (RIGHT, MINE)]
+        elif kind == "ore_below":
+            patch.put(0, 1, ore)
+            beats = [(MINE_DOWN,)]
+        elif kind == "planks":
+            inventory, selected = {"wood": int(rng.integers(1, 20))}, "wood"
+            beats = [(PLACE,), (MINE,)]
+        elif kind == "lava":
+            patch.put(1, 0, ore).put(1, 1, "%").put(2, 1, "%")
+            beats = [(MINE,), (RIGHT,)]
+        scenario, params = place(patch, rng, split, inventory=inventory, selected=selected,
+                                 collect_seed=suite.collect_seed)
+        actions = idle + sum((beat + idle for beat in beats), ())
+        probes.append(_probe("reward", kind, split, i, [Run(scenario, WARMUP, actions)], range(1, len(actions) + 1),
+                             {**params, "kind": kind}, labels=("rollout",) * len(actions)))
+    return probes
+
+
 BUILDERS = {"permanence": permanence, "causality": causality, "physics": physics, "consistency": consistency,
-            "control": control, "stability": stability}
+            "control": control, "stability": stability, "reward": reward}
 
 
 def build_suite(families, seed: int, suite: Suite) -> list[Probe]:

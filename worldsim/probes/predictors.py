@@ -2,8 +2,9 @@
 model, and the trivial floors.
 
 A predictor sees a run's context (frames, the actions that led to them, and for engines the game state) and the
-actions to continue under, and returns the frames: `predict(contexts, actions, seeds) -> (R, T, H, W, 3)` uint8;
-it may call `on_step(rows)` as it goes, for a progress bar.
+actions to continue under, and returns what follows: `predict(contexts, actions, seeds) -> Rollout`, the frames
+(R, T, H, W, 3) uint8 with the reward and termination of every step; it may call `on_step(rows)` as it goes, for a
+progress bar. Predictors that only draw frames (copy-last, mean-frame) never pay and never end: the reward floor.
 The engine's RNG (animals) is seeded per row, so engine rows with other seeds than the reference measure the
 engine's own variance.
 """
@@ -35,6 +36,20 @@ class Context:
 
 
 @dataclass
+class Rollout:
+    """What a predictor made of R rows of T actions."""
+
+    frames: np.ndarray  # (R, T, H, W, 3) uint8 after each action
+    rewards: np.ndarray  # (R, T) float32 paid by each action
+    terminated: np.ndarray  # (R, T) bool: the episode has ended at this step
+
+    @classmethod
+    def silent(cls, frames: np.ndarray) -> "Rollout":
+        """Frames from a predictor that has no reward or termination to say: it never pays, never ends."""
+        return cls(frames, np.zeros(frames.shape[:2], np.float32), np.zeros(frames.shape[:2], bool))
+
+
+@dataclass
 class Trace:
     """What the engine did on one run: context and continuation, with the camera of every frame."""
 
@@ -42,6 +57,8 @@ class Trace:
     frames: np.ndarray  # (T, H, W, 3) uint8 after each action
     cameras: np.ndarray  # (T0 + T, 2) top-left world tile (x, y) of every frame, context first
     light: np.ndarray  # (T0 + T,) light level of every frame
+    rewards: np.ndarray  # (T,) float32 paid by each action
+    terminated: np.ndarray  # (T,) bool
 
 
 def _env() -> Craft2DEnv:
@@ -58,18 +75,22 @@ def reference(run: Run, seed: int) -> Trace:
         cameras.append(env.game.camera)
         light.append(env.game.light_level)
     context = Context(np.stack(frames), np.array((-1,) + tuple(run.warmup), np.int64), env.get_state())
-    steps = []
+    steps, rewards, ended = [], [], []
     for a in run.actions:
-        steps.append(env.step(a)[0])
+        obs, reward, terminated, _, _ = env.step(a)
+        steps.append(obs)
+        rewards.append(reward)
+        ended.append(terminated)
         cameras.append(env.game.camera)
         light.append(env.game.light_level)
-    return Trace(context, np.stack(steps), np.array(cameras, np.int64), np.array(light, np.int64))
+    return Trace(context, np.stack(steps), np.array(cameras, np.int64), np.array(light, np.int64),
+                 np.array(rewards, np.float32), np.array(ended, bool))
 
 
 class Predictor(Protocol):
     name: str
 
-    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> np.ndarray:
+    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> Rollout:
         ...
 
 
@@ -92,14 +113,14 @@ class Engine:
         self.corruption, self.level = corruption, level
         self.name = "engine" if corruption is None else f"engine+{corruption}@{level:g}"
 
-    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> np.ndarray:
+    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> Rollout:
         env = _env()
-        out = []
+        out, rewards, ended = [], [], []
         for ctx, row, seed in zip(contexts, actions, seeds):
             env.set_state(ctx.state)
             env.np_random = np.random.default_rng(int(seed))  # the animals' own draw for this row
             draws = np.random.default_rng([int(seed), 7919])  # the corruption's draws: the same at every level
-            frames = []
+            frames, paid, done = [], [], []
             for a in row:
                 a = int(a)
                 u = draws.random()
@@ -111,11 +132,15 @@ class Engine:
                     env.game._animals = lambda _u: None  # this step only: the instance attribute shadows the method
                 if self.corruption == "stall" and u < self.level:
                     env.game.time -= 1  # the step's tick brings it back: this frame is lit as the last one
-                frame = env.step(a)[0]
+                frame, reward, terminated, _, _ = env.step(a)
                 env.game.__dict__.pop("_animals", None)
                 frames.append(self._spoil(frame, draws, u < self.level))
+                paid.append(reward)
+                done.append(terminated)
             out.append(np.stack(frames))
-        return np.stack(out)
+            rewards.append(paid)
+            ended.append(done)
+        return Rollout(np.stack(out), np.array(rewards, np.float32), np.array(ended, bool))
 
     def _spoil(self, frame: np.ndarray, draws: np.random.Generator, hit: bool) -> np.ndarray:
         if self.corruption == "noise":
@@ -137,7 +162,7 @@ class CopyLast:
     name = "copy-last"
 
     def predict(self, contexts, actions, seeds, on_step=None):
-        return np.stack([np.repeat(c.frames[-1:], actions.shape[1], 0) for c in contexts])
+        return Rollout.silent(np.stack([np.repeat(c.frames[-1:], actions.shape[1], 0) for c in contexts]))
 
 
 class MeanFrame:
@@ -147,7 +172,7 @@ class MeanFrame:
 
     def predict(self, contexts, actions, seeds, on_step=None):
         means = [c.frames.astype(np.float32).mean(0).round().astype(np.uint8) for c in contexts]
-        return np.stack([np.repeat(m[None], actions.shape[1], 0) for m in means])
+        return Rollout.silent(np.stack([np.repeat(m[None], actions.shape[1], 0) for m in means]))
 
 
 class Model:
@@ -159,16 +184,18 @@ class Model:
 
     def predict(self, contexts, actions, seeds, on_step=None):
         keep = self.sim.dit.config.context - 1  # older context frames would leave the window at once
-        out = []
+        out, rewards, ended = [], [], []
         for lo in range(0, len(contexts), self.batch):
             part = contexts[lo:lo + self.batch]
             self.sim.seed(int(np.random.SeedSequence([int(s) for s in seeds[lo:lo + self.batch]])
                               .generate_state(1)[0]))
             self.sim.reset(np.stack([c.frames[-keep:] for c in part]), np.stack([c.actions[-keep:] for c in part]))
-            frames = []
+            steps = []
             for t in range(actions.shape[1]):
-                frames.append(self.sim.step(actions[lo:lo + self.batch, t]).frames)
+                steps.append(self.sim.step(actions[lo:lo + self.batch, t]))
                 if on_step:
                     on_step(len(part))
-            out.append(np.stack(frames, 1))  # (B, T, H, W, 3)
-        return np.concatenate(out)
+            out.append(np.stack([s.frames for s in steps], 1))  # (B, T, H, W, 3)
+            rewards.append(np.stack([s.rewards for s in steps], 1))  # (B, T)
+            ended.append(np.stack([s.terminated for s in steps], 1))
+        return Rollout(np.concatenate(out), np.concatenate(rewards).astype(np.float32), np.concatenate(ended))

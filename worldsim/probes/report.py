@@ -21,6 +21,8 @@ QUESTIONS = {
     "control": "From one state, does every action do what it does in the game (left goes left)?",
     "stability": "Over a long rollout (1,000 steps by default), do the frames stay valid sprites, keep moving, and keep "
                  "a day/night that changes smoothly and spends as long at each light level as the game's?",
+    "reward": "Does the dream pay when, and only when, the game would (mining ore, chopping wood, breaking planks), "
+              "and end the episode when the game ends it (lava)?",
 }
 SCALE = 2  # pixels per frame pixel in the strips
 GAP = 2
@@ -48,6 +50,8 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
                          f"{score} | {e['psnr']['model']:.1f} / {e['psnr']['copy_last']:.1f} dB | ![]({strip}) |")
         if fam == "control" and summary.get("control"):
             lines += [""] + _control(summary["control"])
+        if fam == "reward" and summary.get("reward"):
+            lines += [""] + _reward(summary["reward"])
     lines += ["", "## How the scores are made", "", *_method()]
     path = out / "probes.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
@@ -95,7 +99,14 @@ def _strip(out: Path, c) -> str:
     steps = list(c.probe.score_at)
     if len(steps) > 6:
         steps = [steps[i] for i in np.linspace(0, len(steps) - 1, 6).round().astype(int)]
-    ctx = c.traces[run].context.frames[-1]
+    tr = c.traces[run]
+    texts = [f"t={t}" for t in steps]
+    if c.probe.family == "reward":  # the steps where the game pays or ends and the step after, with both rewards
+        due = np.flatnonzero((tr.rewards != 0) | tr.terminated)[:3] + 1
+        steps = sorted({int(t) for d in due for t in (d, d + 1) if t <= c.probe.steps}) or steps
+        paid = c.events["model"][0][run, 0]
+        texts = [f"t={t} r {paid[t - 1]:g}|{tr.rewards[t - 1]:g}" for t in steps]
+    ctx = tr.context.frames[-1]
     model = [c.rows["model"][run, 0, t - 1] for t in steps]
     engine = [c.traces[run].frames[t - 1] for t in steps]
     h, w = ctx.shape[0] * SCALE, ctx.shape[1] * SCALE
@@ -107,7 +118,7 @@ def _strip(out: Path, c) -> str:
         canvas[label_h + h + GAP:, x:x + w] = upscale(bottom, SCALE)
     img = Image.fromarray(canvas)
     draw = ImageDraw.Draw(img)
-    for col, text in enumerate(["context"] + [f"t={t}" for t in steps]):
+    for col, text in enumerate(["context"] + texts):
         draw.text((col * (w + GAP) + 2, 1), text, fill=(0, 0, 0))
     name = c.probe.name.replace("/", "_") + ".png"
     _save_png(img, out / "strips" / name)
@@ -186,6 +197,30 @@ def _control(ctrl: dict) -> list[str]:
     return lines
 
 
+def _reward(reward: dict) -> list[str]:
+    from worldsim.probes.reward import TOLERANCE
+
+    def pct(x):
+        return "n/a" if x is None else f"{x:.0%}"
+
+    lines = [f"Reward events (pooled over probes and seeds, matched within ±{TOLERANCE} step): "
+             f"{reward['events']} due, recall **{pct(reward['recall'])}**, precision **{pct(reward['precision'])}**; "
+             f"false payments per 100 quiet steps: **{_num(reward['false_per_100_idle'])}** "
+             f"(over {reward['idle_steps']} steps); endings caught: **{pct(reward['termination_recall'])}** of "
+             f"{reward['endings']}" + (", false endings where none was due: "
+                                       f"{reward['false_terminations']}" if reward["false_terminations"] else "")
+             + "."]
+    idle = reward.get("idle")
+    if idle:
+        verdict = "n/a" if idle["met"] is None else ("met" if idle["met"] else "**missed**")
+        lines += ["", "| idle-return check | steps | worlds | idle agent's return | random play's return | ratio | "
+                      "target |", "|---|---|---|---|---|---|---|",
+                  f"| waiting (NOOP) in the model vs random play in the game | {idle['steps']} | {idle['rows']} | "
+                  f"{idle['idle_return']:.3f} | {idle['random_return']:.3f} | {pct(idle['ratio'])} | "
+                  f"<= {idle['target']:.0%}: {verdict} |"]
+    return lines
+
+
 def _method() -> list[str]:
     from worldsim.envs.craft2d.decoder import VALID_DISTANCE
     from worldsim.probes.score import MIN_SPAN, SHUFFLE_MATTERS
@@ -208,6 +243,11 @@ def _method() -> list[str]:
         "moved at most one level, times how alike the time spent at each light level is so far in the rollout and in "
         "the engine (1 - total variation distance): a frozen or a dissolving world scores 0, a night that never ends "
         "low.",
+        "- Reward scores, per probe, the F1 of reward events (steps where the dream pays at least half the game's "
+        "smallest payment; a payment one step early or late still matches) and, where the game's episode ends, the "
+        "F1 of the ending; their mean is m. The floor is a predictor that never pays and never ends (F1 0). Steps "
+        "after the game's ending are not scored. The idle-return check waits (NOOP) in the model from ordinary "
+        "starts of the game and divides the return by the game's random-play return over as many steps.",
         "- In distribution: worlds the training data visited, patches in their own biome, by day. Out of "
         "distribution: world seeds no training run can have drawn, patches across a biome border, at night.",
     ]

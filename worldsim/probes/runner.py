@@ -18,6 +18,7 @@ import numpy as np
 from worldsim.config import check
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.envs.craft2d.tiles import N_ACTIONS
+from worldsim.probes import reward as rewarding
 from worldsim.probes import score as scoring
 from worldsim.probes.families import FAMILIES, Suite, build_suite
 from worldsim.probes.predictors import MIRROR, CopyLast, Engine, MeanFrame, Model, Predictor, reference
@@ -25,7 +26,7 @@ from worldsim.probes.scenarios import Probe
 
 REFERENCE_SEED = 0  # the engine run that is the truth; ceiling runs use seeds 1..seeds
 QUICK = Suite(permanence_k=(6, 20), ood=1, causality_checks=(1, 10), causality_walk=6, consistency_k=(6,),
-              control_repeat=2, stability_steps=60, stability_every=20)
+              control_repeat=2, stability_steps=60, stability_every=20, reward_idle=4, idle_rows=2, idle_steps=40)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class _Case:
     index: int
     shuffle_matters: bool = False
     rows: dict = field(default_factory=dict)  # kind -> (runs, replicas, T, H, W, 3) frames
+    events: dict = field(default_factory=dict)  # kind -> (rewards, terminated), each (runs, replicas, T)
     got: dict = field(default_factory=dict)  # kind -> its measurements (_measure), each made once
 
 
@@ -109,11 +111,15 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
     control = [c for c in cases if c.probe.family == "control"]
     _roll(predictor, control, "model_random", mine + 200, _random, quiet)
     _roll(predictor, control, "model_mirrored", mine + 300, _mirrored, quiet)
+    paying = [c for c in cases if c.probe.family == "reward"]
+    idle = (rewarding.idle_return(predictor, rewarding.starts(suite.idle_rows, cfg.seed), suite.idle_steps, mine)
+            if paying else None)
     model_seconds = time.perf_counter() - timer
     results = [_score(c, suite) for c in cases]
     summary = {
         "predictor": predictor.name, **meta, "config": _public(cfg), "suite": _public(suite),
         "families": _families(results, cfg.families()), "control": _control(control),
+        "reward": {**rewarding.summary([_measure(c, "model") for c in paying]), "idle": idle} if paying else {},
         "probes": [r["json"] for r in results],
         "seconds": {"total": round(time.perf_counter() - started, 1), "predictor": round(model_seconds, 1)},
     }
@@ -197,11 +203,13 @@ def _roll(predictor: Predictor, cases: list[_Case], kind: str, seeds: np.ndarray
         contexts = [c.traces[j].context for c, j, _ in rows]
         actions = np.stack([actions_of(c)[j] for c, j, _ in rows])
         row_seeds = np.array([seeds[r] for _, _, r in rows])
-        frames = predictor.predict(contexts, actions, row_seeds, on_step=on_step if progress else None)
-        for (c, j, r), f in zip(rows, frames):
+        out = predictor.predict(contexts, actions, row_seeds, on_step=on_step if progress else None)
+        for (c, j, r), f, paid, ended in zip(rows, out.frames, out.rewards, out.terminated):
             if kind not in c.rows:
                 c.rows[kind] = np.zeros((len(c.probe.runs), len(seeds)) + f.shape, np.uint8)
+                c.events[kind] = (np.zeros(c.rows[kind].shape[:3], np.float32), np.zeros(c.rows[kind].shape[:3], bool))
             c.rows[kind][j, r] = f
+            c.events[kind][0][j, r], c.events[kind][1][j, r] = paid, ended
     if progress:
         progress.close(done)
 
@@ -222,6 +230,8 @@ def _measure(c: _Case, kind: str, suite: Suite | None = None) -> dict:
     if kind not in c.got:
         if c.probe.family == "stability":
             c.got[kind] = scoring.stability(c.probe, c.traces[0], c.rows[kind][0], suite.stability_every)
+        elif c.probe.family == "reward":
+            c.got[kind] = rewarding.measure(c.probe, c.traces, *c.events[kind])
         else:
             m, per_step = scoring.accuracy(c.probe, c.ref, c.masks, c.rows[kind])
             c.got[kind] = {"m": m, "per_step": per_step}
@@ -232,7 +242,8 @@ def _score(c: _Case, suite: Suite) -> dict:
     p = c.probe
     for kind, pred in (("copy_last", CopyLast()), ("mean_frame", MeanFrame())):
         contexts = [tr.context for tr in c.traces]
-        c.rows[kind] = pred.predict(contexts, _actions(c), np.zeros(len(contexts)))[:, None]
+        out = pred.predict(contexts, _actions(c), np.zeros(len(contexts)))
+        c.rows[kind], c.events[kind] = out.frames[:, None], (out.rewards[:, None], out.terminated[:, None])
     got = {kind: _measure(c, kind, suite) for kind in c.rows if kind != "engine_shuffled"}  # that one: the floor rule
     floors = {k: scoring.finite_mean(got[k]["m"]) for k in ("copy_last", "mean_frame")}
     if "model_shuffled" in got:
@@ -258,6 +269,8 @@ def _score(c: _Case, suite: Suite) -> dict:
                               "daynight": g["daynight"].mean(0).tolist(),
                               "valid_last": float(g["valid"][:, -1].mean()),
                               "engine_valid_last": float(got["ceiling"]["valid"][:, -1].mean())}
+    if p.family == "reward":  # the event counts, summed over sampling seeds
+        entry["reward"] = {k: int(v.sum()) for k, v in got["model"]["counts"].items()}
     return {"json": entry, "got": got}
 
 
@@ -359,5 +372,7 @@ def table(summary: dict) -> str:
         lines.append(f"control: actions recognised {ctrl['accuracy']:.0%}, left<->right swaps "
                      f"{ctrl['left_right_swap']:.0%}, PSNR gain over random actions {ctrl['dpsnr_random']:+.2f} dB, "
                      f"over mirrored {ctrl['dpsnr_mirrored']:+.2f} dB")
+    if summary.get("reward"):
+        lines.append("reward: " + rewarding.describe(summary["reward"]))
     return "\n".join(lines)
 
