@@ -112,3 +112,8 @@ def test_cli_reward_suite_on_a_checkpoint_writes_its_figures(tmp_path, capsys):
     assert summary["reward"]["idle"]["steps"] == QUICK.idle_steps and summary["reward"]["events"] >= 7
     assert all("reward" in p for p in summary["probes"])
     assert "idle-return check" in (report / "probes.md").read_text()
+
+
+def test_the_idle_return_check_wants_a_seed_per_start():
+    with pytest.raises(ValueError, match="1 seeds for 2 idle starts"):
+        idle_return(Engine(), starts(2, seed=0), 5, np.arange(1))

@@ -124,6 +124,8 @@ def idle_return(predictor: Predictor, contexts: list[Context], steps: int, seeds
     from worldsim.agents.random_agent import RandomAgent
     from worldsim.envs.craft2d import Craft2DEnv
 
+    if len(seeds) != len(contexts):
+        raise ValueError(f"{len(seeds)} seeds for {len(contexts)} idle starts: expected one seed a start")
     rollout = predictor.predict(contexts, np.full((len(contexts), steps), int(Action.NOOP), np.int64), seeds)
     idle = [_return(r, e) for r, e in zip(rollout.rewards, rollout.terminated)]
     env = Craft2DEnv()

@@ -112,8 +112,8 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
     _roll(predictor, control, "model_random", mine + 200, _random, quiet)
     _roll(predictor, control, "model_mirrored", mine + 300, _mirrored, quiet)
     paying = [c for c in cases if c.probe.family == "reward"]
-    idle = (rewarding.idle_return(predictor, rewarding.starts(suite.idle_rows, cfg.seed), suite.idle_steps, mine)
-            if paying else None)
+    idle = (rewarding.idle_return(predictor, rewarding.starts(suite.idle_rows, cfg.seed), suite.idle_steps,
+                                  mine[0] + 400 + np.arange(suite.idle_rows)) if paying else None)
     model_seconds = time.perf_counter() - timer
     results = [_score(c, suite) for c in cases]
     summary = {
