@@ -53,3 +53,18 @@ def test_the_dream_benchmarks_do_not_import_the_bench_command():
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "worldsim.bench" not in imported and "worldsim.bench_dream" in open(
         worldsim.bench_dream.__file__.replace("bench_dream", "bench")).read()
+
+
+def test_compare_times_a_second_model_in_the_same_runs(tmp_path):
+    import shutil
+
+    from worldsim.checkpoint import default_checkpoint
+
+    other = tmp_path / "previous.safetensors"
+    shutil.copy(default_checkpoint(), other)
+    assert main(["bench", "only=[step]", "repeats=2", "step_calls=2", "denoise_steps=[1]", f"compare={other}",
+                 f"out={tmp_path}"]) == 0
+    rows = {r["name"]: r for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
+    first = f"Dream-v0 step, {default_checkpoint().name}, 1 solver step(s)"
+    second = "Dream-v0 step, previous.safetensors (compare=), 1 solver step(s)"
+    assert len(rows[first]["runs"]) == len(rows[second]["runs"]) == 2 and f"{second}, FPS" in rows

@@ -116,13 +116,15 @@ def test_save_world_round_trip(tmp_path):
         assert torch.equal(v, written[k]), k  # every weight loaded, none left at its random init
 
 
-def test_the_shipped_format_1_file_loads_with_its_old_names():
+def test_the_shipped_file_pays_by_a_threshold_chosen_on_held_out_data():
     world = load_world(default_checkpoint())
-    assert world.metadata["format_version"] == 1 and world.diffusion.denoise_steps == 2
-    assert "max_extra_tokens" not in world.metadata["dit_config"] and world.start_frames.shape == (64, 64, 64, 3)
+    assert world.metadata["format_version"] == FORMAT_VERSION and world.diffusion.denoise_steps == 2
+    assert world.dit.config.prev_frame and world.dit.config.reward_values == (0.0, 1.0)
+    assert 0.0 < float(world.dit.reward_threshold) < 0.5  # calibrated: argmax (0.5) never pays a rare reward
+    assert world.start_frames.shape == (64, 64, 64, 3)
 
 
-def _format_1(extra_tokens):
+def _format_1(extra_tokens):  # what worldsim wrote before the caption prefix went
     def edit(meta):
         meta["format_version"] = 1
         meta["diffusion"]["steps"] = meta["diffusion"].pop("denoise_steps")

@@ -54,6 +54,9 @@ class BenchArgs:
     step_calls: int = field(default=50, metadata={"help": "timed simulator steps per run"})
     checkpoint: str | None = field(default=None, metadata={"help": "world model for the dream benchmarks (default: "
                                                                    "the shipped one, else random weights of `model`)"})
+    compare: str | None = field(default=None, metadata={"help": "a second world model for the step benchmark, its "
+                                                                "runs alternating with the first's (e.g. the previous "
+                                                                "shipped model)"})
     train_batch: int = field(default=8, metadata={"help": "clips per optimizer step in the train benchmark "
                                                           "(clip_len frames each), as `worldsim train world`"})
     train_steps: int = field(default=10, metadata={"help": "optimizer steps per train run"})

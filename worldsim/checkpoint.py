@@ -40,8 +40,10 @@ from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig
 from worldsim.models.dit import DiT, DiTConfig
 
-FORMAT_VERSION = 2  # 2: world models lost the caption prefix (dit_config.max_extra_tokens, dit.extra_cond)
-READABLE = (1, 2)  # a format-1 world model loads unchanged (load_world maps its old names)
+# 2: world models lost the caption prefix (dit_config.max_extra_tokens, dit.extra_cond); 3: they may take the previous
+# frame (dit_config.prev_frame) and classify the reward (dit_config.reward_values, dit.reward_threshold)
+FORMAT_VERSION = 3
+READABLE = (1, 2, 3)  # older world models load unchanged (load_world maps format 1's old names; 2 is 3's subset)
 KIND = "worldsim"
 REQUIRED = ("format_version", "kind", "config")
 

@@ -337,6 +337,10 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final_layer = FinalLayer(cfg.width, self.patch_dim)
         self.reward_head = _head(cfg.width, len(cfg.reward_values) or 1)
+        if 0.0 in cfg.reward_values:
+            # the probability of a non-zero reward above which a step pays: rewards are rare events, so it is chosen
+            # on held-out data after training (worldsim.train.world.fit_reward_threshold), not left at argmax's 0.5
+            self.register_buffer("reward_threshold", torch.tensor(0.5))
         self.terminated_head = _head(cfg.width)
         self.initialize_weights()
 
@@ -423,11 +427,25 @@ class DiT(nn.Module):
         return out
 
     def reward_of(self, reward: torch.Tensor) -> torch.Tensor:
-        """A DiTOutput's reward as values (B, n_chunks): the regression as is, or the most likely of the classes."""
+        """A DiTOutput's reward as values (B, n_chunks): the regression as is; for classes, 0 unless the probability
+        of a non-zero reward passes `reward_threshold`, then the most likely non-zero value (the most likely value
+        when 0 is not among them)."""
         values = self.config.reward_values
         if not values:
             return reward
-        return torch.tensor(values, device=reward.device)[reward.argmax(-1)]
+        table = torch.tensor(values, device=reward.device)
+        if 0.0 not in values:
+            return table[reward.argmax(-1)]
+        p = reward.float().softmax(-1)  # (B, T, K)
+        zero = values.index(0.0)
+        pays = self.reward_scores(reward) > self.reward_threshold
+        nonzero = p.clone()
+        nonzero[..., zero] = -1.0  # never the most likely non-zero value
+        return torch.where(pays, table[nonzero.argmax(-1)], torch.zeros((), device=reward.device))
+
+    def reward_scores(self, reward: torch.Tensor) -> torch.Tensor:
+        """(B, n_chunks) the probability of a non-zero reward, what `reward_threshold` is compared with."""
+        return 1 - reward.float().softmax(-1)[..., self.config.reward_values.index(0.0)]
 
     def _inputs(self, x, sigma, actions) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked tokens (B, T', N, P) and per-chunk conditioning (B, T', D) = sigma + action embeddings."""

@@ -163,10 +163,66 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     metadata = world_metadata(to_dict(cfg), ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
                               train_set.manifest["frame_shape"], env=train_set.manifest.get("env"))
     ae_state = ae.state_dict()
+    calibration = _calibration_clips(latents_dir, cfg, dit_cfg)
+
+    def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if calibration is not None:  # the reward head's threshold, chosen on held-out clips for these weights
+            scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)
+            scratch.load_state_dict(ema)
+            threshold = fit_reward_threshold(scratch, *(torch.from_numpy(a) for a in calibration))
+            ema = {**ema, "reward_threshold": torch.tensor(threshold)}
+        return world_tensors(ae_state, ema, start_frames)
+
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
-                export=lambda ema: world_tensors(ae_state, ema, start_frames),
+                export=export,
                 metadata=metadata,
                 tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
+
+
+CALIBRATION_CLIPS = 512  # held-out clips the reward threshold is chosen on: Craft2D pays ~1 step in 800, so ~20
+#                          events at 32 frames a clip, for ~10 s of forward passes on 2 CPU cores at each save
+
+
+def _calibration_clips(latents_dir: str, cfg: TrainWorldConfig, dit_cfg) -> tuple[np.ndarray, ...] | None:
+    """Held-out latent clips, actions and rewards to choose the reward threshold on; None when the head regresses
+    or the held-out episodes are shorter than a training clip."""
+    if 0.0 not in dit_cfg.reward_values:
+        return None
+    try:
+        val = LatentClipDataset(latents_dir, cfg.clip_len, "val", cfg.holdout)
+    except ValueError:
+        return None
+    b = val.get(np.arange(0, len(val), cfg.clip_len)[:CALIBRATION_CLIPS])  # clip starts clip_len apart: no overlap
+    return b.latents, b.actions, b.rewards
+
+
+@torch.no_grad()
+def fit_reward_threshold(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                         batch_size: int = 32) -> float:
+    """The probability of a non-zero reward above which a step pays that gives the best F1 of reward events on these
+    clips (B, T, C, h, w), with their actions and rewards (B, T); 0.5 if they hold no event.
+
+    The clips run clean, as the pass that caches a chunk sees them at play time (a clean clip under the block-causal
+    mask is exactly the history stream). Rewards are rare (Craft2D: ~1 step in 800), so argmax would never pay."""
+    was_training = dit.training
+    dit.eval()
+    device = next(dit.parameters()).device
+    scores = []
+    for i in range(0, len(latents), batch_size):
+        x, a = latents[i:i + batch_size].to(device), actions[i:i + batch_size].to(device)
+        sigma = torch.zeros(a.shape, device=device)
+        scores.append(dit.reward_scores(dit(x, sigma, a).reward).flatten().cpu())
+    dit.train(was_training)
+    score, event = torch.cat(scores).double(), (rewards != 0).flatten()
+    n_events = int(event.sum())
+    if n_events == 0:
+        return 0.5
+    order = torch.argsort(score, descending=True)
+    hits = event[order].double().cumsum(0)  # true payments when the k highest-scoring steps pay
+    f1 = 2 * hits / (torch.arange(1, len(score) + 1) + n_events)
+    k = int(f1.argmax())  # pay on steps 0..k of the order
+    below = score[order[k + 1]] if k + 1 < len(score) else 0.0
+    return float((score[order[k]] + below) / 2)
 
 
 def reward_values(data: LatentClipDataset, max_classes: int) -> tuple[float, ...]:

@@ -1,0 +1,54 @@
+"""The reward head as classes of the data's values: a step pays when the probability of a non-zero reward passes a
+threshold chosen on held-out data for the best F1 of reward events (rare events never win an argmax)."""
+
+from __future__ import annotations
+
+import torch
+
+from worldsim.models.dit import DiT, DiTConfig
+from worldsim.train.world import fit_reward_threshold
+
+
+def _model() -> DiT:
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(latent_channels=4, width=32, depth=1, heads=2, n_actions=3, context=4,
+                          reward_values=(0.0, 1.0))).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def _clips(n=6, t=5):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, t, 4, 4, 4, generator=g), torch.randint(0, 3, (n, t), generator=g)
+
+
+def test_the_threshold_pays_exactly_on_the_events_when_the_scores_separate_them():
+    model = _model()
+    x, a = _clips()
+    with torch.no_grad():
+        scores = model.reward_scores(model(x, torch.zeros(a.shape), a).reward)  # (6, 5)
+    events = scores >= scores.flatten().topk(4).values[-1]  # the 4 highest-scoring steps are the rewarded ones
+    threshold = fit_reward_threshold(model, x, a, events.float(), batch_size=4)
+    assert ((scores > threshold) == events).all()
+    model.reward_threshold.fill_(threshold)
+    with torch.no_grad():
+        paid = model.reward_of(model(x, torch.zeros(a.shape), a).reward)
+    assert torch.equal(paid, events.float())
+
+
+def test_without_events_the_threshold_stays_at_one_half_and_the_module_keeps_its_mode():
+    model = _model().train()
+    x, a = _clips()
+    assert fit_reward_threshold(model, x, a, torch.zeros(a.shape)) == 0.5
+    assert model.training
+
+
+def test_a_step_pays_its_most_likely_non_zero_value_only_past_the_threshold():
+    model = DiT(DiTConfig(latent_channels=4, width=32, depth=1, heads=2, n_actions=3, reward_values=(-1.0, 0.0, 1.0)))
+    logits = torch.log(torch.tensor([[[0.1, 0.7, 0.2], [0.05, 0.9, 0.05], [0.5, 0.2, 0.3]]]))  # P(non-zero) .3 .1 .8
+    model.reward_threshold.fill_(0.25)
+    assert model.reward_of(logits).tolist() == [[1.0, 0.0, -1.0]]
+    model.reward_threshold.fill_(0.5)
+    assert model.reward_of(logits).tolist() == [[0.0, 0.0, -1.0]]
