@@ -93,7 +93,11 @@ def make_env(cfg: CollectConfig) -> gym.Env:
     try:
         return gym.make(cfg.env, render_mode="rgb_array", **kwargs)
     except gym.error.Error as err:
-        raise ValueError(f"env={cfg.env!r}: {err}") from None
+        hint = ""
+        if isinstance(err, gym.error.UnregisteredEnv) and ":" not in cfg.env:  # ids a package registers on import
+            hint = (f"; if a package registers it when imported, name the package first: env=PACKAGE:{cfg.env} "
+                    "(Atari: env=ale_py:ALE/Breakout-v5)")
+        raise ValueError(f"env={cfg.env!r}: {err}{hint}") from None
 
 
 def _is_image(x: Any) -> bool:
