@@ -3,10 +3,12 @@ threshold chosen on held-out data for the best F1 of reward events (rare events 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import worldsim.train.world as world
 from worldsim.models.dit import DiT, DiTConfig
-from worldsim.train.world import fit_reward_threshold
+from worldsim.train.world import fit_reward_threshold, reward_agreement
 
 
 def _model() -> DiT:
@@ -52,3 +54,39 @@ def test_a_step_pays_its_most_likely_non_zero_value_only_past_the_threshold():
     assert model.reward_of(logits).tolist() == [[1.0, 0.0, -1.0]]
     model.reward_threshold.fill_(0.5)
     assert model.reward_of(logits).tolist() == [[0.0, 0.0, -1.0]]
+
+
+def _head_says(monkeypatch, p_nonzero: torch.Tensor) -> None:
+    """The model's reward logits over (0, 1) on any clips: P(reward 1) = p_nonzero (B, T)."""
+    logits = torch.stack([(1 - p_nonzero).log(), p_nonzero.log()], -1)
+    monkeypatch.setattr(world, "reward_logits", lambda dit, latents, actions: logits)
+
+
+def test_reward_agreement_scores_each_half_with_the_threshold_chosen_on_the_other(monkeypatch):
+    model = _model()
+    x, a = _clips(n=4, t=5)
+    rewards = torch.zeros(4, 5)
+    rewards[:, 2] = 1.0  # one event per clip
+    p = torch.full((4, 5), 0.1)
+    p[:, 2] = 0.9
+    _head_says(monkeypatch, p)  # the head separates the events: they pay, nothing else does
+    logs = reward_agreement(model, x, a, rewards)
+    assert logs == {"reward_events": 4.0, "reward_f1": 1.0, "reward_r": pytest.approx(1.0)}
+    assert float(model.reward_threshold) == 0.5  # evaluation leaves the model's own threshold as it was
+
+    p[1::2] = 0.65 + 0.3 * p[1::2]  # odd clips score higher (0.68 quiet, 0.92 paid): the even clips' threshold
+    _head_says(monkeypatch, p)       # (0.5) pays every odd step; the odd clips' (0.8) only the even clips' events
+    logs = reward_agreement(model, x, a, rewards)  # fit on the clips they score, both would be exact
+    assert logs["reward_f1"] == pytest.approx(2 * 4 / (12 + 4)) and logs["reward_r"] < 1.0
+
+
+def test_reward_agreement_of_a_head_that_never_pays_is_zero_and_without_rewards_empty(monkeypatch):
+    model = _model()
+    x, a = _clips(n=4, t=5)
+    rewards = torch.zeros(4, 5)
+    rewards[0, 1] = rewards[2, 4] = 1.0  # events in the even clips only: the odd ones' threshold stays at 0.5
+    p = torch.full((4, 5), 0.3)
+    p[1::2] = 0.2  # below the even clips' threshold (0.3, the score of every even step)
+    _head_says(monkeypatch, p)
+    assert reward_agreement(model, x, a, rewards) == {"reward_events": 2.0, "reward_f1": 0.0, "reward_r": 0.0}
+    assert reward_agreement(model, x, a, torch.zeros(4, 5)) == {}  # held-out clips without a reward: nothing to say

@@ -3,7 +3,8 @@
 The dataset is encoded once into a latent cache by the given autoencoder (skipped when already there). Evaluation
 rolls the EMA model out autoregressively from held-out clips: after `eval_context` real frames it plays the recorded
 actions for max(horizons) steps, and scores the frames at each horizon (PSNR, and Craft2D tile accuracy) beside the
-copy-last-frame baseline, which a model must beat to have learned anything about the world.
+copy-last-frame baseline, which a model must beat to have learned anything about the world; and it runs the model
+clean on held-out latent clips to score its reward head against the true rewards (correlation, F1 of reward events).
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         for steps in dict.fromkeys([cfg.diffusion.denoise_steps, *cfg.eval_denoise_steps]):
             suffix = "" if steps == cfg.diffusion.denoise_steps else f"_s{steps}"
             logs.update({f"{k}{suffix}": v for k, v in rollout_scores(m, steps).items()})
+        if heldout is not None:
+            logs.update(reward_agreement(m, *(torch.from_numpy(a) for a in heldout)))
         return logs
 
     def rollout_scores(m, steps: int) -> dict[str, float]:
@@ -163,7 +166,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     metadata = world_metadata(to_dict(cfg), ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
                               train_set.manifest["frame_shape"], env=train_set.manifest.get("env"))
     ae_state = ae.state_dict()
-    calibration = _calibration_clips(latents_dir, cfg, dit_cfg)
+    heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
+    calibration = heldout if 0.0 in dit_cfg.reward_values else None
 
     def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if calibration is not None:  # the reward head's threshold, chosen on held-out clips for these weights
@@ -183,11 +187,9 @@ CALIBRATION_CLIPS = 512  # held-out clips the reward threshold is chosen on: Cra
 #                          events at 32 frames a clip, for ~10 s of forward passes on 2 CPU cores at each save
 
 
-def _calibration_clips(latents_dir: str, cfg: TrainWorldConfig, dit_cfg) -> tuple[np.ndarray, ...] | None:
-    """Held-out latent clips, actions and rewards to choose the reward threshold on; None when the head regresses
-    or the held-out episodes are shorter than a training clip."""
-    if 0.0 not in dit_cfg.reward_values:
-        return None
+def _heldout_latent_clips(latents_dir: str, cfg: TrainWorldConfig) -> tuple[np.ndarray, ...] | None:
+    """Held-out latent clips, actions and rewards, for the reward head (its evaluation, and its threshold where it
+    has one); None when the held-out episodes are shorter than a training clip."""
     try:
         val = LatentClipDataset(latents_dir, cfg.clip_len, "val", cfg.holdout)
     except ValueError:
@@ -197,23 +199,24 @@ def _calibration_clips(latents_dir: str, cfg: TrainWorldConfig, dit_cfg) -> tupl
 
 
 @torch.no_grad()
-def fit_reward_threshold(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                         batch_size: int = 32) -> float:
-    """The probability of a non-zero reward above which a step pays that gives the best F1 of reward events on these
-    clips (B, T, C, h, w), with their actions and rewards (B, T); 0.5 if they hold no event.
-
-    The clips run clean, as the pass that caches a chunk sees them at play time (a clean clip under the block-causal
-    mask is exactly the history stream). Rewards are rare (Craft2D: ~1 step in 800), so argmax would never pay."""
+def reward_logits(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """The reward head's output on clips (B, T, C, h, w) with their actions (B, T), run clean, as the pass that
+    caches a chunk sees them at play time (a clean clip under the block-causal mask is exactly the history stream):
+    (B, T), or (B, T, K) logits over dit.config.reward_values."""
     was_training = dit.training
     dit.eval()
     device = next(dit.parameters()).device
-    scores = []
+    out = []
     for i in range(0, len(latents), batch_size):
         x, a = latents[i:i + batch_size].to(device), actions[i:i + batch_size].to(device)
-        sigma = torch.zeros(a.shape, device=device)
-        scores.append(dit.reward_scores(dit(x, sigma, a).reward).flatten().cpu())
+        out.append(dit(x, torch.zeros(a.shape, device=device), a).reward.float().cpu())
     dit.train(was_training)
-    score, event = torch.cat(scores).double(), (rewards != 0).flatten()
+    return torch.cat(out)
+
+
+def best_threshold(score: torch.Tensor, event: torch.Tensor) -> float:
+    """The score (N,) above which a step pays that gives the best F1 of the events (N,) bool; 0.5 if none."""
+    score, event = score.double(), event.bool()
     n_events = int(event.sum())
     if n_events == 0:
         return 0.5
@@ -223,6 +226,54 @@ def fit_reward_threshold(dit: DiT, latents: torch.Tensor, actions: torch.Tensor,
     k = int(f1.argmax())  # pay on steps 0..k of the order
     below = score[order[k + 1]] if k + 1 < len(score) else 0.0
     return float((score[order[k]] + below) / 2)
+
+
+def fit_reward_threshold(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                         batch_size: int = 32) -> float:
+    """The probability of a non-zero reward above which a step pays that gives the best F1 of reward events on these
+    clips (B, T, C, h, w), with their actions and rewards (B, T); 0.5 if they hold no event.
+
+    Rewards are rare (Craft2D: ~1 step in 800), so argmax would never pay."""
+    score = dit.reward_scores(reward_logits(dit, latents, actions, batch_size))
+    return best_threshold(score.flatten(), (rewards != 0).flatten())
+
+
+@torch.no_grad()
+def reward_agreement(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> dict[str, float]:
+    """How well the reward head, teacher-forced on real clips (B, T, C, h, w) with their actions, agrees with their
+    true rewards (B, T): `reward_r`, the Pearson correlation of its values (DiT.reward_of) with the rewards, and
+    where it pays by a threshold, `reward_f1`, the F1 of reward events (a step pays or not); `reward_events`, how
+    many steps paid. {} when the rewards do not vary (no correlation to measure).
+
+    The threshold is what an export fits on held-out clips, so to score it on clips it was not fit on, each half of
+    the clips is scored with the threshold chosen on the other half."""
+    if rewards.numel() < 2 or float(rewards.float().std()) == 0.0:
+        return {}
+    device = next(dit.parameters()).device
+    logits = reward_logits(dit, latents, actions).to(device)  # (B, T) or (B, T, K)
+    truth, event = rewards.double().flatten(), (rewards != 0).flatten()
+    logs = {"reward_events": float(event.sum())}
+    if 0.0 not in dit.config.reward_values:  # a regression, or classes without "nothing": values as they are
+        predicted = dit.reward_of(logits).cpu().double().flatten()
+    else:
+        predicted = torch.zeros_like(truth)
+        halves = torch.arange(len(rewards)) % 2  # alternate clips: both halves span the held-out episodes
+        saved = dit.reward_threshold.clone()
+        try:
+            for half in (0, 1):
+                fit, scored = halves != half, halves == half
+                score = dit.reward_scores(logits[fit]).cpu()
+                dit.reward_threshold.fill_(best_threshold(score.flatten(), (rewards[fit] != 0).flatten()))
+                predicted.view(rewards.shape)[scored] = dit.reward_of(logits[scored]).cpu().double()
+        finally:
+            dit.reward_threshold.copy_(saved)
+        paid = predicted != 0
+        hits = float((paid & event).sum())
+        logs["reward_f1"] = 2 * hits / max(1.0, float(paid.sum() + event.sum()))
+    spread = float(predicted.std())
+    logs["reward_r"] = (0.0 if spread == 0.0 else  # a head that never pays says nothing about the rewards
+                        float(torch.corrcoef(torch.stack([predicted, truth]))[0, 1]))
+    return logs
 
 
 def reward_values(data: LatentClipDataset, max_classes: int) -> tuple[float, ...]:
@@ -235,7 +286,8 @@ def reward_values(data: LatentClipDataset, max_classes: int) -> tuple[float, ...
 def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, more_steps: list[int],
                clips: int) -> str:
     """An evaluation as a small table: PSNR and cells right at each horizon, the model's (at each solver step count)
-    beside copy-last-frame's, which a model must beat to have learned anything about the world."""
+    beside copy-last-frame's, which a model must beat to have learned anything about the world; then the reward
+    head's agreement with the true rewards."""
     rows = [(f"model, {s} solver step{'s' if s > 1 else ''}", "", "" if s == denoise_steps else f"_s{s}")
             for s in dict.fromkeys([denoise_steps, *more_steps])]  # (label, key prefix, key suffix)
     rows.append(("copy last frame", "copy_", ""))
@@ -246,6 +298,10 @@ def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, 
             if all(n in logs for n in names):  # tiles only for Craft2D
                 lines.append(f"  {title:12}{label:22}" + "".join(f"{fmt.format(logs[n]):>9}" for n in names))
                 title = ""  # named on its first row only
+    if "reward_r" in logs:
+        f1 = f", F1 of reward events {logs['reward_f1']:.2f}" if "reward_f1" in logs else ""
+        lines.append(f"  reward head, teacher-forced on held-out clips ({logs['reward_events']:.0f} rewards): "
+                     f"correlation {logs['reward_r']:.2f}{f1}")
     return "\n".join(lines)
 
 
