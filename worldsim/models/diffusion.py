@@ -6,6 +6,9 @@ The network predicts v (prediction="velocity") or x0 (prediction="x0", turned in
 for the sampler). Every chunk of a training clip gets its own sigma, so the model learns to denoise a chunk
 whatever the state of the others; at play time the history is clean (or at `history_sigma`) and only the new chunk
 starts from pure noise and is integrated from sigma = 1 to 0 in `denoise_steps` Euler steps.
+With `history="clean"` a training clip also runs as a clean copy beside the noisy one, and each noisy chunk is
+denoised against the clean chunks before it: what play time does, rather than a history as noisy as diffusion forcing
+draws it (the fidelity ladder in the README measured it: 96.6 against 92.0% of cells right one step ahead).
 
 Why flow matching: straight paths make few-step Euler sampling usable, and the target (eps - x0) has the same scale
 at every noise level, so one unweighted MSE trains all of them. The step count is chosen by measurement (the note of
@@ -42,7 +45,7 @@ class DiffusionConfig:
     #                             drift: the model learns not to trust its own frames blindly)
     change_weight: float = 0.0  # extra loss weight on the patches whose clean latents changed since the last frame
     reward_weight: float = 0.1  # reward MSE (or cross-entropy over the reward classes) beside the denoising loss
-    terminated_weight: float = 0.1  # the termination head's BCE, weighted apart from the reward's MSE
+    terminated_weight: float = 0.1  # the termination head's BCE, weighted apart from the reward's loss
 
     def __post_init__(self):
         check(self.prediction in PREDICTIONS, "prediction", self.prediction, f"one of {PREDICTIONS}")

@@ -436,11 +436,9 @@ class DiT(nn.Module):
         table = torch.tensor(values, device=reward.device)
         if 0.0 not in values:
             return table[reward.argmax(-1)]
-        p = reward.float().softmax(-1)  # (B, T, K)
-        zero = values.index(0.0)
+        nonzero = reward.float().softmax(-1)  # (B, T, K) class probabilities
         pays = self.reward_scores(reward) > self.reward_threshold
-        nonzero = p.clone()
-        nonzero[..., zero] = -1.0  # never the most likely non-zero value
+        nonzero[..., values.index(0.0)] = -1.0  # never the most likely non-zero value
         return torch.where(pays, table[nonzero.argmax(-1)], torch.zeros((), device=reward.device))
 
     def reward_scores(self, reward: torch.Tensor) -> torch.Tensor:
