@@ -251,18 +251,26 @@ class Autoencoder(nn.Module):
         self.latent_std.copy_(z.std(1).clamp_min(1e-4).to(self.latent_std))  # a dead channel must not divide by 0
 
     # ---- training ------------------------------------------------------------------------------------------------
-    def forward(self, frames: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.loss(frames)
+    def forward(self, frames: torch.Tensor | np.ndarray,
+                rows: slice = slice(None)) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss(frames, rows)
 
-    def loss(self, frames: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, frames: torch.Tensor | np.ndarray,
+             rows: slice = slice(None)) -> tuple[torch.Tensor, dict[str, float]]:
         """Reconstruction loss of a batch of uint8 frames, through noisy latents; logs: loss, l1, mse, psnr (dB,
-        of the noisy reconstruction) and the latents' mean std."""
-        x, _ = self._frames_in(frames)  # (N, 3, H, W)
+        of the noisy reconstruction) and the latents' mean std. `rows`: the frames whose loss this process computes
+        (distributed training: its share of the global batch; the latent noise is drawn for the whole batch and
+        sliced, but the noise scale and the hardest cells are of these rows alone)."""
+        n, part = len(frames), frames[rows]
+        x, _ = self._frames_in(part)  # (N, 3, H, W)
         z = self.encoder(x)  # (N, C, h, w)
         # Noise in units of each channel's std over the batch (not the buffers, unfitted while training): scaling a
         # channel up scales its noise too, so the encoder cannot shout over it.
         std = z.detach().transpose(0, 1).reshape(z.shape[1], -1).std(1)  # (C,)
-        z_noisy = z + self.cfg.latent_noise * std[:, None, None] * torch.randn_like(z)
+        per_row = len(x) // max(1, len(part))  # frames per row: 1 of (N, H, W, 3), T of (B, T, H, W, 3)
+        noise = torch.randn((n, per_row, *z.shape[1:]), dtype=z.dtype, device=z.device)  # the whole batch's draws
+        noise = noise[rows].flatten(0, 1)  # (N, C, h, w)
+        z_noisy = z + self.cfg.latent_noise * std[:, None, None] * noise
         x_hat = self.decoder(z_noisy)  # (N, 3, H, W)
         target, pred = (x + 1.0) / 2.0, (x_hat + 1.0) / 2.0  # [0, 1] pixels: loss and PSNR in the usual units
         err = pred - target  # (N, 3, H, W)

@@ -84,25 +84,33 @@ def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch
 
 def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
                   cfg: DiffusionConfig,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  generator: torch.Generator | None = None,
+                  rows: slice = slice(None)) -> tuple[torch.Tensor, dict[str, float]]:
     """One diffusion-forcing loss on a clip.
 
     x0 (B, T, C, h, w) clean latents; actions (B, n_chunks) int64 (-1: no action); rewards, terminated (B, n_chunks).
+    `rows`: the rows of the batch whose loss this process computes (distributed training: its share of the global
+    batch); the noise is drawn for the whole batch and sliced, so N processes draw exactly what one does.
     """
     b = x0.shape[0]
     n_chunks = actions.shape[1]
     sigma = sample_sigma(cfg, (b, n_chunks), generator, x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-    history = {}
     if cfg.history == "clean":
         level = torch.rand((b, n_chunks), generator=generator, device=x0.device) * cfg.history_noise
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    # normalised over the whole batch, as one process does
+    weights = change_weights(x0, model.config.patch, cfg.change_weight)[rows] if cfg.change_weight > 0 else None
+    x0, actions, rewards, terminated, sigma, eps = (t[rows] for t in (x0, actions, rewards, terminated, sigma, eps))
+    history = {}
+    if cfg.history == "clean":
+        level, noise = level[rows], noise[rows]
         history = {"history": add_noise(x0, level, noise), "history_sigma": level}
     out = model(add_noise(x0, sigma, eps), sigma, actions, **history)
     target = eps - x0 if cfg.prediction == "velocity" else x0
     err = (out.out.float() - target.float()) ** 2  # (B, T, C, h, w)
-    if cfg.change_weight > 0:
-        err = err * change_weights(x0, model.config.patch, cfg.change_weight)  # patch: (pt, ph, pw)
+    if weights is not None:
+        err = err * weights  # (B, T, 1, h, w)
     denoise_loss = err.mean()
     values = getattr(getattr(model, "config", None), "reward_values", ())
     if values:  # classes: the index of the nearest value
