@@ -32,9 +32,10 @@ def _task(seed: int = 0, bad_at: int = 0, bad: str = "loss", global_noise: bool 
 
     calls = [0]
 
-    def loss(m, x, gen):
+    def loss(m, x, gen, rows):
         calls[0] += 1
         noise = torch.randn(x.shape[0], 1, generator=None if global_noise else gen) * 0.01  # gen: restored on resume
+        x, noise = x[rows], noise[rows]  # the rows of this process (all of them here), the noise drawn for all
         out = torch.nn.functional.mse_loss(m(x), target(x).detach() + noise)
         if calls[0] == bad_at and bad == "loss":
             out = out * math.nan
@@ -211,12 +212,12 @@ def test_weights_that_are_not_finite_are_never_saved(tmp_path):
     task.model.register_parameter("spare", torch.nn.Parameter(torch.zeros(2)))  # in no loss: no gradient
     loss, calls = task.loss, [0]
 
-    def corrupting(m, x, gen):  # the loss and the gradient stay finite; a weight does not
+    def corrupting(m, x, gen, rows):  # the loss and the gradient stay finite; a weight does not
         calls[0] += 1
         if calls[0] == 4:
             with torch.no_grad():
                 m.spare[0] = math.inf
-        return loss(m, x, gen)
+        return loss(m, x, gen, rows)
 
     task.loss = corrupting
     with pytest.raises(NonFiniteLoss, match=r"step 4: weight spare holds NaN or infinity, so this step is not saved.*"
@@ -308,10 +309,10 @@ def test_precision_chooses_what_the_forward_runs_in(tmp_path, precision, autocas
     task, seen = _task(), []
     inner = task.loss
 
-    def loss(m, x, gen):
+    def loss(m, x, gen, rows):
         on = torch.is_autocast_enabled("cpu")
         seen.append(torch.get_autocast_dtype("cpu") if on else None)
-        return inner(m, x, gen)
+        return inner(m, x, gen, rows)
 
     task.loss = loss
     train(task, OptimConfig(steps=3, warmup=1), LoopConfig(out=str(tmp_path), precision=precision), CPU, quiet=True)

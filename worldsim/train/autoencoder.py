@@ -19,6 +19,7 @@ from worldsim.data.loader import ClipDataset
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.device import resolve_device
+from worldsim.train import dist
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
@@ -36,7 +37,7 @@ class TrainAEConfig:
                                                              "(fine-tuning); its config must match model"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train the decoder only (with init=): the latents, "
                                                                    "and latent caches made from them, stay valid"})
-    batch_size: int = field(default=32, metadata={"help": "frames per step"})
+    batch_size: int = field(default=32, metadata={"help": "frames per step, over all processes under torchrun"})
     eval_frames: int = field(default=128, metadata={"help": "held-out frames scored at each evaluation"})
     stats_frames: int = field(default=512, metadata={"help": "training frames the latent statistics are fit on"})
     holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
@@ -91,8 +92,9 @@ def build_task(cfg: TrainAEConfig) -> Task:
         cells = f", cells right {logs['tile_accuracy']:.1%}" if "tile_accuracy" in logs else ""
         return f"psnr {logs['psnr']:.2f} dB{cells} on {len(val)} held-out frames (EMA weights)"
 
-    return Task(name="ae", model=model, batch=batch, loss=lambda m, x, g: m.loss(x.to(next(m.parameters()).device)),
-                evaluate=evaluate, export=export, report=report,
+    return Task(name="ae", model=model, batch=batch,
+                loss=lambda m, x, g, rows: m(x.to(next(m.parameters()).device), rows),  # forward: DDP's hooks
+                evaluate=evaluate, export=export, report=report, data_id=dist.fingerprint(train_set.manifest),
                 metadata={"config": to_dict(cfg), "action_meanings": train_set.action_meanings,
                           "frame_shape": list(train_set.frame_shape), "env": train_set.manifest.get("env")},
                 tokens_per_batch=cfg.batch_size * h * w)

@@ -5,7 +5,10 @@ every few minutes that a killed run resumes from, bit for bit.
 
 A task supplies the model and these functions; the loop owns everything else:
     batch(rng)            -> a training batch drawn with the loop's numpy Generator (saved and restored on resume)
-    loss(model, batch, g) -> (loss tensor, logs dict); g is the loop's torch.Generator for noise (also restored)
+    loss(model, batch, g, rows) -> (loss tensor, logs dict) of the batch's rows `rows` (a slice: all of them in one
+                             process, this rank's share under torchrun); g is the loop's torch.Generator for noise (also
+                             restored): draw the noise for the whole batch and keep its rows, so that N processes
+                             draw what one does
     evaluate(model)       -> logs dict (held-out metrics), run with the EMA weights
     export(ema_state)     -> the tensors of the checkpoint people load, from the EMA weights
     report(logs)          -> an evaluation as printed (optional; default: key value, ...)
@@ -14,6 +17,10 @@ One process trains a run directory at a time (a lock file), its log.jsonl follow
 a fresh log, a resumed one drops the lines past the step it resumes from), and a loss or gradient that is not finite
 stops the run before it touches the weights. Evaluating and exporting run on forked RNGs, so the weights a run ends
 with do not depend on when it evaluated or saved.
+
+Under torchrun the same code trains on N processes (worldsim/train/dist.py): the batch is the global one, each rank
+computes its share's loss in DistributedDataParallel, rank 0 alone writes, and every decision that ends the loop is
+agreed among the ranks.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import contextlib
 import datetime
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,8 +48,9 @@ from worldsim.config import check
 from worldsim.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from worldsim.io import atomic_write_bytes
 from worldsim.progress import Progress
-from worldsim.train.state import (LOG, WEIGHTS, ema_state, load_optimizer, load_run, lock_run, restore_rngs,
-                                  same_config, save_run)
+from worldsim.train import dist
+from worldsim.train.state import (LOG, WEIGHTS, ema_state, flatten, load_optimizer, load_run, lock_run,
+                                  restore_rngs, same_config, save_run)
 
 ESTIMATE_AFTER = 10  # steps timed, after an invocation's first (compilation, first allocations), before the estimate
 
@@ -120,12 +129,13 @@ class Task:
     name: str
     model: torch.nn.Module
     batch: Callable[[np.random.Generator], Any]
-    loss: Callable[[torch.nn.Module, Any, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+    loss: Callable[[torch.nn.Module, Any, torch.Generator, slice], tuple[torch.Tensor, dict[str, float]]]
     evaluate: Callable[[torch.nn.Module], dict[str, float]]
     export: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]  # EMA state dict -> checkpoint tensors
     metadata: dict[str, Any]  # goes into every checkpoint; must hold "config" (compared on resume)
     tokens_per_batch: int = 0
     report: Callable[[dict[str, float]], str] | None = None  # an evaluation as printed (default: key value, ...)
+    data_id: str = ""  # a fingerprint of the training data (its manifest): the processes of a run must agree on it
 
 
 class NonFiniteLoss(ValueError):
@@ -135,11 +145,16 @@ class NonFiniteLoss(ValueError):
 def train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device,
           quiet: bool = False) -> dict[str, float]:
     """Run (or resume) the task to `optim.steps`; returns the last evaluation. RunInUse if another process trains in
-    loop.out; NonFiniteLoss if the loss or the gradient stops being finite (the last save is kept as it was)."""
+    loop.out; NonFiniteLoss if the loss or the gradient stops being finite (the last save is kept as it was). Under
+    torchrun, every rank calls it with the same settings (refused otherwise) and rank 0 alone writes and prints."""
     run = Path(loop.out)
+    dist.same_everywhere({**flatten(task.metadata["config"]), "training data": task.data_id})
+    quiet = quiet or not dist.is_main()
     say = (lambda text: None) if quiet else _say
-    with lock_run(run):
-        return _train(task, optim, loop, device, run, say, quiet)
+    with dist.on_main(lock_run(run)):  # one lock per run, held by rank 0: the other ranks write nothing
+        evals = _train(task, optim, loop, device, run, say, quiet)
+    dist.barrier()  # train returns on every rank once rank 0's last save is written
+    return evals
 
 
 def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.device, run: Path,
@@ -152,7 +167,8 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
     step, saved = 0, None  # saved: the step of the last save, which a diverged run still has
     resumed = load_run(run)
     if resumed is None:
-        (run / LOG).unlink(missing_ok=True)  # no state: the lines of a run killed before its first save go with it
+        if dist.is_main():
+            (run / LOG).unlink(missing_ok=True)  # no state: the lines of a run killed before its first save go
     else:
         state, state_meta = resumed
         same_config(state_meta["config"], task.metadata["config"], run)
@@ -160,8 +176,9 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
         model.load_state_dict({k: v.to(device) for k, v in component(state, "train").items()})
         load_optimizer(opt, {k: v.to(device) for k, v in state.items()}, state_meta["param_groups"])
         ema.load_state_dict({k: v.to(device) for k, v in ema_state(state, step).items()})
-        restore_rngs(state, state_meta, rng, gen)
-        _trim_log(run / LOG, step)
+        restore_rngs(state, state_meta, rng, gen)  # every rank's: their draws are the same global ones
+        if dist.is_main():
+            _trim_log(run / LOG, step)
     for group in opt.param_groups:
         group.setdefault("initial_lr", optim.lr)  # a state saved before the scheduler: the peak it was run with
     scheduler = LambdaLR(opt, partial(lr_factor, cfg=optim), last_epoch=step - 1)  # -1: new; else resume at `step`
@@ -174,13 +191,18 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
     where = f"resuming {run} at step {step:,}" if resumed else f"train {task.name} in {run}"
     say(f"{where}: {end - step:,} steps planned, to step {end:,} of optim.steps={optim.steps:,}, {precision} on "
         f"{device}")
-    fwd = torch.compile(model) if loop.compile else model
+    fwd = dist.wrap(model, device)  # DDP under torchrun (after the load: it starts every rank from rank 0's weights)
+    fwd = torch.compile(fwd) if loop.compile else fwd
 
     def save() -> None:
         live, averaged = model.state_dict(), ema.module.state_dict()
-        for name, t in [*live.items(), *(("ema " + k, v) for k, v in averaged.items())]:
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                _diverged(f"weight {name} holds NaN or infinity, so this step is not saved", step, saved, run, optim)
+        bad = next((name for name, t in [*live.items(), *(("ema " + k, v) for k, v in averaged.items())]
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        if dist.any_rank([bad is not None])[0]:  # every rank checks, and all stop if one finds one
+            _diverged(f"weight {bad or '(on another rank)'} holds NaN or infinity, so this step is not saved", step,
+                      saved, run, optim)
+        if not dist.is_main():
+            return
         with _rngs_kept(device):  # an export that draws (the autoencoder builds a module) moves no training draw
             exported = task.export(averaged)
         save_run(run, step, live, exported, task.metadata, opt, ema.state_dict(), rng, gen)
@@ -192,19 +214,25 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
     timed_out = -1  # the step loop.max_minutes stopped at
     model.train()
     try:
-        with open(run / LOG, "a") as log:
+        with open(run / LOG if dist.is_main() else os.devnull, "a") as log:
             while step < end:
                 started = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]
-                batch = task.batch(rng)
+                batch = task.batch(rng)  # the global batch, the same on every rank
+                rows = dist.rows(_rows_in(batch))  # this rank's share of it (all of it in one process)
                 with autocast(precision, device):
-                    loss, logs = task.loss(fwd, batch, gen)
+                    loss, logs = task.loss(fwd, batch, gen, rows)
                 loss_value = float(loss.detach())  # note: a device sync, as the logs' .item() already are
+                # the global batch's loss and logs: the mean of the ranks' equal shares (agreed before the backward,
+                # whose gradient average every rank must join)
+                loss_value, *values = dist.mean([loss_value, *logs.values()])
+                logs = dict(zip(logs, values))
                 if not math.isfinite(loss_value):
                     _diverged(f"the loss is {loss_value}; stopped before it changed the weights", step + 1, saved,
                               run, optim)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                # the same on every rank: DDP's backward left every rank the same averaged gradients
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
                 if not math.isfinite(grad_norm):  # checked before opt.step: the weights stay those of the last step
                     _diverged(f"the gradient norm is {grad_norm}; stopped before it changed the weights", step + 1,
@@ -213,7 +241,11 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                 scheduler.step()
                 ema.update_parameters(model)
                 step += 1
-                if time.monotonic() >= deadline and step < end:
+                # agreed (a collective), not each rank's own clock: a rank that stopped alone would leave the others
+                # waiting for it
+                late, save_due = dist.any_rank([time.monotonic() >= deadline,
+                                                time.monotonic() - last_save >= loop.save_every_s])
+                if late and step < end:
                     say(f"train {task.name}: loop.max_minutes={loop.max_minutes:g} reached at step {step:,}")
                     end = timed_out = step  # evaluated and saved below, as a run's last step is
                 tokens += task.tokens_per_batch
@@ -231,7 +263,8 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                     log.flush()
                 if progress:
                     progress.update(step, f"loss {logs.get('loss', loss_value):.4f}  {rate:,.0f} tok/s")
-                if (loop.eval_every and step % loop.eval_every == 0) or step in (optim.steps, timed_out):
+                evaluate = (loop.eval_every and step % loop.eval_every == 0) or step in (optim.steps, timed_out)
+                if evaluate and dist.is_main():  # the other ranks wait at their next step's first collective
                     began = time.perf_counter()
                     evals = _evaluate(task, ema.module, device)
                     log.write(json.dumps({"step": step, "eval": evals}) + "\n")
@@ -239,13 +272,20 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                     report = (task.report or _report)(evals)
                     took = f"eval at step {step:,} ({time.perf_counter() - began:.0f} s):"
                     say(f"{took}\n{report}" if "\n" in report else f"{took} {report}")
-                if time.monotonic() - last_save >= loop.save_every_s or step == end:
+                if save_due or step == end:
                     save()
                     saved, last_save = step, time.monotonic()
     finally:
         if progress:
             progress.close(step, f"loss {logs.get('loss', 0):.4f}")
     return evals
+
+
+def _rows_in(batch: Any) -> int:
+    """The number of rows of a batch: the length of its (first) tensor or array."""
+    while isinstance(batch, (tuple, list, dict)):
+        batch = next(iter(batch.values() if isinstance(batch, dict) else batch))
+    return len(batch)
 
 
 def _diverged(what: str, step: int, saved: int | None, run: Path, optim: OptimConfig) -> NoReturn:

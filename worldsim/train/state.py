@@ -126,18 +126,19 @@ RESUMABLE_CHANGES = ("optim.steps", "loop.stop_after", "loop.save_every_s", "loo
                      "loop.device", "loop.compile", "loop.precision", "eval_denoise_steps")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as `a.b.c: value`, the command line's keys."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+        out.update(flatten(v, key + ".") if isinstance(v, dict) else {key: v})
     return out
 
 
 def same_config(saved: dict, current: dict, run_dir: Path, ignore: tuple[str, ...] = RESUMABLE_CHANGES) -> None:
     """Refuse to resume a run under another config, except for settings that may change (the step budget...)."""
-    a = {k: v for k, v in _flatten(saved).items() if k not in ignore}
-    b = {k: v for k, v in _flatten(current).items() if k not in ignore}
+    a = {k: v for k, v in flatten(saved).items() if k not in ignore}
+    b = {k: v for k, v in flatten(current).items() if k not in ignore}
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:
         said = ", ".join(f"{k}={a.get(k)!r} (now {b.get(k)!r})" for k in diff[:6])

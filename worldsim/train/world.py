@@ -26,6 +26,7 @@ from worldsim.models.diffusion import DiffusionConfig, training_loss
 from worldsim.models.dit import DIT_PRESETS, DiT, dit_config
 from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
+from worldsim.train import dist
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
@@ -47,7 +48,7 @@ class TrainWorldConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=20_000, lr=3e-4, warmup=500))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/world", eval_every=1000))
     clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
-    batch_size: int = field(default=8, metadata={"help": "clips per step"})
+    batch_size: int = field(default=8, metadata={"help": "clips per step, over all processes under torchrun"})
     reward_classes: int = field(default=8, metadata={
         "help": "classify the reward among the training data's distinct values when it has 2 to this many (sparse "
                 "rewards stay sparse: an idle step pays exactly 0); else, or 0, regress it"})
@@ -105,7 +106,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                          f"frames of one held-out episode; {err} (or lower eval_context or horizons)") from None
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     latents_dir = cfg.latents or str(Path(cfg.data).with_name(f"{Path(cfg.data).name}.latents-{ae_identity(ae)[:8]}"))
-    encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
+    with dist.main_first():  # under torchrun rank 0 encodes while the others wait, then they find the cache done
+        encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
     train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout)
     c, h, w = train_set.latent_shape
     values = reward_values(train_set, cfg.reward_classes)
@@ -122,10 +124,10 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         b = train_set.sample(cfg.batch_size, r)
         return tuple(torch.from_numpy(a) for a in (b.latents, b.actions, b.rewards, b.terminated))
 
-    def loss(m, b, gen):
+    def loss(m, b, gen, rows):
         device = next(m.parameters()).device
         x0, actions, rewards, terminated = (t.to(device) for t in b)
-        return training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen)
+        return training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows)
 
     def evaluate(m) -> dict[str, float]:
         logs = {}
@@ -179,7 +181,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
 
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
                 export=export,
-                metadata=metadata,
+                metadata=metadata, data_id=dist.fingerprint(train_set.manifest),
                 tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
 
 
