@@ -426,10 +426,10 @@ class DiT(nn.Module):
                 cache.prev = x_chunk.clone()  # as committed: the next chunk's previous frame
         return out
 
-    def reward_of(self, reward: torch.Tensor) -> torch.Tensor:
+    def reward_of(self, reward: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """A DiTOutput's reward as values (B, n_chunks): the regression as is; for classes, 0 unless the probability
-        of a non-zero reward passes `reward_threshold`, then the most likely non-zero value (the most likely value
-        when 0 is not among them)."""
+        of a non-zero reward passes `threshold` (default: the model's `reward_threshold`), then the most likely
+        non-zero value (the most likely value when 0 is not among them)."""
         values = self.config.reward_values
         if not values:
             return reward
@@ -437,7 +437,7 @@ class DiT(nn.Module):
         if 0.0 not in values:
             return table[reward.argmax(-1)]
         nonzero = reward.float().softmax(-1)  # (B, T, K) class probabilities
-        pays = self.reward_scores(reward) > self.reward_threshold
+        pays = self.reward_scores(reward) > (self.reward_threshold if threshold is None else threshold)
         nonzero[..., values.index(0.0)] = -1.0  # never the most likely non-zero value
         return torch.where(pays, table[nonzero.argmax(-1)], torch.zeros((), device=reward.device))
 

@@ -260,15 +260,11 @@ def reward_agreement(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, rew
     else:
         predicted = torch.zeros_like(truth)
         halves = torch.arange(len(rewards)) % 2  # alternate clips: both halves span the held-out episodes
-        saved = dit.reward_threshold.clone()
-        try:
-            for half in (0, 1):
-                fit, scored = halves != half, halves == half
-                score = dit.reward_scores(logits[fit]).cpu()
-                dit.reward_threshold.fill_(best_threshold(score.flatten(), (rewards[fit] != 0).flatten()))
-                predicted.view(rewards.shape)[scored] = dit.reward_of(logits[scored]).cpu().double()
-        finally:
-            dit.reward_threshold.copy_(saved)
+        for half in (0, 1):
+            fit, scored = halves != half, halves == half
+            score = dit.reward_scores(logits[fit]).cpu()
+            threshold = best_threshold(score.flatten(), (rewards[fit] != 0).flatten())
+            predicted.view(rewards.shape)[scored] = dit.reward_of(logits[scored], threshold).cpu().double()
         paid = predicted != 0
         hits = float((paid & event).sum())
         logs["reward_f1"] = 2 * hits / max(1.0, float(paid.sum() + event.sum()))
