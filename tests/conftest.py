@@ -20,6 +20,16 @@ from worldsim.envs.craft2d.tiles import EMPTY, KIND_NAMES  # noqa: E402
 ENV_ID = "worldsim/Craft2D-v0"
 
 
+def random_craft2d(out, steps: int, max_episode_steps: int, shard_steps: int):
+    """A small Craft2D dataset at `out` (a narrow 64-column world, the random agent, short episodes): what the data,
+    training and distributed tests train on. Returns `out`."""
+    from worldsim.data.collect import CollectConfig, collect
+
+    collect(CollectConfig(out=str(out), agent="random", steps=steps, env_kwargs={"world_width": 64},
+                          max_episode_steps=max_episode_steps, shard_steps=shard_steps), quiet=True)
+    return out
+
+
 class Scene:
     """A scenario running in an env, addressed in map coordinates: (col, row) of the ASCII map, (0, 0) top-left.
 

@@ -11,6 +11,8 @@ from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.loader import ClipDataset, held_out
 from worldsim.data.shards import ShardWriter, open_dataset, write_manifest
 
+from conftest import random_craft2d
+
 FRAME = (8, 8, 3)
 # Collected episodes can be shorter than a clip (an early death, the budget cut): expected, and tested on its own.
 pytestmark = pytest.mark.filterwarnings("ignore:.*give no clips")
@@ -46,10 +48,7 @@ def all_clips(ds: ClipDataset):
 @pytest.fixture(scope="module")
 def craft(tmp_path_factory) -> Path:
     """A real Craft2D dataset of ~35 short episodes over 8 shards."""
-    out = tmp_path_factory.mktemp("loader") / "ds"
-    collect(CollectConfig(out=str(out), agent="random", steps=1500, shard_steps=200, env_kwargs={"world_width": 64},
-                          max_episode_steps=40), quiet=True)
-    return out
+    return random_craft2d(tmp_path_factory.mktemp("loader") / "ds", 1500, max_episode_steps=40, shard_steps=200)
 
 
 # ---- episode boundaries ------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from worldsim.cli import main
-from worldsim.data.collect import CollectConfig, collect
+
+from conftest import random_craft2d
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
@@ -158,10 +159,7 @@ def test_ranks_with_other_settings_or_other_data_are_refused_naming_the_differen
 # ---- the real tasks, through the CLI -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("ddp_cli") / "data"
-    collect(CollectConfig(out=str(data), agent="random", steps=600, env_kwargs={"world_width": 64},
-                          max_episode_steps=60, shard_steps=300), quiet=True)
-    return data
+    return random_craft2d(tmp_path_factory.mktemp("ddp_cli") / "data", 600, max_episode_steps=60, shard_steps=300)
 
 
 def test_the_world_model_trains_on_two_processes_as_on_one(data, tmp_path):

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.data.collect import CollectConfig, collect
 from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset, open_latent_dataset
 from worldsim.data.loader import ClipDataset
 from worldsim.data.shards import ShardError, open_dataset, write_shard
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
+
+from conftest import random_craft2d
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*give no clips")
 T = 6  # clip length
@@ -34,10 +35,7 @@ def make_ae(seed: int, fit_on: np.ndarray | None = None) -> Autoencoder:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """~300 Craft2D frames, episodes of at most 101 frames, in shards of ~100."""
-    out = tmp_path_factory.mktemp("latents") / "ds"
-    collect(CollectConfig(out=str(out), agent="random", steps=300, env_kwargs={"world_width": 64},
-                          max_episode_steps=100, shard_steps=100), quiet=True)
-    return out
+    return random_craft2d(tmp_path_factory.mktemp("latents") / "ds", 300, max_episode_steps=100, shard_steps=100)
 
 
 @pytest.fixture(scope="module")

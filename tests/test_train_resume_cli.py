@@ -15,17 +15,15 @@ import torch
 from safetensors.torch import load_file
 
 from worldsim.cli import main
-from worldsim.data.collect import CollectConfig, collect
+
+from conftest import random_craft2d
 
 STEPS = 12
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    data = tmp_path_factory.mktemp("resume") / "data"
-    collect(CollectConfig(out=str(data), agent="random", steps=600, env_kwargs={"world_width": 64},
-                          max_episode_steps=60, shard_steps=300), quiet=True)
-    return data
+    return random_craft2d(tmp_path_factory.mktemp("resume") / "data", 600, max_episode_steps=60, shard_steps=300)
 
 
 def _ae_args(data) -> list[str]:

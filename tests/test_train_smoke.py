@@ -11,16 +11,14 @@ import pytest
 from worldsim.checkpoint import component, load_checkpoint
 from worldsim.cli import main
 from worldsim.data.loader import ClipDataset
-from worldsim.data.collect import CollectConfig, collect
 from worldsim.simulator import WorldSimulator
+
+from conftest import random_craft2d
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "data"
-    collect(CollectConfig(out=str(out), agent="random", steps=1200, env_kwargs={"world_width": 64},
-                          max_episode_steps=60, shard_steps=400), quiet=True)
-    return out
+    return random_craft2d(tmp_path_factory.mktemp("smoke") / "data", 1200, max_episode_steps=60, shard_steps=400)
 
 
 def test_train_ae_then_world_then_step(data, tmp_path, capsys):
