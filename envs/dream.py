@@ -15,7 +15,9 @@ from gymnasium.vector.utils import batch_space
 from worldsim.envs.window import RendersFrames
 from worldsim.simulator import load_simulator
 
-_RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt")
+_RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt", "guidance")
+PROMPT_STEPS = 16  # solver passes of a prompt's first frame: made once, so it affords more than a step's few
+GUIDANCE = 3.0  # classifier-free guidance of a prompt's first frame (1: none)
 
 
 class DreamEnv(RendersFrames, gym.Env):
@@ -44,15 +46,20 @@ class DreamEnv(RendersFrames, gym.Env):
     - `{"video": frames, "actions": actions}`: continues a clip, frames (T, H, W, 3) uint8 and the action that led
       to each frame, (T,) ints (-1 for an episode's first frame; all -1 when `actions` is left out);
     - `{"scenario": Scenario or ASCII map}`: for Craft2D checkpoints, the scenario's first frame as Craft2D renders it;
-    - `{"prompt": text}`: reserved for text starts, which need a checkpoint trained with captions (a later release).
+    - `{"prompt": text}`: a first frame dreamt from text, for checkpoints trained with captions: the prompt is
+      expanded into the captions' style (`worldsim.prompt.expand_prompt`, "snowy night with a pig" -> "night, snow
+      biome, pig ..."), and the frame is denoised from noise under it with classifier-free guidance (`"guidance"`,
+      default 3.0); the episode then plays on unconditioned, as from any frame. Info `caption` says what the model
+      was given, `unknown_words` what it could not use.
 
     ## Episode End
     Terminated when the termination head says so (its logit > 0). Truncated after `max_episode_steps` (1000 when
     made with `gymnasium.make`).
 
     ## Info
-    `denoise_steps` (solver passes per step), `t` (steps since reset) and `start` ("bank", "image", "video" or
-    "scenario"); deterministic: nothing depends on the wall clock.
+    `denoise_steps` (solver passes per step), `t` (steps since reset) and `start` ("bank", "image", "video",
+    "scenario" or "prompt"; after a prompt also `caption` and `unknown_words`); deterministic: nothing depends on
+    the wall clock.
 
     ## Arguments
     ```python
@@ -91,6 +98,7 @@ class DreamEnv(RendersFrames, gym.Env):
         self._frame: np.ndarray | None = None
         self._t = 0
         self._start = ""
+        self._prompt: dict[str, Any] = {}  # caption and unknown words of a prompt start, for the info
         self._window = None
 
     # ---- Gymnasium API -----------------------------------------------------------------------------------------
@@ -121,7 +129,7 @@ class DreamEnv(RendersFrames, gym.Env):
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:
-        return {"denoise_steps": self.sim.denoise_steps, "t": self._t, "start": self._start}
+        return {"denoise_steps": self.sim.denoise_steps, "t": self._t, "start": self._start, **self._prompt}
 
     def _start_clip(self, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
         """(frames (T, H, W, 3) uint8, actions (T,) int64, how) to start from."""
@@ -133,10 +141,12 @@ class DreamEnv(RendersFrames, gym.Env):
             raise ValueError(f"reset options {starts}: give one way to start, not several")
         if "actions" in options and "video" not in options:
             raise ValueError("reset option 'actions' goes with 'video' (the action that led to each frame)")
+        if "guidance" in options and "prompt" not in options:
+            raise ValueError("reset option 'guidance' goes with 'prompt' (how hard the first frame follows it)")
+        self._prompt = {}
         if "prompt" in options:
-            raise NotImplementedError(f"reset(options={{'prompt': {options['prompt']!r}}}): text starts need a "
-                                      "checkpoint trained with captions, which this release does not have yet; start "
-                                      "from 'image', 'video' or 'scenario'")
+            return self._prompt_frame(options["prompt"], options.get("guidance", GUIDANCE))[None], \
+                np.array([-1], np.int64), "prompt"
         if "image" in options:
             frame = self._check_frames(options["image"], "image", 3)
             return frame[None], np.array([-1], np.int64), "image"
@@ -157,6 +167,20 @@ class DreamEnv(RendersFrames, gym.Env):
                              "frame}} or {'video': frames}")
         pick = int(self.np_random.integers(len(self.start_frames)))
         return self.start_frames[pick:pick + 1].copy(), np.array([-1], np.int64), "bank"
+
+    def _prompt_frame(self, prompt, guidance) -> np.ndarray:
+        from worldsim.prompt import expand_prompt
+
+        if self.sim.dit.text is None:
+            raise ValueError(f"reset option 'prompt': checkpoint {self.checkpoint} was trained without captions, so "
+                             "it cannot read a prompt; start from 'image', 'video' or 'scenario', or use a checkpoint "
+                             "trained on a dataset with captions")
+        if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not 0 <= guidance <= 100:
+            raise ValueError(f"reset option guidance={guidance!r}: expected a number in [0, 100] (1: no guidance)")
+        expansion = expand_prompt(prompt, vocabulary=self.sim.dit.config.vocab)
+        self._prompt = {"caption": expansion.caption, "unknown_words": expansion.unknown}
+        seed = int(self.np_random.integers(2 ** 62))
+        return self.sim.imagine([expansion.caption], steps=PROMPT_STEPS, guidance=float(guidance), seed=seed)[0]
 
     def _check_frames(self, frames, name: str, ndim: int) -> np.ndarray:
         frames = np.asarray(frames)

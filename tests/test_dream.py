@@ -22,11 +22,14 @@ from worldsim.models.dit import DiT, DiTConfig
 DREAM = "worldsim/Dream-v0"
 
 
-def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, starts: int = 3, context: int = 4):
-    """A tiny world-model checkpoint in the format `worldsim train world` writes, with perturbed random weights."""
+def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, starts: int = 3, context: int = 4,
+                vocab: tuple[str, ...] = ()):
+    """A tiny world-model checkpoint in the format `worldsim train world` writes, with perturbed random weights
+    (`vocab`: caption words, for a model with a text encoder)."""
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, head_width=16))
-    dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=n_actions, context=context))
+    dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=n_actions, context=context,
+                        vocab=vocab))
     for p in dit.parameters():  # adaLN-Zero starts as the identity: perturb so rewards and frames vary
         p.data.add_(torch.randn_like(p) * 0.05)
     dit.terminated_head[-1].bias.data.fill_(-30.0)  # episodes end by the time limit, as a trained model's mostly do
@@ -108,8 +111,28 @@ def test_reset_options_start_anywhere(ckpt):
     obs, info = env.reset(seed=0, options={"scenario": scenario})
     real, _ = Craft2DEnv().reset(seed=0, options={"scenario": scenario})
     assert info["start"] == "scenario" and np.array_equal(obs, real)
-    with pytest.raises(NotImplementedError, match="prompt.*captions"):
+    with pytest.raises(ValueError, match="prompt.*trained without captions"):
         env.reset(options={"prompt": "a desert at night"})
+
+
+def test_a_prompt_starts_a_world_from_text(tmp_path):
+    path = write_world(tmp_path / "text.safetensors", vocab=("biome", "day", "desert", "night", "of", "pig", "snow"))
+    env = DreamEnv(checkpoint=path)
+    obs, info = env.reset(seed=0, options={"prompt": "a desert at night near a cave"})
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert info["start"] == "prompt" and info["caption"] == "night, desert biome" and "cave" in info["unknown_words"]
+    again, _ = env.reset(seed=0, options={"prompt": "a desert at night near a cave"})
+    other, _ = env.reset(seed=0, options={"prompt": "snowy day"})
+    unguided, _ = env.reset(seed=0, options={"prompt": "a desert at night near a cave", "guidance": 1.0})
+    assert np.array_equal(obs, again)  # a prompt and a seed always give the same start
+    assert not np.array_equal(obs, other) and not np.array_equal(obs, unguided)
+    step = env.step(3)
+    assert step[0].shape == (64, 64, 3) and step[4]["caption"] == "night, desert biome"  # the episode's start
+    assert env.reset(seed=0)[1] == {"denoise_steps": 2, "t": 0, "start": "bank"}  # a plain reset forgets it
+    with pytest.raises(ValueError, match="guidance=-1"):
+        env.reset(options={"prompt": "night", "guidance": -1})
+    with pytest.raises(ValueError, match="'guidance' goes with 'prompt'"):
+        env.reset(options={"guidance": 2.0})
 
 
 @pytest.mark.parametrize("options, message", [

@@ -41,9 +41,11 @@ from worldsim.models.diffusion import DiffusionConfig
 from worldsim.models.dit import DiT, DiTConfig
 
 # 2: world models lost the caption prefix (dit_config.max_extra_tokens, dit.extra_cond); 3: they may take the previous
-# frame (dit_config.prev_frame) and classify the reward (dit_config.reward_values, dit.reward_threshold)
-FORMAT_VERSION = 3
-READABLE = (1, 2, 3)  # older world models load unchanged (load_world maps format 1's old names; 2 is 3's subset)
+# frame (dit_config.prev_frame) and classify the reward (dit_config.reward_values, dit.reward_threshold); 4: they may
+# read captions (dit_config.vocab, caption_words, text_depth; dit.text.*)
+FORMAT_VERSION = 4
+READABLE = (1, 2, 3, 4)  # older world models load unchanged (load_world maps format 1's old names; each is the next's
+#                          subset)
 KIND = "worldsim"
 REQUIRED = ("format_version", "kind", "config")
 
@@ -136,14 +138,19 @@ def _decode(path: Path, raw: dict[str, str]) -> dict[str, Any]:
     return meta
 
 
-def load_init(model: torch.nn.Module, path: str | Path, prefix: str, what: str, writers: str, fix: str) -> None:
+def load_init(model: torch.nn.Module, path: str | Path, prefix: str, what: str, writers: str, fix: str,
+              new: tuple[str, ...] = ()) -> None:
     """Load the `prefix.*` weights of checkpoint `path` into `model` (init= of a training run), or say what is wrong:
-    `what` names the part ("autoencoder"), `writers` the commands that write such checkpoints, `fix` what to set."""
+    `what` names the part ("autoencoder"), `writers` the commands that write such checkpoints, `fix` what to set.
+    Weights of the model under the prefixes `new` may be missing from the file (a part the run adds, such as a text
+    encoder): they keep their initialisation."""
     tensors, _ = load_checkpoint(path)
     weights = component(tensors, prefix)
     if not weights:
         raise CheckpointError(f"init={path}: no {what} weights ('{prefix}.*') in it; expected a checkpoint written "
                               f"by {writers}")
+    own = model.state_dict()
+    weights.update({k: v for k, v in own.items() if k.startswith(new) and k not in weights} if new else {})
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -162,6 +169,8 @@ MAX_DENOISE_STEPS = 1000  # solver passes a frame, each a transformer pass [2]: 
 #                           frame here; past it a step never seems to end
 MAX_FRAME_SIDE = 4096  # pixels [64]
 MAX_START_FRAMES = 4096  # the start bank: 48 MiB at 64x64 [64]
+MAX_VOCAB = 65536  # caption words [~40]
+MAX_WORD = 64  # letters a caption word [9]
 MAX_SIZE_FIELD = 65536  # any other integer of ae_config / dit_config (widths, depths, heads...); MAX_PARAMS bounds
 #                         what they make together
 MAX_FPS = 1000.0  # render_fps, a display rate [null: Dream-v0 shows 10]
@@ -326,6 +335,11 @@ def _config(path: Path, key: str, raw: Any, cls: type, renamed: dict[str, str] |
         where = f"{key}.{name}"
         if isinstance(default, bool) or isinstance(default, str):
             _require(path, type(value) is type(default), where, repr(value), type(default).__name__)
+        elif isinstance(default, tuple) and "str" in str(known[name].type):  # vocab
+            ok = isinstance(value, list) and len(value) <= MAX_VOCAB and all(
+                isinstance(v, str) and 1 <= len(v) <= MAX_WORD for v in value)
+            _require(path, ok, where, repr(value)[:80], f"a list of at most {MAX_VOCAB} words of 1 to {MAX_WORD} "
+                     "letters")
         elif isinstance(default, tuple) and "float" in str(known[name].type):  # e.g. reward_values
             ok = isinstance(value, list) and all(type(v) in (int, float) and math.isfinite(v) and abs(v) <= 1e12
                                                  for v in value)

@@ -53,6 +53,11 @@ class PlayConfig:
                                                                       "checkpoint's)"})
     image: str | None = field(default=None, metadata={"help": "dream: start from this PNG (the checkpoint's frame "
                                                               "size)"})
+    prompt: str | None = field(default=None, metadata={
+        "help": "dream: start from a first frame dreamt from this text (\"snowy night with a pig\"), for checkpoints "
+                "trained with captions; every new episode starts from it again"})
+    guidance: float = field(default=3.0, metadata={"help": "with prompt=: how hard the first frame follows it "
+                                                           "(classifier-free guidance; 1: none)"})
     seed: int | None = field(default=None, metadata={"help": "world seed (default: a new world each run)"})
     scale: int = field(default=8, metadata={"help": "window pixels per game pixel"})
     fps: float = field(default=10.0, metadata={"help": "game ticks per second (0: as fast as it goes)"})
@@ -81,6 +86,11 @@ class PlayConfig:
         check(self.image is None or self.mode in (None, "dream"), "image", self.image,
               f"a start for the dream alone: use it with mode=dream, not mode={self.mode}")
         check(self.image is None or Path(self.image).is_file(), "image", self.image, "an existing PNG file")
+        check(self.prompt is None or self.mode in (None, "dream"), "prompt", self.prompt,
+              f"a start for the dream alone (the real game cannot start from text): use it with mode=dream, not "
+              f"mode={self.mode}")
+        check(self.prompt is None or self.image is None, "prompt", self.prompt, "one start: a prompt or an image")
+        check(0 <= self.guidance <= 100, "guidance", self.guidance, "a scale in [0, 100] (1: no guidance)")
         if self.screenshot is not None:
             check_out("screenshot", self.screenshot, (".png",))
 
@@ -145,7 +155,7 @@ class Session:
 
     def reset(self, seed: int | None) -> None:
         self.past.clear()
-        self.worlds.reset(seed, self.image)
+        self.worlds.reset(seed, self.image, self.args.prompt, self.args.guidance)
         self.past.append((list(self.frames), -1, 0.0, False, False))
 
     def step(self, action: int) -> tuple[float, bool]:

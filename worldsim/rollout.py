@@ -35,6 +35,11 @@ class DreamConfig:
                                                               "checkpoint's)"})
     real: bool = field(default=True, metadata={"help": "Craft2D checkpoints: the real game beside the dream, from the "
                                                        "same start and under the same actions (false: the dream alone)"})
+    prompt: str | None = field(default=None, metadata={
+        "help": "start from a first frame dreamt from this text, for checkpoints trained with captions (the dream "
+                "alone: the real game cannot start from text)"})
+    guidance: float = field(default=3.0, metadata={"help": "with prompt=: how hard the first frame follows it "
+                                                           "(classifier-free guidance; 1: none)"})
 
     def __post_init__(self):
         from worldsim.agents.base import agent_names
@@ -49,6 +54,9 @@ class DreamConfig:
               "an agent that sees only frames when real=false: the explorer reads the real game's state (player "
               "position, inventory); use agent=random, or real=true")
         check_out("out", self.out, FORMATS)
+        check(0 <= self.guidance <= 100, "guidance", self.guidance, "a scale in [0, 100] (1: no guidance)")
+        check(self.prompt is None or self.agent != "explorer", "agent", self.agent,
+              "random or mixture with prompt=: the explorer reads the real game's state, and a prompt's world has none")
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,13 @@ class Worlds:
     def action_space(self):
         return (self.dream or self.real).action_space
 
-    def reset(self, seed: int | None, image: np.ndarray | None = None) -> None:
-        """A new episode; the dream starts from the real game's first frame, else from `image`, else from its bank."""
+    def reset(self, seed: int | None, image: np.ndarray | None = None, prompt: str | None = None,
+              guidance: float = 3.0) -> None:
+        """A new episode; the dream starts from the real game's first frame, else from `image`, else from a frame
+        dreamt from `prompt` (the dream alone), else from its bank."""
+        if prompt is not None and (self.real is not None or image is not None):
+            raise ValueError("a prompt starts the dream alone: the real game cannot start from text, and an image is "
+                             "another start")
         self.episodes += 1
         self.agreement = None
         self.frames = []
@@ -103,7 +116,9 @@ class Worlds:
             image = real_obs
             self.frames.append(real_obs)
         if self.dream is not None:
-            dream_obs, dream_info = self.dream.reset(seed=seed, options=None if image is None else {"image": image})
+            options = {"image": image} if image is not None else \
+                {"prompt": prompt, "guidance": guidance} if prompt is not None else None
+            dream_obs, dream_info = self.dream.reset(seed=seed, options=options)
             self.info = self.info if self.real is not None else dream_info
             self.frames.insert(0, dream_obs)
 
@@ -166,7 +181,7 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
     from worldsim.media import side_by_side, upscale, write_video
     from worldsim.progress import Progress
 
-    worlds = open_worlds(cfg.checkpoint, cfg.denoise_steps, real=None if cfg.real else False)
+    worlds = open_worlds(cfg.checkpoint, cfg.denoise_steps, real=None if cfg.real and cfg.prompt is None else False)
     try:
         game = worlds.real is not None
         name = cfg.agent or ("explorer" if game else "random")
@@ -175,7 +190,8 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
                              f"trained on {worlds.dream.env_id!r}: use agent=random")
         agent = make_agent(name, worlds.action_space, worlds.dream.env_id if game else None)
         seen: list[Agreement] = []
-        worlds.reset(cfg.seed)
+        worlds.reset(cfg.seed, prompt=cfg.prompt, guidance=cfg.guidance)
+        start = {k: worlds.info[k] for k in ("caption", "unknown_words") if k in worlds.info}
         agent.reset(cfg.seed)
         frames = [side_by_side(worlds.frames)]
         progress = None if quiet else Progress(cfg.steps, "dream", "steps")
@@ -185,7 +201,7 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
             if worlds.agreement is not None:
                 seen.append(worlds.agreement)
             if terminated or truncated:
-                worlds.reset(cfg.seed + t)
+                worlds.reset(cfg.seed + t, prompt=cfg.prompt, guidance=cfg.guidance)
                 agent.reset(cfg.seed + t)
                 frames.append(side_by_side(worlds.frames))
             if progress:
@@ -196,7 +212,7 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
         path = write_video(cfg.out, [upscale(f, cfg.scale) for f in frames], fps)
         summary = {"out": str(path), "steps": cfg.steps, "episodes": worlds.episodes,
                    "denoise_steps": worlds.dream.sim.denoise_steps}
-        return summary | (summarise(seen) if seen else {})
+        return summary | start | (summarise(seen) if seen else {})
     finally:
         worlds.close()
 
@@ -212,6 +228,10 @@ def summarise(seen: list[Agreement]) -> dict:
 def describe(summary: dict) -> str:
     line = f"wrote {summary['out']}: {summary['steps']} steps, {summary['episodes']} episode(s), " \
            f"{summary['denoise_steps']} solver step(s) a frame"
+    if "caption" in summary:
+        unknown = summary["unknown_words"]
+        line += f"; started from the caption {summary['caption']!r}" + (
+            f" (words it could not use: {', '.join(unknown)})" if unknown else "")
     if "seen" in summary:
         line += (f"; cells that look the same in the dream and the real game (same sprite, same light): "
                  f"{summary['seen']:.1%} over the rollout ({summary['seen_first_10']:.1%} in the first 10 steps, "

@@ -13,6 +13,7 @@ a batch of one seeded with s + i dreams (up to float rounding: batched matmuls r
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from worldsim.checkpoint import default_checkpoint, load_world
+from worldsim.config import check
 from worldsim.device import resolve_device
 from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, to_velocity
 
@@ -171,14 +173,120 @@ class WorldSimulator:
             frames[rows], rewards[rows], terminated[rows] = start_frames[rows], 0.0, False
         return StepResult(frames=frames, rewards=rewards, terminated=terminated, latents=z[:, 0].float().cpu().numpy())
 
-    def _commit(self, z: torch.Tensor, actions: torch.Tensor):
-        """Cache the finished chunk z (B, 1, C, h, w), shown at the history noise level; returns that pass's output."""
+    @torch.no_grad()
+    def begin(self, batch_size: int) -> None:
+        """Start `batch_size` worlds with no history: the next step (`guided_step`) makes their first frame, from text
+        or a target frame."""
+        check(isinstance(batch_size, (int, np.integer)) and batch_size >= 1, "batch_size", batch_size, "worlds >= 1")
+        shape = self.metadata.get("latent_shape")
+        if shape is None:
+            raise ValueError("begin needs the latent shape from a checkpoint's metadata: make the simulator with "
+                             "WorldSimulator.from_checkpoint")
+        if len(self.generators) != batch_size:
+            self._make_generators(batch_size)
+        self._batch, self._latent_shape = batch_size, tuple(shape)
+        self.cache = self.dit.new_cache(batch_size)
+        self.t = 0
+
+    @torch.no_grad()
+    def guided_step(self, actions: np.ndarray, *, captions: Sequence[str] | None = None, guidance: float = 1.0,
+                    target: np.ndarray | None = None, strength: float = 1.0,
+                    steps: int | None = None) -> StepResult:
+        """A step that follows text and/or a target frame; step() is its plain case.
+
+        The new frame is denoised against each world's history under `actions` (B,) (-1: none, for a first frame),
+        conditioned on `captions` (one per world; "" none) with classifier-free guidance `guidance` (1: none), from
+        `target` frames (B, H, W, 3) uint8 noised to `strength` instead of pure noise (SDEdit: 1 ignores the target,
+        0 returns it as it encodes; between, the result keeps the target's layout and follows the history and the
+        caption in what the noise erased). `steps`: solver passes (default denoise_steps), over the noise levels
+        below `strength`. The caption also conditions the pass that caches the frame, as training shows a
+        captioned history. Restyle, connect and backward extension (worldsim.edit) are made of these steps.
+        """
+        if self.cache is None:
+            raise RuntimeError("WorldSimulator.guided_step() before reset() or begin()")
+        b = self._batch
+        a = torch.as_tensor(np.asarray(actions, np.int64).reshape(-1), device=self.device)
+        check(a.shape[0] == b, "actions", tuple(a.shape), f"one action per world ({b})")
+        check(0.0 <= strength <= 1.0, "strength", strength, "a noise level in [0, 1] (1: from pure noise)")
+        check(math.isfinite(guidance) and guidance >= 0, "guidance", guidance, "a finite scale >= 0 (1: none)")
+        text = None
+        if captions is not None:
+            check(len(captions) == b, "captions", len(captions), f"one caption per world ({b})")
+            if self.dit.text is None:
+                raise ValueError("captions for a model trained without them (no text encoder): pass captions=None")
+            text = self.dit.tokenize(list(captions)).to(self.device)  # (B, L)
+        x = self._noise((1, *self._latent_shape))  # (B, 1, C, h, w)
+        if target is not None:
+            target = np.ascontiguousarray(target)
+            z_target = self.ae.encode(torch.from_numpy(target).to(self.device))[:, None]  # (B, 1, C, h, w)
+            x = add_noise(z_target, torch.full((b, 1), float(strength), device=self.device), x)
+        z = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, start=strength
+                          if target is not None else 1.0) if target is None or strength > 0 else z_target
+        out = self._commit(z, a, text)
+        frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()
+        rewards = self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy()
+        terminated = (out.terminated_logit[:, 0] > 0).cpu().numpy()
+        return StepResult(frames=frames, rewards=rewards, terminated=terminated, latents=z[:, 0].float().cpu().numpy())
+
+    def _denoise(self, x: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None, guidance: float,
+                 steps: int, cache, start: float = 1.0) -> torch.Tensor:
+        """The new chunk from x (B, 1, C, h, w) at noise level `start`, against `cache`, optionally under captions
+        `text` (B, L) with classifier-free guidance."""
+        guided = text is not None and guidance != 1.0
+        prediction = self.diffusion.prediction
+
+        def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            out = self.dit.forward_chunk(x, s, actions, self.t, cache, write=False, text=text).out
+            if guided:  # classifier-free guidance on the network's prediction (x0 or v: both affine in it); the
+                #         unconditioned pass meets the same history
+                uncond = self.dit.forward_chunk(x, s, actions, self.t, cache, write=False).out
+                out = uncond + guidance * (out - uncond)
+            return to_velocity(out, x, s, prediction)
+
+        return sample(velocity, x, steps, self.diffusion.shift, start)
+
+    @torch.no_grad()
+    def imagine(self, captions: Sequence[str], *, steps: int = 16, guidance: float = 3.0,
+                seed: int | None = None) -> np.ndarray:
+        """First frames dreamt from captions alone: (N, H, W, 3) uint8, one per caption ("" = unconditioned).
+
+        Each starts from pure noise with no history and no action and is denoised in `steps` solver passes (a
+        world's first frame is made once, so it can afford more than a step's few), with classifier-free guidance
+        `guidance` (1: the conditioned model alone; more follows the caption harder). Frame i draws its noise from
+        seed + i, so a caption and a seed always give the same frame. The worlds in play are left as they are:
+        start one from a result with reset(frames[:, None]).
+        """
+        if self.dit.text is None:
+            raise ValueError("this model was trained without captions (no text encoder): it cannot start a world "
+                             "from text; start from a frame (reset) instead, or train on a dataset with captions")
+        check(isinstance(steps, (int, np.integer)) and steps >= 1, "steps", steps, "solver steps >= 1")
+        check(isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0, "guidance", guidance,
+              "a finite scale >= 0 (1: no guidance)")
+        shape = self.metadata.get("latent_shape")
+        if shape is None:
+            raise ValueError("imagine needs the latent shape from a checkpoint's metadata: make the simulator with "
+                             "WorldSimulator.from_checkpoint")
+        n, base = len(captions), int(torch.seed() % 2 ** 62) if seed is None else int(seed)
+        ids = self.dit.tokenize(list(captions)).to(self.device)  # (N, L)
+        noise = torch.stack([torch.randn((1, *shape), generator=torch.Generator(self.device).manual_seed(base + i),
+                                         device=self.device) for i in range(n)])  # (N, 1, C, h, w)
+        t, self.t = self.t, 0
+        try:  # an empty cache of its own: no history, and the worlds in play keep theirs
+            z = self._denoise(noise, torch.full((n,), -1, device=self.device), ids, float(guidance), int(steps),
+                              self.dit.new_cache(n))
+        finally:
+            self.t = t
+        return self.ae.decode_uint8(z[:, 0]).cpu().numpy()
+
+    def _commit(self, z: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None = None):
+        """Cache the finished chunk z (B, 1, C, h, w), shown at the history noise level (under captions `text`
+        (B, L), if any); returns that pass's output."""
         self._latent_shape = tuple(z.shape[2:])
         sigma = torch.full((z.shape[0],), self.diffusion.history_sigma, device=self.device)
         if self.diffusion.history_sigma > 0:
             eps = self._noise(tuple(z.shape[1:]))  # (B, 1, C, h, w)
             z = add_noise(z, sigma[:, None], eps)
-        out = self.dit.forward_chunk(z, sigma, actions, self.t, self.cache, write=True)
+        out = self.dit.forward_chunk(z, sigma, actions, self.t, self.cache, write=True, text=text)
         self.t += 1
         return out
 

@@ -89,6 +89,11 @@ class ClipIndex:
     def __len__(self) -> int:
         return len(self._start)
 
+    @property
+    def captions(self) -> list[list[str]] | None:
+        """Every frame's caption, shard by shard (read with captions=True from a dataset that has them), else None."""
+        return self._captions
+
     def _gather(self, indices: np.ndarray, keys: tuple[str, ...]) -> dict:
         """Stacked arrays `keys` (B, T, ...) of the clips with these indices, their episode ids and captions."""
         T = self.clip_len

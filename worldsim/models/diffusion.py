@@ -44,6 +44,9 @@ class DiffusionConfig:
     history_noise: float = 0.0  # history="clean": each history chunk noised to a level drawn in [0, this] (against
     #                             drift: the model learns not to trust its own frames blindly)
     change_weight: float = 0.0  # extra loss weight on the patches whose clean latents changed since the last frame
+    caption_dropout: float = 0.5  # chance a chunk's caption is dropped in training: the unconditioned model, which
+    #                               plays every step after a prompt's first frame and which classifier-free guidance
+    #                               contrasts with, is trained as much as the conditioned one
     reward_weight: float = 0.1  # reward MSE (or cross-entropy over the reward classes) beside the denoising loss
     terminated_weight: float = 0.1  # the termination head's BCE, weighted apart from the reward's loss
 
@@ -52,6 +55,7 @@ class DiffusionConfig:
         check(self.history in HISTORIES, "history", self.history, f"one of {HISTORIES}")
         check(0.0 <= self.history_noise < 1.0, "history_noise", self.history_noise, "a noise level in [0, 1)")
         check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
+        check(0.0 <= self.caption_dropout <= 1.0, "caption_dropout", self.caption_dropout, "a probability in [0, 1]")
         check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
         check(0.0 <= self.clean_prob <= 1.0, "clean_prob", self.clean_prob, "a probability in [0, 1]")
         check(0.0 <= self.history_sigma < 1.0, "history_sigma", self.history_sigma, "a noise level in [0, 1)")
@@ -85,12 +89,13 @@ def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch
 def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
                   cfg: DiffusionConfig,
                   generator: torch.Generator | None = None,
-                  rows: slice = slice(None)) -> tuple[torch.Tensor, dict[str, float]]:
+                  rows: slice = slice(None), text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """One diffusion-forcing loss on a clip.
 
     x0 (B, T, C, h, w) clean latents; actions (B, n_chunks) int64 (-1: no action); rewards, terminated (B, n_chunks).
     `rows`: the rows of the batch whose loss this process computes (distributed training: its share of the global
     batch); the noise is drawn for the whole batch and sliced, so N processes draw exactly what one does.
+    `text` (B, n_chunks, L): each chunk's caption as word ids (DiT.tokenize), dropped with cfg.caption_dropout.
     """
     b = x0.shape[0]
     n_chunks = actions.shape[1]
@@ -99,6 +104,9 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     if cfg.history == "clean":
         level = torch.rand((b, n_chunks), generator=generator, device=x0.device) * cfg.history_noise
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+    if text is not None:
+        dropped = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.caption_dropout
+        text = text.masked_fill(dropped[..., None], 0)[rows]  # all padding: no caption
     # normalised over the whole batch, as one process does
     weights = change_weights(x0, model.config.patch, cfg.change_weight)[rows] if cfg.change_weight > 0 else None
     x0, actions, rewards, terminated, sigma, eps = (t[rows] for t in (x0, actions, rewards, terminated, sigma, eps))
@@ -106,7 +114,7 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     if cfg.history == "clean":
         level, noise = level[rows], noise[rows]
         history = {"history": add_noise(x0, level, noise), "history_sigma": level}
-    out = model(add_noise(x0, sigma, eps), sigma, actions, **history)
+    out = model(add_noise(x0, sigma, eps), sigma, actions, **history, **({} if text is None else {"text": text}))
     target = eps - x0 if cfg.prediction == "velocity" else x0
     err = (out.out.float() - target.float()) ** 2  # (B, T, C, h, w)
     if weights is not None:
@@ -153,12 +161,13 @@ def to_velocity(out: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, predict
 
 @torch.no_grad()
 def sample(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor, steps: int,
-           shift: float = 1.0) -> torch.Tensor:
-    """Integrate dx/dsigma = v(x, sigma) from sigma = 1 (x = noise) to 0 with Euler steps; returns x0.
+           shift: float = 1.0, start: float = 1.0) -> torch.Tensor:
+    """Integrate dx/dsigma = v(x, sigma) from sigma = `start` to 0 with Euler steps; returns x0.
 
-    `velocity(x, sigma)` gets x shaped like `noise` and sigma (B,), and returns v shaped like x.
+    `velocity(x, sigma)` gets x shaped like `noise` and sigma (B,), and returns v shaped like x. `noise` is x at
+    sigma = start: pure noise from 1, or a clean latent noised to `start` (SDEdit: it keeps what the noise spared).
     """
-    sigmas = schedule(steps, shift, noise.device)
+    sigmas = schedule(steps, shift, noise.device) * start
     x = noise
     for s_from, s_to in zip(sigmas[:-1], sigmas[1:]):
         sigma = s_from.expand(noise.shape[0])  # (B,) one level for the whole new chunk

@@ -6,7 +6,8 @@ Mistral): a chunk's layer-l keys already summarise its own window, so deeper lay
 and the KV cache is exact for it (the window alone, recomputed, is not the same function). Positions are 3-axis
 rotary (absolute chunk index, row, column): one set of weights runs at any frame size and episode length, attention
 depends only on relative time, and cached keys stay valid as the window slides. Each chunk is conditioned on its own
-noise level and action by adaLN-Zero. `out` is a raw prediction: worldsim/models/diffusion.py says what it means.
+noise level and action by adaLN-Zero, and on its caption where the model has a text encoder (worldsim/models/text.py).
+`out` is a raw prediction: worldsim/models/diffusion.py says what it means.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from worldsim.config import check
+from worldsim.models.text import TextEncoder, tokenize
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,19 @@ class DiTConfig:
     prev_frame: bool = False  # the previous chunk's latents are an input of each new token (channel-concatenated),
     #                           and `out` is the change from them: copying the last frame is the starting point
     reward_values: tuple[float, ...] = ()  # () regresses the reward; K values: the reward head classifies among them
+    vocab: tuple[str, ...] = ()  # caption words (the training data's); () : no text encoder, no captions
+    caption_words: int = 32  # words of a caption the text encoder reads (Craft2D's have 3-12)
+    text_depth: int = 2  # layers of the text encoder
 
     def __post_init__(self):
         object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))  # OmegaConf hands back a list
         object.__setattr__(self, "reward_values", tuple(float(v) for v in self.reward_values))
+        object.__setattr__(self, "vocab", tuple(self.vocab))
+        check(list(self.vocab) == sorted(set(self.vocab)) and all(isinstance(w, str) and w.isalnum() and w == w.lower()
+                                                                  for w in self.vocab),
+              "vocab", list(self.vocab)[:8], "distinct lower-case words of letters and digits, sorted")
+        check(self.caption_words >= 1 and self.text_depth >= 1, "caption_words, text_depth",
+              (self.caption_words, self.text_depth), "integers >= 1")
         values = self.reward_values
         check(len(values) != 1 and list(values) == sorted(set(values)) and all(map(math.isfinite, values)),
               "reward_values", list(values), "() or >= 2 distinct finite values in increasing order")
@@ -342,6 +353,8 @@ class DiT(nn.Module):
             # on held-out data after training (worldsim.train.world.fit_reward_threshold), not left at argmax's 0.5
             self.register_buffer("reward_threshold", torch.tensor(0.5))
         self.terminated_head = _head(cfg.width)
+        self.text = TextEncoder(len(cfg.vocab), cfg.width, cfg.heads, cfg.text_depth, cfg.caption_words) \
+            if cfg.vocab else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -354,6 +367,10 @@ class DiT(nn.Module):
             nn.init.normal_(weight, std=0.02)
         # adaLN-Zero: every block starts as the identity, and the output layer at 0
         zeroed = [block.adaLN_modulation[-1] for block in self.blocks]
+        if self.text is not None:
+            nn.init.normal_(self.text.embed.weight, std=0.02)
+            nn.init.normal_(self.text.pos, std=0.02)
+            zeroed.append(self.text.proj)  # captions add nothing until trained: a fine-tune starts where it was
         for layer in zeroed + [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -361,12 +378,22 @@ class DiT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def tokenize(self, captions) -> torch.Tensor:
+        """Word ids of captions for `text=`: a list of N strings -> (N, L), a list of B lists of T -> (B, T, L)."""
+        if self.text is None:
+            raise ValueError("this model has no text encoder (it was trained without captions): pass text=None")
+        nested = len(captions) > 0 and not isinstance(captions[0], str)
+        flat = [c for row in captions for c in row] if nested else list(captions)
+        ids = tokenize(flat, self.config.vocab, self.config.caption_words)
+        return ids.view(len(captions), -1, ids.shape[-1]) if nested else ids
+
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty KV cache for forward_chunk, `batch_size` independent rows."""
         return KVCache(self.config, batch_size)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, t_start: int = 0,
-                history: torch.Tensor | None = None, history_sigma: torch.Tensor | None = None) -> DiTOutput:
+                history: torch.Tensor | None = None, history_sigma: torch.Tensor | None = None,
+                text: torch.Tensor | None = None) -> DiTOutput:
         """A whole clip in one pass (training).
 
         x (B, T, C, h, w) noisy latents; sigma (B, n_chunks) float noise levels in [0, 1]; actions (B, n_chunks) int64,
@@ -378,9 +405,10 @@ class DiT(nn.Module):
         (history_mask): chunk i of x is denoised against history chunks before it, exactly as a solver pass against
         the cache at play time; the reward and termination heads read the history stream, as the simulator reads them
         on the pass that caches a chunk.
+        `text` (B, n_chunks, L): each chunk's caption as word ids (DiT.tokenize; all zeros: none), or None.
         """
         cfg, pt = self.config, self.config.patch[0]
-        tokens, cond = self._inputs(x, sigma, actions)  # (B, T', N, P), (B, T', D), T' = n_chunks
+        tokens, cond = self._inputs(x, sigma, actions, text)  # (B, T', N, P), (B, T', D), T' = n_chunks
         t, n = tokens.shape[1:3]
         chunk = torch.arange(t, device=x.device)
         ids = chunk.repeat_interleave(n)  # (T'*N,) the chunk of each token
@@ -390,7 +418,7 @@ class DiT(nn.Module):
         if history.shape != x.shape or history_sigma is None:
             raise ValueError(f"history of shape {tuple(history.shape)} with history_sigma {history_sigma is not None}: "
                              f"expected latents shaped like x {tuple(x.shape)} and their noise levels (B, n_chunks)")
-        h_tokens, h_cond = self._inputs(history, history_sigma, actions)
+        h_tokens, h_cond = self._inputs(history, history_sigma, actions, text)
         prev = previous_chunks(history, pt) if cfg.prev_frame else None
         both = self._run(torch.cat([history, x], 1), torch.cat([h_tokens, tokens], 1), torch.cat([h_cond, cond], 1),
                          torch.cat([chunk, chunk]) + t_start, history_mask(ids, cfg.context),
@@ -399,20 +427,20 @@ class DiT(nn.Module):
 
     @torch.no_grad()
     def forward_chunk(self, x_chunk: torch.Tensor, sigma, actions, t_index: int, cache: KVCache,
-                      write: bool = False) -> DiTOutput:
+                      write: bool = False, text: torch.Tensor | None = None) -> DiTOutput:
         """One chunk against the cache (inference): the same result as `forward` on the whole history.
 
         x_chunk (B, pt, C, h, w); sigma (B,) or a float; actions (B,) int64 (-1: none) or an int; t_index the absolute
         chunk index, shared by all rows (only differences matter: it need not restart when a row is reset).
         write=True keeps this chunk's K/V as history: once per step, on the clean chunk (sigma 0), after the solver's
-        write=False calls. Returns what `forward` would for a one-chunk clip: out like x_chunk, reward (B, 1).
+        write=False calls. `text` (B, L): the chunk's caption as word ids, or None. Returns what `forward` would for a one-chunk clip: out like x_chunk, reward (B, 1).
         """
         b, pt, dev = x_chunk.shape[0], self.config.patch[0], x_chunk.device
         if x_chunk.ndim != 5 or x_chunk.shape[1] != pt:
             raise ValueError(f"x_chunk of shape {tuple(x_chunk.shape)}: expected (B, pt={pt}, C, h, w)")
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=dev).expand(b)[:, None]  # (B, 1)
         actions = torch.as_tensor(actions, dtype=torch.long, device=dev).expand(b)[:, None]  # (B, 1)
-        tokens, cond = self._inputs(x_chunk, sigma, actions)  # (B, 1, N, P), (B, 1, D)
+        tokens, cond = self._inputs(x_chunk, sigma, actions, None if text is None else text[:, None])
         mask = cache._prepare(b, tokens.shape[2], dev)  # (B, 1, N, S)
         prev = None
         if self.config.prev_frame:
@@ -445,8 +473,9 @@ class DiT(nn.Module):
         """(B, n_chunks) the probability of a non-zero reward, what `reward_threshold` is compared with."""
         return 1 - reward.float().softmax(-1)[..., self.config.reward_values.index(0.0)]
 
-    def _inputs(self, x, sigma, actions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Checked tokens (B, T', N, P) and per-chunk conditioning (B, T', D) = sigma + action embeddings."""
+    def _inputs(self, x, sigma, actions, text=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked tokens (B, T', N, P) and per-chunk conditioning (B, T', D) = sigma + action (+ caption)
+        embeddings."""
         cfg, n = self.config, self.config.n_actions
         if x.ndim != 5 or x.shape[2] != cfg.latent_channels:
             raise ValueError(f"latents of shape {tuple(x.shape)}: expected (B, T, C={cfg.latent_channels}, h, w)")
@@ -458,7 +487,14 @@ class DiT(nn.Module):
         # note: CPU-GPU sync point, worth it for a readable error instead of a device-side assert
         if actions.is_floating_point() or ((actions < -1) | (actions >= n)).any():
             raise ValueError(f"actions {actions.unique().tolist()}: expected integers in [0, {n}), or -1 for none")
-        return tokens, self.sigma_embed(sigma) + self.action_embed(torch.where(actions < 0, n, actions))
+        cond = self.sigma_embed(sigma) + self.action_embed(torch.where(actions < 0, n, actions))  # (B, T', D)
+        if text is None:
+            return tokens, cond
+        if self.text is None:
+            raise ValueError("captions for a model without a text encoder (trained without captions): pass text=None")
+        if text.shape[:2] != shape or text.ndim != 3 or text.is_floating_point():
+            raise ValueError(f"text of shape {tuple(text.shape)}: expected word ids (B, n_chunks, L) = {shape} + (L,)")
+        return tokens, cond + self.text(text).to(cond.dtype)
 
     def _run(self, x_in, tokens, cond, t_index, mask, cache=None, prev=None) -> DiTOutput:
         # tokens (B, T, N, P) of the latents x_in; cond (B, T, D); t_index (T,) absolute chunk indices; prev like x_in:

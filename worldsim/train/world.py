@@ -24,6 +24,7 @@ from worldsim.data.loader import ClipDataset
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.diffusion import DiffusionConfig, training_loss
 from worldsim.models.dit import DIT_PRESETS, DiT, dit_config
+from worldsim.models.text import vocabulary
 from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
 from worldsim.train import dist
@@ -49,6 +50,9 @@ class TrainWorldConfig:
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/world", eval_every=1000))
     clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
     batch_size: int = field(default=8, metadata={"help": "clips per step, over all processes under torchrun"})
+    captions: bool = field(default=True, metadata={
+        "help": "condition on the dataset's captions where it has them (Craft2D's), with a text encoder trained "
+                "along (worldsim/models/text.py); false, or a dataset without captions: no text encoder"})
     reward_classes: int = field(default=8, metadata={
         "help": "classify the reward among the training data's distinct values when it has 2 to this many (sparse "
                 "rewards stay sparse: an idle step pays exactly 0); else, or 0, regress it"})
@@ -63,7 +67,7 @@ class TrainWorldConfig:
         for key in ("data", "ae", "latents", "init"):
             check(getattr(self, key) != "", key, "", "a path" + (", or null" if key in ("latents", "init") else ""))
         check(self.model in DIT_PRESETS, "model", self.model, f"a DiT preset, one of {sorted(DIT_PRESETS)}")
-        given = sorted({"latent_channels", "n_actions"} & set(self.dit))
+        given = sorted({"latent_channels", "n_actions", "vocab", "reward_values"} & set(self.dit))
         check(not given, "dit", dict(self.dit), f"no {given}: the autoencoder and the dataset decide them")
         try:
             dit = dit_config(self.model, **self.dit)
@@ -92,7 +96,8 @@ class TrainWorldConfig:
 
 def _load_init(model: DiT, path: str) -> None:
     load_init(model, path, "dit", "transformer", "`worldsim train world`",
-              f"set model= and dit.* to the checkpoint's (this run: {model.config})")
+              f"set model= and dit.* to the checkpoint's (this run: {model.config})",
+              new=("text.",) if model.text is not None else ())
 
 
 def build_task(cfg: TrainWorldConfig) -> Task:
@@ -108,11 +113,12 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     latents_dir = cfg.latents or str(Path(cfg.data).with_name(f"{Path(cfg.data).name}.latents-{ae_identity(ae)[:8]}"))
     with dist.main_first():  # under torchrun rank 0 encodes while the others wait, then they find the cache done
         encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
-    train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout)
+    train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions)
     c, h, w = train_set.latent_shape
     values = reward_values(train_set, cfg.reward_classes)
+    vocab = vocabulary(c for shard in train_set.captions or [] for c in shard)  # () without captions
     dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
-                         reward_values=values, **cfg.dit)
+                         reward_values=values, vocab=vocab, **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
     model = DiT(dit_cfg)
     if cfg.init:
@@ -122,12 +128,14 @@ def build_task(cfg: TrainWorldConfig) -> Task:
 
     def batch(r: np.random.Generator):
         b = train_set.sample(cfg.batch_size, r)
-        return tuple(torch.from_numpy(a) for a in (b.latents, b.actions, b.rewards, b.terminated))
+        arrays = tuple(torch.from_numpy(a) for a in (b.latents, b.actions, b.rewards, b.terminated))
+        return arrays + ((model.tokenize(b.captions),) if vocab else ())  # + (B, T, L) caption word ids
 
     def loss(m, b, gen, rows):
         device = next(m.parameters()).device
-        x0, actions, rewards, terminated = (t.to(device) for t in b)
-        return training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows)
+        x0, actions, rewards, terminated, *text = (t.to(device) for t in b)
+        return training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows,
+                             text=text[0] if text else None)
 
     def evaluate(m) -> dict[str, float]:
         logs = {}
