@@ -59,6 +59,6 @@ def test_extend_backward_ends_exactly_at_the_clip(sim):
     frames = clip(3, 3)
     out = extend_backward(sim, frames, length=3, caption="night")
     assert out.frames.shape == (6, 32, 32, 3) and np.array_equal(out.frames[3:], frames)
-    assert out.made.tolist() == [False, True, True, False, False, False]  # the dreamt first frame is A
+    assert out.made.tolist() == [True, True, True, False, False, False]
     with pytest.raises(ValueError, match="length"):
         extend_backward(sim, frames, length=1)

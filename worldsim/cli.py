@@ -8,6 +8,8 @@
     worldsim probe [checkpoint=CKPT suite=all seeds=4 out=probes quick=true] probes.json and probes.md
     worldsim bench [only=[engine,loader] steps=20000 out=.]                speed table, written to bench.json
     worldsim recipe [stages=[...] ship=PATH]                                 the shipped model from nothing, resuming
+    worldsim restyle|connect|extend data=DIR episode=N [prompt=TEXT ...]     edit clips with the world model
+    worldsim features [checkpoint=CKPT out=features]                          prompt adherence and edits, measured
     worldsim export data=DIR id=NS/NAME-v0 / import id=NS/NAME-v0 out=DIR       Minari interchange
 
 Each command parses its settings (Hydra overrides: nested keys with dots, lists as [a,b]) into a frozen dataclass and
@@ -134,6 +136,18 @@ COMMANDS = {
                       "each stage resumes", _config("worldsim.recipe", "RecipeConfig"),
                       _runner("worldsim.recipe", "run", "the recipe's model is {}"),
                       "[stages=[collect,ae,world,world_ft,ship] \"world=['optim.steps=500']\" ship=PATH]"),
+    "features": Command("measure a Craft2D model's Sora features: prompt adherence, restyle, connect, extend",
+                        _config("worldsim.probes.features", "FeaturesConfig"),
+                        _runner("worldsim.probes.features", "run"), "[checkpoint=CKPT seeds=4 clips=8 out=features]"),
+    "restyle": Command("remake a clip under a prompt, its actions and layout kept (SDEdit with the world model)",
+                       _config("worldsim.edit", "RestyleConfig"), _runner("worldsim.edit", "run_restyle", "{}"),
+                       "data=DIR episode=N prompt=TEXT [strength=0.6 out=edit.gif]"),
+    "connect": Command("join two clips with frames the world model makes, arriving exactly at the second",
+                       _config("worldsim.edit", "ConnectConfig"), _runner("worldsim.edit", "run_connect", "{}"),
+                       "data=DIR episode=N to_episode=M [transition=8 out=edit.gif]"),
+    "extend": Command("extend a clip backward in time: frames that lead into it, from a prompt or from nothing",
+                      _config("worldsim.edit", "ExtendConfig"), _runner("worldsim.edit", "run_extend", "{}"),
+                      "data=DIR episode=N [prompt=TEXT transition=8 out=edit.gif]"),
     "export": Command("export a dataset to Minari", _config("worldsim.data.minari_io", "ExportConfig"),
                       _runner("worldsim.data.minari_io", "export_minari", "exported {} episodes to Minari"),
                       "data=DIR id=NAMESPACE/NAME-v0"),

@@ -15,11 +15,12 @@ where each frame's denoising starts and what it is told.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from worldsim.config import check
+from worldsim.config import check, check_out
 from worldsim.simulator import WorldSimulator
 
 
@@ -101,4 +102,130 @@ def extend_backward(sim: WorldSimulator, frames: np.ndarray, length: int = 8, *,
         sim.seed(seed)
         sim.begin(1)
         first = sim.guided_step(np.array([-1]), steps=16).frames
-    return connect(sim, first, frames, length - 1, b_actions=clip_actions, actions=actions, seed=seed)
+    out = connect(sim, first, frames, length - 1, b_actions=clip_actions, actions=actions, seed=seed)
+    out.made[0] = True  # the dreamt first frame is the model's too
+    return out
+
+
+# ---- the commands: worldsim restyle | connect | extend ----------------------------------------------------------
+
+def read_clip(data: str | Path, episode: int, start: int = 0, length: int | None = None) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """Frames (T, H, W, 3) uint8 and actions (T,) of episode `episode` (its id) of a dataset (`worldsim collect`, or
+    a recording saved from `worldsim play`), from frame `start`, `length` frames (None: to the episode's end)."""
+    from worldsim.data.shards import open_dataset
+
+    _, shards = open_dataset(Path(data))
+    for shard in shards:
+        for e in shard.meta["episodes"]:
+            if e["id"] != episode:
+                continue
+            n = e["length"] - start if length is None else length
+            check(0 <= start and n >= 1 and start + n <= e["length"], "start, length", (start, length),
+                  f"a run of frames inside episode {episode}'s {e['length']}")
+            rows = slice(e["start"] + start, e["start"] + start + n)
+            return np.array(shard.arrays["frames"][rows]), np.array(shard.arrays["actions"][rows], np.int64)
+    ids = [e["id"] for shard in shards for e in shard.meta["episodes"]]
+    raise ValueError(f"episode={episode}: not in {data}; its episodes are {ids[:10]}{'...' if len(ids) > 10 else ''}")
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    data: str = field(default="", metadata={"help": "dataset directory the clip comes from (worldsim collect, or a "
+                                                    "recording saved from worldsim play)"})
+    episode: int = field(default=0, metadata={"help": "the clip's episode id in data"})
+    start: int = field(default=0, metadata={"help": "the clip's first frame in its episode"})
+    length: int = field(default=32, metadata={"help": "frames of the clip"})
+    checkpoint: str | None = field(default=None, metadata={"help": "world model (default: the shipped one)"})
+    prompt: str = field(default="", metadata={"help": "text the result should follow, expanded into the captions' "
+                                                      "style (worldsim.prompt)"})
+    guidance: float = field(default=3.0, metadata={"help": "how hard the result follows the prompt (classifier-free "
+                                                           "guidance; 1: none)"})
+    seed: int = field(default=0, metadata={"help": "seed of the sampling noise"})
+    out: str = field(default="edit.gif", metadata={"help": "the file to write (.gif or .mp4)"})
+    scale: int = field(default=4, metadata={"help": "output pixels per frame pixel"})
+
+    def __post_init__(self):
+        check(bool(self.data), "data", self.data, "a dataset directory to take the clip from")
+        check(self.length >= 1 and self.start >= 0, "start, length", (self.start, self.length), "start >= 0 and "
+              "length >= 1")
+        check(0 <= self.guidance <= 100, "guidance", self.guidance, "a scale in [0, 100] (1: no guidance)")
+        check(self.scale >= 1, "scale", self.scale, "an integer >= 1")
+        check_out("out", self.out, (".gif", ".mp4"))
+
+
+@dataclass(frozen=True)
+class RestyleConfig(EditConfig):
+    strength: float = field(default=0.6, metadata={"help": "noise level each frame is remade from: 0 keeps the clip, "
+                                                           "1 ignores it"})
+    steps: int = field(default=8, metadata={"help": "solver passes a frame"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(0 <= self.strength <= 1, "strength", self.strength, "a noise level in [0, 1]")
+        check(self.steps >= 1, "steps", self.steps, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ExtendConfig(EditConfig):
+    transition: int = field(default=8, metadata={"help": "frames the model makes: before the clip (extend), between "
+                                                          "the clips (connect)"})
+    steps: int = field(default=8, metadata={"help": "solver passes a made frame"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.transition >= 1 and self.steps >= 1, "transition, steps", (self.transition, self.steps),
+              "integers >= 1")
+
+
+@dataclass(frozen=True)
+class ConnectConfig(ExtendConfig):
+    to_episode: int = field(default=1, metadata={"help": "clip B's episode id in data"})
+    to_start: int = field(default=0, metadata={"help": "clip B's first frame in its episode"})
+
+
+def _open(cfg: EditConfig) -> tuple[WorldSimulator, str]:
+    from worldsim.prompt import expand_prompt
+    from worldsim.simulator import load_simulator
+
+    sim, _ = load_simulator(cfg.checkpoint, None, None, "cpu", batch_size=1)
+    caption = ""
+    if cfg.prompt:
+        expansion = expand_prompt(cfg.prompt, vocabulary=sim.dit.config.vocab)
+        caption = expansion.caption
+        unknown = f" (words it could not use: {', '.join(expansion.unknown)})" if expansion.unknown else ""
+        print(f"prompt {cfg.prompt!r} -> caption {caption!r}{unknown}")
+    return sim, caption
+
+
+def _write(cfg: EditConfig, panels: list[np.ndarray], sim: WorldSimulator) -> Path:
+    from worldsim.media import side_by_side, upscale, write_video
+
+    frames = [upscale(side_by_side(list(row)), cfg.scale) for row in zip(*panels)]
+    return write_video(cfg.out, frames, sim.metadata.get("render_fps") or 10)
+
+
+def run_restyle(cfg: RestyleConfig) -> str:
+    sim, caption = _open(cfg)
+    frames, actions = read_clip(cfg.data, cfg.episode, cfg.start, cfg.length)
+    out = restyle(sim, frames, actions, caption, strength=cfg.strength, guidance=cfg.guidance, steps=cfg.steps,
+                  seed=cfg.seed)
+    return f"wrote {_write(cfg, [frames, out.frames], sim)}: the clip (left) and restyled (right), {len(frames)} frames"
+
+
+def run_connect(cfg: ConnectConfig) -> str:
+    sim, caption = _open(cfg)
+    a, a_actions = read_clip(cfg.data, cfg.episode, cfg.start, cfg.length)
+    b, b_actions = read_clip(cfg.data, cfg.to_episode, cfg.to_start, cfg.length)
+    out = connect(sim, a, b, cfg.transition, a_actions=a_actions, b_actions=b_actions, caption=caption,
+                  guidance=cfg.guidance, steps=cfg.steps, seed=cfg.seed)
+    path = _write(cfg, [out.frames], sim)
+    return f"wrote {path}: clip A ({len(a)} frames), {cfg.transition} made, clip B ({len(b)} frames)"
+
+
+def run_extend(cfg: ExtendConfig) -> str:
+    sim, caption = _open(cfg)
+    frames, actions = read_clip(cfg.data, cfg.episode, cfg.start, cfg.length)
+    out = extend_backward(sim, frames, cfg.transition + 1, clip_actions=actions, caption=caption,
+                          guidance=cfg.guidance, seed=cfg.seed)
+    return f"wrote {_write(cfg, [out.frames], sim)}: {cfg.transition + 1} made frames, then the clip ({len(frames)})"

@@ -1,13 +1,14 @@
 """`worldsim recipe`: the shipped Craft2D world model from nothing, one command, every stage resuming where it stopped.
 
-    worldsim recipe                                         # collect, autoencoder, world model, fine-tune, ship
+    worldsim recipe                                         # collect, autoencoder, world model, fine-tunes, ship
     worldsim recipe stages=[world,world_ft,ship]            # some stages (their inputs must be there)
     worldsim recipe "collect=['steps=20000']" "world=['optim.steps=500']"     # extra settings of a stage
 
 Each stage is the command the README lists, with its recipe from configs/ (`experiment=...`) and the stage's extra
 key=value settings on top; the stages are chained by their settings, not by fixed paths: the world model trains on the
-dataset collect wrote and the autoencoder train ae wrote, the fine-tune starts from the world model's checkpoint, and
-ship copies the fine-tune's checkpoint (checked whole by load_world) to `ship=`. Every stage resumes: collect continues
+dataset collect wrote and the autoencoder train ae wrote, the fine-tune starts from the world model's checkpoint, the
+captions fine-tune (on its own fresh data) from the fine-tune's, and ship copies the last checkpoint (checked whole by
+load_world) to `ship=`. Every stage resumes: collect continues
 its dataset, a training run its run directory, and a stage that is done does nothing, so after a crash or Ctrl-C the
 same command carries on.
 """
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from worldsim.config import check
 
-STAGES = ("collect", "ae", "world", "world_ft", "ship")
+STAGES = ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "ship")
 RECIPES = {"collect": ("collect", "craft2d"), "ae": ("train_ae", "craft2d"), "world": ("train_world", "craft2d_s"),
-           "world_ft": ("train_world", "craft2d_s_ft")}  # stage -> (configs/ folder, experiment=)
+           "world_ft": ("train_world", "craft2d_s_ft"), "collect_text": ("collect", "craft2d_text"),
+           "world_text": ("train_world", "craft2d_s_text")}  # stage -> (configs/ folder, experiment=)
 
 
 def _shipped() -> str:
@@ -43,8 +45,12 @@ class RecipeConfig:
                                                                     "experiment=craft2d_s`"})
     world_ft: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
                                                                        "experiment=craft2d_s_ft`"})
-    ship: str = field(default_factory=_shipped, metadata={"help": "where the fine-tuned checkpoint is copied (default: "
-                                                                  "the package's shipped model)"})
+    collect_text: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim collect "
+                                                                           "experiment=craft2d_text`"})
+    world_text: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
+                                                                         "experiment=craft2d_s_text`"})
+    ship: str = field(default_factory=_shipped, metadata={"help": "where the last fine-tune's checkpoint is copied "
+                                                                  "(default: the package's shipped model)"})
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
@@ -67,7 +73,14 @@ def configs(cfg: RecipeConfig) -> dict:
     world_ft = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_ft'][1]}", *chained,
                                                   f"init={Path(world.loop.out) / 'last.safetensors'}", *cfg.world_ft],
                                "train_world")
-    return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft}
+    collect_text = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect_text'][1]}", *cfg.collect_text],
+                                   "collect")
+    world_text = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_text'][1]}",
+                                                    f"data={collect_text.out}", chained[1],
+                                                    f"init={Path(world_ft.loop.out) / 'last.safetensors'}",
+                                                    *cfg.world_text], "train_world")
+    return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft, "collect_text": collect_text,
+            "world_text": world_text}
 
 
 def run(cfg: RecipeConfig) -> Path:
@@ -78,7 +91,8 @@ def run(cfg: RecipeConfig) -> Path:
     from worldsim.train import autoencoder, world
 
     stages = configs(cfg)
-    runners = {"collect": collect, "ae": autoencoder.run, "world": world.run, "world_ft": world.run}
+    runners = {"collect": collect, "ae": autoencoder.run, "world": world.run, "world_ft": world.run,
+               "collect_text": collect, "world_text": world.run}
     for name in STAGES:
         if name not in cfg.stages:
             continue
@@ -86,7 +100,7 @@ def run(cfg: RecipeConfig) -> Path:
         if name != "ship":
             runners[name](stages[name])
             continue
-        source = Path(stages["world_ft"].loop.out) / "last.safetensors"
+        source = Path(stages["world_text"].loop.out) / "last.safetensors"
         load_world(source)  # refused here, with the field named, rather than shipped
         with atomic_path(cfg.ship) as tmp:
             shutil.copyfile(source, tmp)

@@ -191,7 +191,7 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
         agent = make_agent(name, worlds.action_space, worlds.dream.env_id if game else None)
         seen: list[Agreement] = []
         worlds.reset(cfg.seed, prompt=cfg.prompt, guidance=cfg.guidance)
-        start = {k: worlds.info[k] for k in ("caption", "unknown_words") if k in worlds.info}
+        start = {k: worlds.info[k] for k in ("caption", "unknown_words")} if cfg.prompt is not None else {}
         agent.reset(cfg.seed)
         frames = [side_by_side(worlds.frames)]
         progress = None if quiet else Progress(cfg.steps, "dream", "steps")

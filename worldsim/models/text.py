@@ -49,6 +49,18 @@ def tokenize(captions: Sequence[str], vocab: Sequence[str], max_words: int) -> t
     return ids
 
 
+def remap_embedding(weight: torch.Tensor, old: Sequence[str], new: Sequence[str], fresh: torch.Tensor) -> torch.Tensor:
+    """An embedding table (1 + len(old), D) of vocabulary `old` laid out for vocabulary `new`: a word keeps its row,
+    words new to it take theirs from `fresh` (1 + len(new), D), the table of a model just made."""
+    out = fresh.clone()
+    out[0] = weight[0]  # padding
+    where = {w: i + 1 for i, w in enumerate(old)}
+    for j, w in enumerate(new):
+        if w in where:
+            out[j + 1] = weight[where[w]]
+    return out
+
+
 class _Layer(nn.Module):
     """A pre-norm transformer layer over the words of captions, padding masked out."""
 
