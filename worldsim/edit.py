@@ -210,7 +210,7 @@ def run_restyle(cfg: RestyleConfig) -> str:
     frames, actions = read_clip(cfg.data, cfg.episode, cfg.start, cfg.length)
     out = restyle(sim, frames, actions, caption, strength=cfg.strength, guidance=cfg.guidance, steps=cfg.steps,
                   seed=cfg.seed)
-    return f"wrote {_write(cfg, [frames, out.frames], sim)}: the clip (left) and restyled (right), {len(frames)} frames"
+    return f"wrote {_write(cfg, [frames, out.frames], sim)}, {len(frames)} frames: the clip (left), restyled (right)"
 
 
 def run_connect(cfg: ConnectConfig) -> str:
@@ -220,7 +220,7 @@ def run_connect(cfg: ConnectConfig) -> str:
     out = connect(sim, a, b, cfg.transition, a_actions=a_actions, b_actions=b_actions, caption=caption,
                   guidance=cfg.guidance, steps=cfg.steps, seed=cfg.seed)
     path = _write(cfg, [out.frames], sim)
-    return f"wrote {path}: clip A ({len(a)} frames), {cfg.transition} made, clip B ({len(b)} frames)"
+    return f"wrote {path}, {len(out.frames)} frames: clip A ({len(a)}), {cfg.transition} made, clip B ({len(b)})"
 
 
 def run_extend(cfg: ExtendConfig) -> str:
@@ -228,4 +228,4 @@ def run_extend(cfg: ExtendConfig) -> str:
     frames, actions = read_clip(cfg.data, cfg.episode, cfg.start, cfg.length)
     out = extend_backward(sim, frames, cfg.transition + 1, clip_actions=actions, caption=caption,
                           guidance=cfg.guidance, seed=cfg.seed)
-    return f"wrote {_write(cfg, [out.frames], sim)}: {cfg.transition + 1} made frames, then the clip ({len(frames)})"
+    return f"wrote {_write(cfg, [out.frames], sim)}, {len(out.frames)} frames: {cfg.transition + 1} made, then the clip"

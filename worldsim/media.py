@@ -1,4 +1,4 @@
-"""Frames to GIF or MP4 files, written to a temporary name and renamed (a crash never leaves half a file)."""
+"""Frames to GIF, MP4 or PNG files, written to a temporary name and renamed (a crash never leaves half a file)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,29 @@ def side_by_side(frames: list[np.ndarray]) -> np.ndarray:
 def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     """(H, W, 3) -> (H*scale, W*scale, 3), nearest neighbour: pixel art stays sharp."""
     return frame.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else frame
+
+
+def grid(frames: list[np.ndarray], columns: int) -> np.ndarray:
+    """Equal-sized (H, W, 3) frames tiled row by row, `columns` a row, white gaps between: a contact sheet."""
+    h, w, _ = frames[0].shape
+    rows = -(-len(frames) // columns)
+    sheet = np.full((rows * (h + GAP) - GAP, columns * (w + GAP) - GAP, 3), 255, np.uint8)
+    for i, f in enumerate(frames):
+        r, c = divmod(i, columns)
+        sheet[r * (h + GAP):r * (h + GAP) + h, c * (w + GAP):c * (w + GAP) + w] = f
+    return sheet
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write a uint8 (H, W, 3) image as a PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"out={str(path)!r}: expected a file name ending in .png")
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp)
+    return path
 
 
 def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: float) -> Path:

@@ -4,6 +4,7 @@
   animals) against what each prompt asked, on the probes' 0..1 scale between unconditioned samples (0) and engine
   renders of the same prompts (1);
 - **restyle**, **connect**, **extend backward** (worldsim.probes.editing): edits of clips the real game plays.
+`prompts.png` shows the model's first frame for every time of day x biome of the grid beside the engine's render.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def run(cfg: FeaturesConfig) -> dict:
             return sim.imagine(captions, steps=PROMPT_STEPS, guidance=cfg.guidance, seed=seed * 100_003)
 
         results["adherence"] = score_adherence(generate, seeds=cfg.seeds)
+        sheet(generate, Path(cfg.out) / "prompts.png")
     clips = craft2d_clips(cfg.clips, cfg.length, seed=10_000) if {"restyle", "connect"} & set(cfg.only) else []
     if "restyle" in cfg.only:
         results["restyle"] = score_restyle(sim, clips, cfg.strength, cfg.guidance)
@@ -70,6 +72,22 @@ def run(cfg: FeaturesConfig) -> dict:
     atomic_write_bytes(out / "features.md", report(results).encode())
     print(report(results))
     return results
+
+
+def sheet(generate, path: Path) -> Path:
+    """A contact sheet of the phase x biome prompts: the model's first frame (seed 0) beside the engine's render, a
+    row per phase."""
+    from worldsim.media import grid, side_by_side, upscale, write_png
+    from worldsim.probes.adherence import DEFAULT_PROMPTS, engine_frame
+    from worldsim.prompt import PHASES, expand_prompt
+
+    prompts = [p for p in DEFAULT_PROMPTS if expand_prompt(p).phase is not None]  # the grid, phase by phase
+    n_biomes = sum(expand_prompt(p).phase == PHASES[0] for p in prompts)
+    captions = [expand_prompt(p).caption for p in prompts]
+    model = generate(captions, 0)
+    pairs = [upscale(side_by_side([m, engine_frame(p, 0)]), 2) for m, p in zip(model, prompts)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_png(path, grid(pairs, n_biomes))
 
 
 def report(results: dict) -> str:
