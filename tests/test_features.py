@@ -65,6 +65,7 @@ def test_features_measures_prompts_and_edits(ckpt, tmp_path, capsys):
     for row in (results["adherence"][k] for k in ("phase", "biome")):
         assert 0.0 <= row["ceiling"] <= 1.0 and (np.isnan(row["score"]) or 0.0 <= row["score"] <= 1.0)
     assert set(results["restyle"]) == {"changed", "kept", "input_changed"}
+    assert set(results["starts"]) == {"image_h1", "video_h1"} and all(0 <= v <= 1 for v in results["starts"].values())
     assert all(0.0 <= v <= 1.0 for v in [*results["restyle"].values(), *results["connect"].values()])
     assert results["connect"]["fade_arrival"] > 0.2  # a cross-fade heads for the goal (2/3 of the way here)
     with Image.open(out / "prompts.png") as sheet:

@@ -11,6 +11,10 @@ is scored on the same ones.
   some sprite (`VALID_DISTANCE`): a transition must stay a Craft2D picture. A pixel cross-fade from A's last frame to
   B's first is the reference row: it arrives, but its middle frames are no sprites at all.
 - **extend**: the same for `extend_backward` into clip B.
+- **starts** (image to world, video extension forward): the model started from a clip's first frame (an image), or
+  from its first half (a video), then driven by the clip's own actions; `image_h{k}` / `video_h{k}`: the cells of the
+  model's frame k steps on that show the real game's sprite (same place, same time). The worlds are ones the model
+  never saw (seeds far from the training data's), so this is how well an unseen world is kept.
 """
 
 from __future__ import annotations
@@ -72,6 +76,23 @@ def _kept(made: np.ndarray, truth: np.ndarray) -> float:
     cells, distance = decode_cells(made)
     truth_cells, _ = decode_cells(truth)
     return float(cells_right(cells, distance, truth_cells).mean())
+
+
+def score_starts(sim, clips: list[Clip], horizons: tuple[int, ...] = (1, 4, 8)) -> dict:
+    """{"image_h{k}", "video_h{k}"}: cells right k steps after an image start (the clip's first frame) and after a
+    video start (its first half), the model driven by the clip's actions, against the real game's frames."""
+    rows: dict[str, list[float]] = {}
+    for i, clip in enumerate(clips):
+        for name, given in (("image", 1), ("video", len(clip.frames) // 2)):
+            ahead = [k for k in horizons if given - 1 + k < len(clip.frames)]
+            if not ahead:
+                continue
+            sim.seed(i)
+            sim.reset(clip.frames[None, :given], clip.actions[None, :given])
+            made = [sim.step(clip.actions[given + j:given + j + 1]).frames[0] for j in range(max(ahead))]
+            for k in ahead:
+                rows.setdefault(f"{name}_h{k}", []).append(_kept(made[k - 1][None], clip.frames[given - 1 + k][None]))
+    return {k: float(np.mean(v)) for k, v in sorted(rows.items())}
 
 
 def score_restyle(sim, clips: list[Clip], strength: float = 0.6, guidance: float = 3.0, steps: int = 8) -> dict:

@@ -26,8 +26,8 @@ class FeaturesConfig:
     guidance: float = field(default=3.0, metadata={"help": "classifier-free guidance of prompts and restyles"})
     strength: float = field(default=0.6, metadata={"help": "restyle noise level"})
     transition: int = field(default=8, metadata={"help": "frames connect and extend make"})
-    only: list[str] = field(default_factory=lambda: ["adherence", "restyle", "connect"], metadata={
-        "help": "which measures to run: adherence, restyle, connect (connect includes extend)"})
+    only: list[str] = field(default_factory=lambda: ["adherence", "starts", "restyle", "connect"], metadata={
+        "help": "which measures to run: adherence, starts (image and video starts), restyle, connect (with extend)"})
     out: str = field(default="features", metadata={"help": "directory of features.json and features.md"})
 
     def __post_init__(self):
@@ -36,14 +36,14 @@ class FeaturesConfig:
         check(0 <= self.guidance <= 100, "guidance", self.guidance, "a scale in [0, 100]")
         check(0 <= self.strength <= 1, "strength", self.strength, "a noise level in [0, 1]")
         check(self.transition >= 1, "transition", self.transition, "frames >= 1")
-        known = ("adherence", "restyle", "connect")
+        known = ("adherence", "starts", "restyle", "connect")
         check(bool(self.only) and set(self.only) <= set(known), "only", list(self.only), f"a list among {known}")
 
 
 def run(cfg: FeaturesConfig) -> dict:
     from worldsim.envs.craft2d import is_craft2d
     from worldsim.envs.dream import PROMPT_STEPS
-    from worldsim.probes.editing import craft2d_clips, score_connect, score_restyle
+    from worldsim.probes.editing import craft2d_clips, score_connect, score_restyle, score_starts
     from worldsim.simulator import load_simulator
 
     sim, path = load_simulator(cfg.checkpoint, None, None, "cpu", batch_size=1)
@@ -51,7 +51,7 @@ def run(cfg: FeaturesConfig) -> dict:
         raise ValueError(f"worldsim features decodes Craft2D frames, and {path} was trained on "
                          f"{sim.metadata.get('env')!r}")
     if sim.dit.text is None and ("adherence" in cfg.only or "restyle" in cfg.only):
-        raise ValueError(f"{path} was trained without captions: it cannot follow prompts; run only=[connect]")
+        raise ValueError(f"{path} was trained without captions: it cannot follow prompts; run only=[starts,connect]")
     results: dict = {"checkpoint": str(path), "config": asdict(cfg)}
     if "adherence" in cfg.only:
         from worldsim.probes.adherence import score_adherence
@@ -61,7 +61,9 @@ def run(cfg: FeaturesConfig) -> dict:
 
         results["adherence"] = score_adherence(generate, seeds=cfg.seeds)
         sheet(generate, Path(cfg.out) / "prompts.png")
-    clips = craft2d_clips(cfg.clips, cfg.length, seed=10_000) if {"restyle", "connect"} & set(cfg.only) else []
+    clips = craft2d_clips(cfg.clips, cfg.length, seed=10_000) if set(cfg.only) - {"adherence"} else []
+    if "starts" in cfg.only:
+        results["starts"] = score_starts(sim, clips)
     if "restyle" in cfg.only:
         results["restyle"] = score_restyle(sim, clips, cfg.strength, cfg.guidance)
     if "connect" in cfg.only:
@@ -99,6 +101,15 @@ def report(results: dict) -> str:
             if isinstance(row, dict) and "score" in row:
                 lines.append(f"| {name} | {row['score']:.2f} | {row['model']:.2f} | {row['floor']:.2f} | "
                              f"{row['ceiling']:.2f} |")
+        lines.append("")
+    if "starts" in results:
+        s = results["starts"]
+        ks = sorted({int(k.split("_h")[1]) for k in s})
+        lines += ["## Image and video starts in worlds the model never saw (cells right, k steps on)", "",
+                  "| start | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        for name in ("image", "video"):
+            lines.append(f"| {name} | " + " | ".join(f"{s[f'{name}_h{k}']:.1%}" if f"{name}_h{k}" in s else "-"
+                                                   for k in ks) + " |")
         lines.append("")
     if "restyle" in results:
         r = results["restyle"]
