@@ -12,8 +12,9 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from worldsim.checkpoint import trained_views, view_problem
 from worldsim.envs.window import RendersFrames
-from worldsim.simulator import load_simulator
+from worldsim.simulator import WorldSimulator, load_simulator
 
 _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt", "guidance")
 PROMPT_STEPS = 16  # solver passes of a prompt's first frame: made once, so it affords more than a step's few
@@ -34,14 +35,22 @@ class DreamEnv(RendersFrames, gym.Env):
     Craft2D-v0). An action outside the space raises ValueError.
 
     ## Observation Space
-    `Box(0, 255, (H, W, 3), uint8)`: the decoded frame, at the frame size the checkpoint was trained on.
+    `Box(0, 255, (H, W, 3), uint8)`: the decoded frame, at the checkpoint's frame size (its `frame_shape`), or at
+    `view=(H, W)` when given. One model plays at any size its autoencoder and patches tile (the transformer's rotary
+    positions extend to any grid): the sizes it was trained on (the checkpoint's `views`, e.g. [64, 64, 3],
+    [64, 96, 3] and [96, 64, 3] for a model of `worldsim train world views=[...]`) play as well as its main one;
+    any other size is allowed, with `info["view_trained"]` False, since the model has never seen it and may make
+    poor frames.
 
     ## Rewards
     The reward head's prediction for the new frame (float).
 
     ## Starting State
     By default a real start frame, drawn with the env's RNG from the bank stored in the checkpoint (reset frames of
-    training episodes). `reset(options=...)` starts elsewhere:
+    training episodes, at its frame_shape). At another `view` a Craft2D checkpoint starts from the real game's reset
+    frame at that view (Craft2D-v0 with its defaults but the view, seeded with the env's RNG: info `start` "engine");
+    other checkpoints have no start frames at another view, so a reset there needs an image or a video.
+    `reset(options=...)` starts elsewhere, every start at the env's frame size:
     - `{"image": frame}`: any (H, W, 3) uint8 frame;
     - `{"video": frames, "actions": actions}`: continues a clip, frames (T, H, W, 3) uint8 and the action that led
       to each frame, (T,) ints (-1 for an episode's first frame; all -1 when `actions` is left out);
@@ -57,15 +66,18 @@ class DreamEnv(RendersFrames, gym.Env):
     made with `gymnasium.make`).
 
     ## Info
-    `denoise_steps` (solver passes per step), `t` (steps since reset) and `start` ("bank", "image", "video",
-    "scenario" or "prompt"; after a prompt also `caption` and `unknown_words`); deterministic: nothing depends on
-    the wall clock.
+    `denoise_steps` (solver passes per step), `t` (steps since reset), `start` ("bank", "engine", "image", "video",
+    "scenario" or "prompt"; after a prompt also `caption` and `unknown_words`) and `view_trained` (whether the
+    checkpoint was trained at this frame size); deterministic: nothing depends on the wall clock.
 
     ## Arguments
     ```python
     gymnasium.make("worldsim/Dream-v0", checkpoint=None, denoise_steps=None, context=None, history_sigma=None,
-                   device="auto", render_mode=None)
+                   device="auto", render_mode=None, view=None)
     ```
+    `view`: the frame size to play at, `(H, W)` in pixels as the observation's shape reads (for Craft2D, 8 px a
+    tile, the HUD row included: `view=(64, 96)` is 12 tiles wide and 8 high, `Craft2D-v0`'s view_width=12); each
+    side a multiple of the model's downsample x patch (16 for the shipped model). Default: the checkpoint's.
     `checkpoint`: a `.safetensors` path (default: the one shipped in the package). `denoise_steps`: solver steps
     per frame (default: the checkpoint's). `context`: frames in the sliding window (default and maximum: the
     checkpoint's). `history_sigma`: the noise level the history is shown at, in [0, 1) (default: the
@@ -73,7 +85,8 @@ class DreamEnv(RendersFrames, gym.Env):
     frames on the same device.
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release; `view=` added with models trained on several frame sizes (same version: the default is
+      unchanged).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -81,17 +94,22 @@ class DreamEnv(RendersFrames, gym.Env):
 
     def __init__(self, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
-                 window_scale: int = 6, history_sigma: float | None = None):
+                 window_scale: int = 6, history_sigma: float | None = None,
+                 view: tuple[int, int] | tuple[int, int, int] | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         self.sim, path = load_simulator(checkpoint, denoise_steps, context, device, batch_size=1,
                                         history_sigma=history_sigma)
-        meta = self.sim.metadata
         self.checkpoint, self.render_mode, self.window_scale = path, render_mode, window_scale
+        self.frame_shape, self.view_trained, bank = set_view(self.sim, view, path)
+        meta = self.sim.metadata
         self.env_id = meta.get("env")
         self.action_meanings = list(meta["action_meanings"])
-        self.frame_shape = tuple(meta["frame_shape"])
-        self.start_frames = self.sim.start_frames  # (K, H, W, 3) uint8, may be empty
+        self.start_frames = self.sim.start_frames if bank else np.zeros((0, *self.frame_shape), np.uint8)
+        self._bank_view = bank  # the view of the start bank (the checkpoint's frame_shape)
+        # a Craft2D checkpoint at another view than its bank's starts from the real game's reset frames there
+        self._engine_starts = not bank and is_craft2d(self.env_id)
+        self._game = None  # the real game at this view, made when a start needs it
         self.action_space = spaces.Discrete(len(self.action_meanings))
         self.observation_space = spaces.Box(0, 255, self.frame_shape, np.uint8)
         self.metadata = {**self.metadata, "render_fps": meta.get("render_fps") or 10}
@@ -127,9 +145,16 @@ class DreamEnv(RendersFrames, gym.Env):
     def get_action_meanings(self) -> list[str]:
         return list(self.action_meanings)
 
+    def close(self):
+        if self._game is not None:
+            self._game.close()
+            self._game = None
+        super().close()
+
     # ---- internals ---------------------------------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:
-        return {"denoise_steps": self.sim.denoise_steps, "t": self._t, "start": self._start, **self._prompt}
+        return {"denoise_steps": self.sim.denoise_steps, "t": self._t, "start": self._start,
+                "view_trained": self.view_trained, **self._prompt}
 
     def _start_clip(self, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
         """(frames (T, H, W, 3) uint8, actions (T,) int64, how) to start from."""
@@ -162,8 +187,13 @@ class DreamEnv(RendersFrames, gym.Env):
             return frames[-keep:], actions[-keep:].astype(np.int64), "video"
         if "scenario" in options:
             return self._scenario_frame(options["scenario"])[None], np.array([-1], np.int64), "scenario"
+        if self._engine_starts:
+            frame, _ = self._engine().reset(seed=int(self.np_random.integers(2 ** 31)))
+            return frame[None], np.array([-1], np.int64), "engine"
         if not len(self.start_frames):
-            raise ValueError(f"checkpoint {self.checkpoint} has no start frames: reset with options={{'image': "
+            at = "" if self._bank_view else \
+                f" at view {self.frame_shape[:2]} (its start frames are {tuple(self.sim.metadata['views'][0])})"
+            raise ValueError(f"checkpoint {self.checkpoint} has no start frames{at}: reset with options={{'image': "
                              "frame}} or {'video': frames}")
         pick = int(self.np_random.integers(len(self.start_frames)))
         return self.start_frames[pick:pick + 1].copy(), np.array([-1], np.int64), "bank"
@@ -188,20 +218,71 @@ class DreamEnv(RendersFrames, gym.Env):
         if frames.dtype != np.uint8 or frames.ndim != ndim or tuple(frames.shape[-3:]) != self.frame_shape or (
                 ndim == 4 and len(frames) == 0):
             raise ValueError(f"{name} of shape {frames.shape} and dtype {frames.dtype}: expected uint8 {want}, the "
-                             f"frame size this checkpoint was trained on")
+                             f"frame size this env plays at (view=, by default the checkpoint's frame_shape)")
         return np.ascontiguousarray(frames)
 
     def _scenario_frame(self, scenario) -> np.ndarray:
-        from worldsim.envs.craft2d import TILE_SIZE, Craft2DEnv, is_craft2d
-
         if not is_craft2d(self.env_id):
             raise ValueError(f"reset option 'scenario' needs a Craft2D checkpoint; {self.checkpoint} was trained on "
                              f"{self.env_id!r}: start from 'image' or 'video' instead")
-        h, w, _ = self.frame_shape
-        real = Craft2DEnv(view_width=w // TILE_SIZE, view_height=h // TILE_SIZE)
-        frame, _ = real.reset(seed=int(self.np_random.integers(2 ** 31)), options={"scenario": scenario})
-        real.close()
+        frame, _ = self._engine().reset(seed=int(self.np_random.integers(2 ** 31)), options={"scenario": scenario})
         return frame
+
+    def _engine(self):
+        if self._game is None:
+            self._game = engine_at(self.frame_shape)
+        return self._game
+
+
+def set_view(sim: WorldSimulator, view: Any, checkpoint: Path) -> tuple[tuple[int, int, int], bool, bool]:
+    """Make `sim` play at `view`, (H, W) or (H, W, 3) pixels (None: the checkpoint's frame_shape), refused with the
+    rule when the model's autoencoder and patches do not tile it. The simulator's metadata then describes the frames
+    it makes: frame_shape and latent_shape are the view's (what WorldSimulator.imagine reads), views still the
+    trained ones. Returns (frame shape, whether the model was trained at it, whether its start bank is of it)."""
+    meta = sim.metadata
+    main = tuple(meta["frame_shape"])
+    if view is None:
+        return main, True, True
+    sides = tuple(view) if isinstance(view, (tuple, list, np.ndarray)) else ()
+    if not (len(sides) in (2, 3) and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sides)
+            and (len(sides) == 2 or sides[2] == 3)):
+        raise ValueError(f"view={view!r}: expected a frame size (H, W) in pixels, or None for the checkpoint's "
+                         f"{main[:2]}")
+    shape = (int(sides[0]), int(sides[1]), 3)
+    problem = view_problem(list(shape), sim.ae.cfg, sim.dit.config)
+    if problem:
+        from worldsim.envs.craft2d import TILE_SIZE
+
+        a, b = shape[:2]  # tiles, if that is what was meant: Craft2D names them width first (view_width=a)
+        tiles = (f"; Craft2D draws {TILE_SIZE} px a tile, so view_width={a}, view_height={b} is view=({TILE_SIZE * b}, "
+                 f"{TILE_SIZE * a})" if is_craft2d(meta.get("env")) and max(a, b) < 16 else "")
+        raise ValueError(f"view={view!r}: {checkpoint} cannot make frames of {shape[1]}x{shape[0]} pixels (W x H): "
+                         f"expected {problem}{tiles}")
+    f = sim.ae.cfg.downsample
+    sim.metadata = {**meta, "frame_shape": list(shape), "latent_shape": [sim.ae.cfg.latent_channels, shape[0] // f,
+                                                                          shape[1] // f]}
+    return shape, shape in trained_views(meta), shape == main
+
+
+def is_craft2d(env_id: object) -> bool:
+    from worldsim.envs.craft2d import is_craft2d as craft2d  # imported when asked: the game is not needed otherwise
+
+    return craft2d(env_id)
+
+
+def engine_at(frame_shape: tuple[int, ...]):
+    """Craft2D-v0 with its defaults, at the view that draws frames of `frame_shape` (H, W, 3)."""
+    from worldsim.envs.craft2d import TILE_SIZE, Craft2DEnv
+
+    h, w, _ = frame_shape
+    if h % TILE_SIZE or w % TILE_SIZE:
+        raise ValueError(f"view ({h}, {w}): Craft2D draws {TILE_SIZE} px a tile, so it has no start frames of this "
+                         "size; start from an image or a video")
+    try:
+        return Craft2DEnv(view_width=w // TILE_SIZE, view_height=h // TILE_SIZE)
+    except ValueError as err:
+        raise ValueError(f"view ({h}, {w}): the real game cannot draw it ({err}), so it has no start frames of this "
+                         "size; start from an image or a video") from None
 
 
 class DreamVectorEnv(gym.vector.VectorEnv):
@@ -212,6 +293,8 @@ class DreamVectorEnv(gym.vector.VectorEnv):
     terminates or truncates returns its new start frame (reward 0, not done) and ignores its action. `reset(seed=s)`
     seeds sub-env i with s + i: its start frame and its sampling noise are those of a `DreamEnv` reset with seed
     s + i, so it dreams the same frames under the same actions (to float rounding, ~1e-6, below a uint8 level).
+    `view=(H, W)` plays every world at that frame size, as DreamEnv's `view` (a Craft2D checkpoint starts them from
+    the real game's reset frames there; other checkpoints only at their frame_shape, where their start bank is).
     Infos are dicts of arrays with `_key` masks, as Gymnasium's vector envs give them.
     """
 
@@ -219,21 +302,29 @@ class DreamVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
-                 max_episode_steps: int | None = None, history_sigma: float | None = None):
+                 max_episode_steps: int | None = None, history_sigma: float | None = None,
+                 view: tuple[int, int] | tuple[int, int, int] | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps}: expected None or an integer >= 1")
         self.sim, self.checkpoint = load_simulator(checkpoint, denoise_steps, context, device, batch_size=num_envs,
                                                    history_sigma=history_sigma)
+        self.frame_shape, self.view_trained, bank = set_view(self.sim, view, self.checkpoint)
         meta = self.sim.metadata
-        if not len(self.sim.start_frames):
-            raise ValueError(f"checkpoint {self.checkpoint} has no start frames: the vector env starts its worlds "
+        # the real game at this view, where a Craft2D checkpoint's worlds start when its bank is of another size
+        try:
+            self._game = engine_at(self.frame_shape) if not bank and is_craft2d(meta.get("env")) else None
+        except ValueError as err:
+            raise ValueError(f"{err} (in DreamEnv: the vector env starts its worlds from start frames)") from None
+        if bank and not len(self.sim.start_frames) or not bank and self._game is None:
+            at = "" if bank else f" at view {self.frame_shape[:2]} (its start frames are {tuple(meta['views'][0])})"
+            raise ValueError(f"checkpoint {self.checkpoint} has no start frames{at}: the vector env starts its worlds "
                              "from them")
         self.num_envs, self.render_mode, self.max_episode_steps = int(num_envs), render_mode, max_episode_steps
         self.action_meanings = list(meta["action_meanings"])
         self.single_action_space = spaces.Discrete(len(self.action_meanings))
-        self.single_observation_space = spaces.Box(0, 255, tuple(meta["frame_shape"]), np.uint8)
+        self.single_observation_space = spaces.Box(0, 255, self.frame_shape, np.uint8)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.metadata = {**self.metadata, "render_fps": meta.get("render_fps") or 10}
@@ -288,12 +379,20 @@ class DreamVectorEnv(gym.vector.VectorEnv):
     def get_action_meanings(self) -> list[str]:
         return list(self.action_meanings)
 
+    def close_extras(self, **kwargs):
+        if self._game is not None:
+            self._game.close()
+
     def _draw_starts(self, which: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3): a bank frame, drawn with its sub-env's RNG, for each sub-env in `which` (zeros elsewhere)."""
+        """(N, H, W, 3): a start frame, drawn with its sub-env's RNG as DreamEnv draws it (a bank frame, or the real
+        game's reset frame at another view), for each sub-env in `which` (zeros elsewhere)."""
         bank = self.sim.start_frames
-        out = np.zeros((self.num_envs, *bank.shape[1:]), np.uint8)
+        out = np.zeros((self.num_envs, *self.frame_shape), np.uint8)
         for i in np.flatnonzero(which):
-            out[i] = bank[int(self._rngs[i].integers(len(bank)))]
+            if self._game is not None:
+                out[i] = self._game.reset(seed=int(self._rngs[i].integers(2 ** 31)))[0]
+            else:
+                out[i] = bank[int(self._rngs[i].integers(len(bank)))]
         return out
 
     def _draw_seeds(self, which: np.ndarray) -> list[int]:
@@ -303,4 +402,5 @@ class DreamVectorEnv(gym.vector.VectorEnv):
 
     def _info(self, mask: np.ndarray) -> dict[str, np.ndarray]:
         return {"denoise_steps": np.full(self.num_envs, self.sim.denoise_steps), "_denoise_steps": mask.copy(),
-                "t": self._elapsed.copy(), "_t": mask.copy()}
+                "t": self._elapsed.copy(), "_t": mask.copy(),
+                "view_trained": np.full(self.num_envs, self.view_trained), "_view_trained": mask.copy()}

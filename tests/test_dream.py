@@ -23,9 +23,10 @@ DREAM = "worldsim/Dream-v0"
 
 
 def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, starts: int = 3, context: int = 4,
-                vocab: tuple[str, ...] = ()):
+                vocab: tuple[str, ...] = (), views: list[list[int]] | None = None):
     """A tiny world-model checkpoint in the format `worldsim train world` writes, with perturbed random weights
-    (`vocab`: caption words, for a model with a text encoder)."""
+    (`vocab`: caption words, for a model with a text encoder; `views`: frame shapes it says it was trained on besides
+    64x64)."""
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, head_width=16))
     dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=n_actions, context=context,
@@ -36,7 +37,8 @@ def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, sta
     frames = np.stack([Craft2DEnv().reset(seed=s)[0] for s in range(starts)])
     meanings = Craft2DEnv().get_action_meanings() if n_actions == 12 else [f"a{i}" for i in range(n_actions)]
     return save_world(path, ae, dit, DiffusionConfig(denoise_steps=2), config={"tiny": True},
-                      action_meanings=meanings, frame_shape=[64, 64, 3], start_frames=frames, env=env, step=0)
+                      action_meanings=meanings, frame_shape=[64, 64, 3], start_frames=frames, env=env, step=0,
+                      views=views)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def test_same_seed_same_frames(ckpt):
     c = _rollout(gym.make(DREAM, checkpoint=str(ckpt)), 6, actions)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     assert not np.array_equal(a[0], c[0])
-    assert a[2] == {"denoise_steps": 2, "t": 8, "start": "bank"}
+    assert a[2] == {"denoise_steps": 2, "t": 8, "start": "bank", "view_trained": True}
 
 
 def test_spaces_meanings_and_defaults_come_from_the_checkpoint(ckpt, tmp_path):
@@ -128,7 +130,8 @@ def test_a_prompt_starts_a_world_from_text(tmp_path):
     assert not np.array_equal(obs, other) and not np.array_equal(obs, unguided)
     step = env.step(3)
     assert step[0].shape == (64, 64, 3) and step[4]["caption"] == "night, desert biome"  # the episode's start
-    assert env.reset(seed=0)[1] == {"denoise_steps": 2, "t": 0, "start": "bank"}  # a plain reset forgets it
+    assert env.reset(seed=0)[1] == {"denoise_steps": 2, "t": 0, "start": "bank",
+                                    "view_trained": True}  # a plain reset forgets it
     with pytest.raises(ValueError, match="guidance=-1"):
         env.reset(options={"prompt": "night", "guidance": -1})
     with pytest.raises(ValueError, match="'guidance' goes with 'prompt'"):

@@ -84,8 +84,9 @@ def test_cli_play_modes_and_bad_input(ckpt, tmp_path, capsys):
     cartpole = str(write_world(tmp_path / "cp.safetensors", env="CartPole-v1"))
     assert main(["play", "mode=ghost", f"checkpoint={cartpole}", "steps=1"]) == 2
     assert "CartPole-v1" in capsys.readouterr().err
-    assert main(["play", "mode=dream", f"checkpoint={ckpt}", "view_width=12", "steps=1"]) == 2
-    assert "view_width=12" in capsys.readouterr().err
+    assert main(["play", "mode=ghost", f"checkpoint={ckpt}", "view_width=12", "steps=1"]) == 0  # any view that tiles
+    assert main(["play", "mode=dream", f"checkpoint={ckpt}", "view_width=11", "steps=1"]) == 2
+    assert "view_width=11" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -13,12 +13,14 @@ training, from `world_metadata` and `world_tensors`) and read by `load_world`, n
 
     tensors     ae.* (Autoencoder), dit.* (DiT with its heads), start.frames (K, H, W, 3) uint8 (optional)
     metadata    config, ae_config, dit_config, diffusion (the three model configs as dicts), action_meanings (one
-                string per action), frame_shape [H, W, 3], latent_shape [C, H/f, W/f], env, render_fps, step
+                string per action), frame_shape [H, W, 3], latent_shape [C, H/f, W/f], views (every frame shape it
+                was trained on, frame_shape first: [[64, 64, 3], [64, 96, 3]]), env, render_fps, step
 
 load_world checks the file as a whole before it allocates anything big: every size against a bound, every tensor
 against the configs, the spaces against the frames the model will make. Format 1 files (the shipped model) load
 unchanged: their diffusion.steps is denoise_steps, and dit_config.max_extra_tokens (0) and dit.extra_cond, the
-unused caption prefix, are dropped.
+unused caption prefix, are dropped. A file without `views` (written before models trained on several frame sizes) was
+trained on its frame_shape alone, and reads so. The start frames are always frame_shape's.
 """
 
 from __future__ import annotations
@@ -139,16 +141,19 @@ def _decode(path: Path, raw: dict[str, str]) -> dict[str, Any]:
 
 
 def load_init(model: torch.nn.Module, path: str | Path, prefix: str, what: str, writers: str, fix: str,
-              new: tuple[str, ...] = ()) -> None:
+              new: tuple[str, ...] = (), adapt=None) -> None:
     """Load the `prefix.*` weights of checkpoint `path` into `model` (init= of a training run), or say what is wrong:
     `what` names the part ("autoencoder"), `writers` the commands that write such checkpoints, `fix` what to set.
     Weights of the model under the prefixes `new` may be missing from the file (a part the run adds, such as a text
-    encoder): they keep their initialisation."""
-    tensors, _ = load_checkpoint(path)
+    encoder): they keep their initialisation. `adapt(weights, metadata)` may rewrite the file's weights first (a
+    vocabulary that grew)."""
+    tensors, meta = load_checkpoint(path)
     weights = component(tensors, prefix)
     if not weights:
         raise CheckpointError(f"init={path}: no {what} weights ('{prefix}.*') in it; expected a checkpoint written "
                               f"by {writers}")
+    if adapt is not None:
+        weights = adapt(weights, meta)
     own = model.state_dict()
     weights.update({k: v for k, v in own.items() if k.startswith(new) and k not in weights} if new else {})
     try:
@@ -174,6 +179,7 @@ MAX_WORD = 64  # letters a caption word [9]
 MAX_SIZE_FIELD = 65536  # any other integer of ae_config / dit_config (widths, depths, heads...); MAX_PARAMS bounds
 #                         what they make together
 MAX_FPS = 1000.0  # render_fps, a display rate [null: Dream-v0 shows 10]
+MAX_VIEWS = 64  # frame sizes a model was trained on [1]
 WORLD_KEYS = ("ae_config", "dit_config", "diffusion", "action_meanings", "frame_shape", "latent_shape")
 _FIX = "the file is damaged or was edited: re-copy it, or train it again with `worldsim train world`"
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
@@ -199,14 +205,18 @@ class World:
 
 def world_metadata(config: Any, ae_config: AutoencoderConfig, dit_config: DiTConfig, diffusion: DiffusionConfig,
                    action_meanings: list[str], frame_shape: list[int] | tuple[int, ...], env: str | None = None,
-                   render_fps: float | None = None) -> dict[str, Any]:
+                   render_fps: float | None = None,
+                   views: list[list[int] | tuple[int, ...]] | None = None) -> dict[str, Any]:
     """The metadata of a world-model checkpoint (config: the run's resolved config, a dict), checked as load_world
-    checks it: a training run refuses a model it could not load before it spends an hour training it."""
+    checks it: a training run refuses a model it could not load before it spends an hour training it. `views`: the
+    frame shapes it was trained on besides frame_shape (the main one, where its start frames come from), if any."""
     h, w, _ = frame_shape
     f = ae_config.downsample
+    shapes = [[int(s) for s in frame_shape]] + [[int(s) for s in v] for v in views or ()]
     meta = {"config": config, "ae_config": asdict(ae_config), "dit_config": asdict(dit_config),
             "diffusion": asdict(diffusion), "action_meanings": list(action_meanings),
-            "frame_shape": [int(s) for s in frame_shape], "latent_shape": [ae_config.latent_channels, h // f, w // f],
+            "frame_shape": shapes[0], "latent_shape": [ae_config.latent_channels, h // f, w // f],
+            "views": [v for i, v in enumerate(shapes) if v not in shapes[:i]],  # main first, each once
             "env": env, "render_fps": render_fps}
     _check_world(Path("<new world model>"), json.loads(json.dumps(meta)))  # as it will read back
     return meta
@@ -224,9 +234,10 @@ def world_tensors(ae_state: dict[str, torch.Tensor], dit_state: dict[str, torch.
 def save_world(path: str | Path, ae: Autoencoder, dit: DiT, diffusion: DiffusionConfig, *, config: Any,
                action_meanings: list[str], frame_shape: list[int] | tuple[int, ...],
                start_frames: np.ndarray | None = None, env: str | None = None, render_fps: float | None = None,
-               step: int | None = None) -> Path:
-    """Write a world model (an Autoencoder, a DiT, its DiffusionConfig and what Dream-v0 needs) atomically."""
-    meta = world_metadata(config, ae.cfg, dit.config, diffusion, action_meanings, frame_shape, env, render_fps)
+               step: int | None = None, views: list[list[int] | tuple[int, ...]] | None = None) -> Path:
+    """Write a world model (an Autoencoder, a DiT, its DiffusionConfig and what Dream-v0 needs) atomically; `views`:
+    other frame shapes it was trained on (world_metadata)."""
+    meta = world_metadata(config, ae.cfg, dit.config, diffusion, action_meanings, frame_shape, env, render_fps, views)
     if step is not None:
         meta["step"] = int(step)
     return save_checkpoint(path, world_tensors(ae.state_dict(), dit.state_dict(), start_frames), **meta)
@@ -383,19 +394,18 @@ def _check_world(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], Auto
     _require(path, dit.latent_channels == ae.latent_channels, "dit_config.latent_channels", dit.latent_channels,
              f"ae_config.latent_channels = {ae.latent_channels}: the transformer models the autoencoder's latents")
 
-    shape, f, (_, ph, pw) = meta["frame_shape"], ae.downsample, dit.patch
-    ok = isinstance(shape, list) and len(shape) == 3 and all(type(s) is int for s in shape) and shape[2] == 3 and \
-        all(1 <= s <= MAX_FRAME_SIDE and s % (f * p) == 0 for s, p in zip(shape[:2], (ph, pw)))
-    _require(path, ok, "frame_shape", shape, f"[H, W, 3], H a multiple of {f * ph} and W of {f * pw} (downsample "
-             f"{f} x patch), each <= {MAX_FRAME_SIDE}")
+    shape, f = meta["frame_shape"], ae.downsample
+    _check_view(path, "frame_shape", shape, ae, dit)
     latent = [ae.latent_channels, shape[0] // f, shape[1] // f]
     _require(path, meta["latent_shape"] == latent, "latent_shape", meta["latent_shape"], f"{latent}: "
              f"[latent_channels, H / {f}, W / {f}] of frame_shape {shape}")
-    tokens = (latent[1] // ph) * (latent[2] // pw)
-    cache = 2 * dit.depth * dit.context * tokens * dit.width * 4  # K and V, every layer, the whole window, float32
-    _require(path, tokens <= MAX_TOKENS, "frame_shape", shape, f"at most {MAX_TOKENS} tokens a frame, not {tokens}")
-    _require(path, cache <= MAX_CACHE_BYTES, "dit_config", f"a KV cache of {cache / 2 ** 20:,.0f} MiB a world",
-             f"<= {MAX_CACHE_BYTES / 2 ** 20:,.0f} MiB (depth x context x tokens x width)")
+    views = meta.setdefault("views", [shape])  # older files: trained on frame_shape alone
+    _require(path, isinstance(views, list) and 1 <= len(views) <= MAX_VIEWS, "views", repr(views)[:120],
+             f"a list of 1 to {MAX_VIEWS} frame shapes [H, W, 3]")
+    _require(path, views[0] == shape, "views[0]", views[0], f"frame_shape {shape}: the main view comes first")
+    for i, view in enumerate(views):
+        _check_view(path, f"views[{i}]", view, ae, dit)
+        _require(path, view not in views[:i], f"views[{i}]", view, "each frame shape once")
 
     meanings = meta["action_meanings"]
     ok = isinstance(meanings, list) and all(isinstance(m, str) for m in meanings) and len(meanings) == dit.n_actions
@@ -407,6 +417,36 @@ def _check_world(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], Auto
              f"null or a number in (0, {MAX_FPS:g}]")
     _require(path, type(step) is int and step >= 0, "step", repr(step), "an integer >= 0")
     return meta, ae, dit, diffusion
+
+
+def view_problem(shape: Any, ae: AutoencoderConfig, dit: DiTConfig) -> str | None:
+    """Why a model of these configs cannot make frames of `shape` [H, W, 3] (what is expected), or None: the
+    autoencoder and the patches must tile the frame, and the bounds on frame sides, tokens and the KV cache hold.
+    The one rule for a checkpoint's frame_shape and views and for a view Dream-v0 is asked to play at."""
+    f, (_, ph, pw) = ae.downsample, dit.patch
+    ok = isinstance(shape, (list, tuple)) and len(shape) == 3 and all(type(s) is int for s in shape) and \
+        shape[2] == 3 and all(1 <= s <= MAX_FRAME_SIDE and s % (f * p) == 0 for s, p in zip(shape[:2], (ph, pw)))
+    if not ok:
+        return (f"[H, W, 3], H a multiple of {f * ph} and W of {f * pw} (downsample {f} x patch), each <= "
+                f"{MAX_FRAME_SIDE}")
+    tokens = (shape[0] // (f * ph)) * (shape[1] // (f * pw))
+    if tokens > MAX_TOKENS:
+        return f"at most {MAX_TOKENS} tokens a frame, not {tokens}"
+    cache = 2 * dit.depth * dit.context * tokens * dit.width * 4  # K and V, every layer, the whole window, float32
+    if cache > MAX_CACHE_BYTES:
+        return (f"a KV cache of at most {MAX_CACHE_BYTES / 2 ** 20:,.0f} MiB a world (depth x context x tokens x "
+                f"width), not {cache / 2 ** 20:,.0f} MiB")
+    return None
+
+
+def _check_view(path: Path, field: str, shape: Any, ae: AutoencoderConfig, dit: DiTConfig) -> None:
+    problem = view_problem(shape, ae, dit)
+    _require(path, problem is None, field, shape, problem or "")
+
+
+def trained_views(metadata: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The frame shapes (H, W, 3) a world model was trained on, its frame_shape first (a load_world'ed metadata)."""
+    return [tuple(v) for v in metadata.get("views") or [metadata["frame_shape"]]]
 
 
 class _ShapesOnly(TorchFunctionMode):

@@ -51,8 +51,7 @@ class PlayConfig:
                                                                    "shipped one)"})
     denoise_steps: int | None = field(default=None, metadata={"help": "solver steps a frame (default: the "
                                                                       "checkpoint's)"})
-    image: str | None = field(default=None, metadata={"help": "dream: start from this PNG (the checkpoint's frame "
-                                                              "size)"})
+    image: str | None = field(default=None, metadata={"help": "dream: start from this PNG (the view's frame size)"})
     prompt: str | None = field(default=None, metadata={
         "help": "dream: start from a first frame dreamt from this text (\"snowy night with a pig\"), for checkpoints "
                 "trained with captions; every new episode starts from it again"})
@@ -64,7 +63,9 @@ class PlayConfig:
     steps: int | None = field(default=None, metadata={"help": "stop after this many ticks (default: at ESC); with "
                                                               "screenshot=, how to play without a display"})
     view_width: int | None = field(default=None, metadata={"help": "view width in tiles (default: the checkpoint's; "
-                                                                   "8 for the real game)"})
+                                                                   "8 for the real game); the dream plays at any view "
+                                                                   "its model tiles, and says when it was not trained "
+                                                                   "at it"})
     view_height: int | None = field(default=None, metadata={"help": "view height in tiles, HUD row included "
                                                                      "(default: the checkpoint's; 8 for the real game)"})
     screenshot: str | None = field(default=None, metadata={"help": "save the window to this PNG when play ends"})
@@ -222,6 +223,8 @@ def play(args: PlayConfig = PlayConfig(), on_tick: Callable[[int], None] | None 
     controller = KeyboardController()
     ticks, total, paused, running, action = 0, 0.0, False, True, 0
     episode_return, status, saved = 0.0, "", []
+    if session.dream is not None and not session.dream.view_trained:
+        status = "a view this model was not trained at: its frames may be poor"
     try:
         while running:
             if on_tick:

@@ -40,6 +40,11 @@ class DreamConfig:
                 "alone: the real game cannot start from text)"})
     guidance: float = field(default=3.0, metadata={"help": "with prompt=: how hard the first frame follows it "
                                                            "(classifier-free guidance; 1: none)"})
+    view_width: int | None = field(default=None, metadata={
+        "help": "Craft2D checkpoints: view width in tiles, for the dream and the game beside it (default: the "
+                "checkpoint's; one it was not trained at is allowed, and said)"})
+    view_height: int | None = field(default=None, metadata={"help": "Craft2D checkpoints: view height in tiles, "
+                                                                     "HUD row included (default: the checkpoint's)"})
 
     def __post_init__(self):
         from worldsim.agents.base import agent_names
@@ -57,6 +62,9 @@ class DreamConfig:
         check(0 <= self.guidance <= 100, "guidance", self.guidance, "a scale in [0, 100] (1: no guidance)")
         check(self.prompt is None or self.agent != "explorer", "agent", self.agent,
               "random or mixture with prompt=: the explorer reads the real game's state, and a prompt's world has none")
+        for name in ("view_width", "view_height"):
+            value = getattr(self, name)
+            check(value is None or value >= 2, name, value, "at least 2 tiles, or null")
 
 
 @dataclass(frozen=True)
@@ -149,22 +157,34 @@ class Worlds:
 def open_worlds(checkpoint: str | None = None, denoise_steps: int | None = None, dream: bool = True,
                 real: bool | None = None, view: tuple[int | None, int | None] = (None, None)) -> Worlds:
     """`dream`: the world model of `checkpoint`; `real`: the real game beside it (True: required, so the checkpoint
-    must be Craft2D's; None: when it is; False: never). Without the dream, the real game alone at `view` tiles
-    (width, height; default 8 x 8). A view given with the dream must match the checkpoint's frames."""
+    must be Craft2D's; None: when it is; False: never). `view`: Craft2D tiles (width, height, the HUD row included),
+    each None for the checkpoint's (the real game alone: 8); the dream plays at that view (Dream-v0's view=, where a
+    view the model was not trained at is allowed: `dream.view_trained` says so), and the game beside it too."""
     from worldsim.envs.craft2d import TILE_SIZE, Craft2DEnv, is_craft2d
 
     if not dream:
         width, height = (v or 8 for v in view)
         return Worlds(real=Craft2DEnv(render_mode="rgb_array", view_width=width, view_height=height))
+    from worldsim.checkpoint import default_checkpoint, read_metadata
     from worldsim.envs.dream import DreamEnv
 
-    model = DreamEnv(checkpoint=checkpoint, denoise_steps=denoise_steps)
+    frame = None
+    if any(v is not None for v in view):  # tiles -> pixels, a side left unset from the checkpoint's frames
+        path = checkpoint or default_checkpoint()
+        meta = read_metadata(path)
+        if not is_craft2d(meta.get("env")):
+            raise ValueError(f"view_width={view[0]}, view_height={view[1]}: Craft2D tiles, but {path} was trained on "
+                             f"{meta.get('env')!r}; leave them unset")
+        h, w, _ = meta["frame_shape"]
+        frame = ((view[1] or h // TILE_SIZE) * TILE_SIZE, (view[0] or w // TILE_SIZE) * TILE_SIZE)
+    try:
+        model = DreamEnv(checkpoint=checkpoint, denoise_steps=denoise_steps, view=frame)
+    except ValueError as err:
+        if frame is None:
+            raise
+        raise ValueError(f"view_width={view[0]}, view_height={view[1]} (tiles of {TILE_SIZE} px): {err}") from None
     h, w, _ = model.frame_shape
     size = (w // TILE_SIZE, h // TILE_SIZE)
-    if any(v is not None and v != s for v, s in zip(view, size)):
-        model.close()
-        raise ValueError(f"view_width={view[0]}, view_height={view[1]}: {model.checkpoint} makes frames of {size[0]} "
-                         f"x {size[1]} tiles ({w}x{h} pixels); leave the view unset or set it to that")
     if real and not is_craft2d(model.env_id):
         model.close()
         raise ValueError(f"the real game beside the dream is Craft2D, but {model.checkpoint} was trained on "
@@ -181,7 +201,8 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
     from worldsim.media import side_by_side, upscale, write_video
     from worldsim.progress import Progress
 
-    worlds = open_worlds(cfg.checkpoint, cfg.denoise_steps, real=None if cfg.real and cfg.prompt is None else False)
+    worlds = open_worlds(cfg.checkpoint, cfg.denoise_steps, real=None if cfg.real and cfg.prompt is None else False,
+                         view=(cfg.view_width, cfg.view_height))
     try:
         game = worlds.real is not None
         name = cfg.agent or ("explorer" if game else "random")
@@ -211,7 +232,8 @@ def run(cfg: DreamConfig, quiet: bool = False) -> dict:
         fps = cfg.fps or worlds.dream.metadata["render_fps"]
         path = write_video(cfg.out, [upscale(f, cfg.scale) for f in frames], fps)
         summary = {"out": str(path), "steps": cfg.steps, "episodes": worlds.episodes,
-                   "denoise_steps": worlds.dream.sim.denoise_steps}
+                   "denoise_steps": worlds.dream.sim.denoise_steps, "frame_shape": worlds.dream.frame_shape,
+                   "view_trained": worlds.dream.view_trained}
         return summary | start | (summarise(seen) if seen else {})
     finally:
         worlds.close()
@@ -228,6 +250,9 @@ def summarise(seen: list[Agreement]) -> dict:
 def describe(summary: dict) -> str:
     line = f"wrote {summary['out']}: {summary['steps']} steps, {summary['episodes']} episode(s), " \
            f"{summary['denoise_steps']} solver step(s) a frame"
+    if not summary.get("view_trained", True):
+        h, w, _ = summary["frame_shape"]
+        line += f", at {w}x{h} pixels, a frame size the model was not trained at"
     if "caption" in summary:
         unknown = summary["unknown_words"]
         line += f"; started from the caption {summary['caption']!r}" + (

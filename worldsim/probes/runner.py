@@ -138,6 +138,7 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
 
 
 def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
+    from worldsim.checkpoint import trained_views
     from worldsim.simulator import load_simulator
 
     sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1,
@@ -145,8 +146,11 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     if not is_craft2d(sim.metadata.get("env")):
         raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
                          "of Craft2D, and need a Craft2D world model")
-    if tuple(sim.metadata.get("frame_shape", ())) != (64, 64, 3):
-        raise ValueError(f"checkpoint {path} makes frames of {sim.metadata.get('frame_shape')}: the probes are "
+    # the probes' scenarios are built for Craft2D-v0's default 8x8-tile view: a model trained at several views is
+    # probed at that one, the simulator taking the frames it is given
+    views = trained_views(sim.metadata)
+    if (64, 64, 3) not in views:
+        raise ValueError(f"checkpoint {path} was trained on frames of {[list(v) for v in views]}: the probes are "
                          "built for Craft2D-v0's 64x64 view")
     return Model(sim, cfg.batch), {"checkpoint": str(path), "denoise_steps": sim.denoise_steps,
                                    "history_sigma": sim.diffusion.history_sigma, "context": sim.dit.config.context}
