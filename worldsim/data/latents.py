@@ -15,7 +15,8 @@
 Encoding again skips the shards already done (a continued dataset only costs its new shards) and refuses a cache made
 from another dataset or by another autoencoder, or from a source shard that has changed since.
 `LatentClipDataset` samples clips of latents exactly as `ClipDataset` samples clips of frames: inside one episode,
-with the same held-out episodes.
+with the same held-out episodes. `ViewBuckets` samples from several caches of one game at different frame sizes, a
+whole batch from one of them.
 """
 
 from __future__ import annotations
@@ -198,3 +199,24 @@ class LatentClipDataset(ClipIndex):
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
         return self.get(rng.integers(len(self), size=batch_size))
+
+
+class ViewBuckets:
+    """`ViewBuckets([LatentClipDataset, ...]).sample(32, rng)` -> LatentBatch: clips of one game at several frame sizes
+    (views), one latent cache each. A batch must share one shape, so each draw picks one dataset (a bucket) with the
+    rng, then all its clips from it; with one dataset it draws exactly what that dataset's `sample` does.
+
+    A bucket is picked with probability proportional to its clips: every clip of the union is then drawn equally
+    often, so each dataset is trained on for the same number of epochs. Weighting by tokens would count a larger
+    frame's size twice (its batches already carry more tokens)."""
+
+    def __init__(self, datasets: list[LatentClipDataset]):
+        if not datasets:
+            raise ValueError("ViewBuckets needs at least one dataset")
+        self.datasets = list(datasets)
+        clips = np.array([len(d) for d in self.datasets], np.float64)
+        self.p = clips / clips.sum()  # (K,) chance of each bucket
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
+        k = int(rng.choice(len(self.datasets), p=self.p)) if len(self.datasets) > 1 else 0
+        return self.datasets[k].sample(batch_size, rng)

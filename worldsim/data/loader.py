@@ -17,6 +17,8 @@ import numpy as np
 from worldsim.data.shards import open_dataset
 
 SPLITS = ("train", "val", "all")
+SAME_GAME = ("env", "action_meanings", "captions")  # what datasets trained into one model must share (frame sizes
+#                                                     may differ: the views of `worldsim train world views=[...]`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,18 @@ class Batch(ClipFields):
 def held_out(seed: int, fraction: float) -> bool:
     """Whether the episode with this seed belongs to the held-out split (a stable hash of the seed)."""
     return np.random.default_rng([int(seed), 0x5EED]).random() < fraction
+
+
+def same_game(manifests: dict[str, dict], keys: tuple[str, ...] = SAME_GAME) -> None:
+    """Refuse datasets that are not of one game, naming the dataset and the field: `manifests` maps each dataset's
+    name to its manifest, the first being the one the others must agree with on `keys`."""
+    (first, ref), *rest = manifests.items()
+    for name, manifest in rest:
+        for key in keys:
+            if manifest.get(key) != ref.get(key):
+                raise ValueError(f"{name}: {key} {manifest.get(key)!r}, but {first} has {ref.get(key)!r}: datasets "
+                                 f"trained into one model must agree on {', '.join(keys)} (collect it from the same "
+                                 "env with the same settings, the view size aside)")
 
 
 class ClipIndex:

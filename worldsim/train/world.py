@@ -5,6 +5,10 @@ rolls the EMA model out autoregressively from held-out clips: after `eval_contex
 actions for max(horizons) steps, and scores the frames at each horizon (PSNR, and Craft2D tile accuracy) beside the
 copy-last-frame baseline, which a model must beat to have learned anything about the world; and it runs the model
 clean on held-out latent clips to score its reward head against the true rewards (correlation, F1 of reward events).
+
+`views=[DIR, ...]` trains the same model on more datasets of the game at other frame sizes (Sora's native-size
+training; the rotary positions make one set of weights work at every size): each step's batch comes from one of them
+(latents.ViewBuckets), the same on every process. Evaluation, the reward threshold and the start frames stay on `data`.
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from worldsim.checkpoint import load_autoencoder, load_init, world_metadata, world_tensors
+from worldsim.checkpoint import (load_autoencoder, load_init, read_metadata, view_problem, world_metadata,
+                                 world_tensors)
 from worldsim.config import check, show, to_dict
-from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset
-from worldsim.data.loader import ClipDataset
+from worldsim.data.latents import LatentClipDataset, ViewBuckets, ae_identity, encode_dataset
+from worldsim.data.loader import SAME_GAME, ClipDataset, same_game
+from worldsim.data.shards import read_manifest
+from worldsim.models.autoencoder import Autoencoder
 from worldsim.envs.craft2d import is_craft2d
 from worldsim.models.diffusion import DiffusionConfig, training_loss
 from worldsim.models.dit import DIT_PRESETS, DiT, dit_config
-from worldsim.models.text import vocabulary
+from worldsim.models.text import remap_embedding, vocabulary
 from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
 from worldsim.train import dist
@@ -41,6 +48,10 @@ class TrainWorldConfig:
     ae: str = field(default=MISSING, metadata={"help": "autoencoder checkpoint (worldsim train ae)"})
     latents: str | None = field(default=None, metadata={"help": "latent cache directory (default: beside data, "
                                                                 "named after the autoencoder)"})
+    views: list[str] = field(default_factory=list, metadata={
+        "help": "more datasets of the same env at other frame sizes (Craft2D: worldsim collect "
+                "env_kwargs.view_width=12), encoded by the same autoencoder into caches beside them and trained on "
+                "with data, a whole batch from one of them; evaluation and start frames stay data's"})
     model: str = field(default="S", metadata={"help": "DiT preset: S | M | L"})
     init: str | None = field(default=None, metadata={"help": "start from this world-model checkpoint's transformer "
                                                               "(fine-tuning; the model fields must match it)"})
@@ -66,6 +77,9 @@ class TrainWorldConfig:
     def __post_init__(self):
         for key in ("data", "ae", "latents", "init"):
             check(getattr(self, key) != "", key, "", "a path" + (", or null" if key in ("latents", "init") else ""))
+        dirs = [str(Path(d).resolve()) for d in (self.data, *self.views) if d]
+        check(all(self.views) and len(set(dirs)) == len(dirs), "views", list(self.views),
+              "dataset directories, each once and none of them data")
         check(self.model in DIT_PRESETS, "model", self.model, f"a DiT preset, one of {sorted(DIT_PRESETS)}")
         given = sorted({"latent_channels", "n_actions", "vocab", "reward_values"} & set(self.dit))
         check(not given, "dit", dict(self.dit), f"no {given}: the autoencoder and the dataset decide them")
@@ -95,9 +109,19 @@ class TrainWorldConfig:
 
 
 def _load_init(model: DiT, path: str) -> None:
+    def adapt(weights: dict, meta: dict) -> dict:
+        # the captions of this run's data may hold words the checkpoint's did not (or lack some): every word it knew
+        # keeps its embedding, new ones start fresh
+        old = tuple((meta.get("dit_config") or {}).get("vocab", ()))
+        if "text.embed.weight" in weights and model.text is not None and old != model.config.vocab:
+            fresh = model.state_dict()["text.embed.weight"]
+            weights = {**weights, "text.embed.weight": remap_embedding(weights["text.embed.weight"], old,
+                                                                       model.config.vocab, fresh)}
+        return weights
+
     load_init(model, path, "dit", "transformer", "`worldsim train world`",
               f"set model= and dit.* to the checkpoint's (this run: {model.config})",
-              new=("text.",) if model.text is not None else ())
+              new=("text.",) if model.text is not None else (), adapt=adapt)
 
 
 def build_task(cfg: TrainWorldConfig) -> Task:
@@ -110,13 +134,21 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         raise ValueError(f"eval_context={cfg.eval_context} + max(horizons)={horizon}: a rollout needs that many "
                          f"frames of one held-out episode; {err} (or lower eval_context or horizons)") from None
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
-    latents_dir = cfg.latents or str(Path(cfg.data).with_name(f"{Path(cfg.data).name}.latents-{ae_identity(ae)[:8]}"))
+    _check_views(cfg, ae)  # before anything is encoded
+    latents_dir = cfg.latents or _cache_dir(cfg.data, ae)
+    caches = [(cfg.data, latents_dir)] + [(d, _cache_dir(d, ae)) for d in cfg.views]
     with dist.main_first():  # under torchrun rank 0 encodes while the others wait, then they find the cache done
-        encode_dataset(ae, cfg.data, latents_dir, checkpoint=str(cfg.ae))
-    train_set = LatentClipDataset(latents_dir, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions)
+        for data_dir, cache in caches:
+            encode_dataset(ae, data_dir, cache, checkpoint=str(cfg.ae))
+    # the views hold out the same worlds as data (the split is a hash of each episode's seed): a world evaluated at
+    # one size is never trained on at another
+    sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
+    train_set, buckets = sets[0], ViewBuckets(sets)
     c, h, w = train_set.latent_shape
-    values = reward_values(train_set, cfg.reward_classes)
-    vocab = vocabulary(c for shard in train_set.captions or [] for c in shard)  # () without captions
+    values = reward_values(sets, cfg.reward_classes)
+    vocab = vocabulary(c for s in sets for shard in s.captions or [] for c in shard)  # () without captions
+    if vocab and cfg.init:  # a fine-tune keeps every word its checkpoint knew, and learns the data's new ones
+        vocab = tuple(sorted(set(vocab) | set(read_metadata(cfg.init).get("dit_config", {}).get("vocab", ()))))
     dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
                          reward_values=values, vocab=vocab, **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
@@ -127,7 +159,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     _, ph, pw = dit_cfg.patch
 
     def batch(r: np.random.Generator):
-        b = train_set.sample(cfg.batch_size, r)
+        b = buckets.sample(cfg.batch_size, r)  # (B, T, C, h, w) latents of one view, drawn alike on every rank
         arrays = tuple(torch.from_numpy(a) for a in (b.latents, b.actions, b.rewards, b.terminated))
         return arrays + ((model.tokenize(b.captions),) if vocab else ())  # + (B, T, L) caption word ids
 
@@ -173,8 +205,12 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
     start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
     # checked as a loader will check the file, so a model that could not be played is refused before training
-    metadata = world_metadata(to_dict(cfg), ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
-                              train_set.manifest["frame_shape"], env=train_set.manifest.get("env"))
+    config = to_dict(cfg)
+    if not cfg.views:  # stored as before the key existed, so runs started then still resume
+        del config["views"]
+    metadata = world_metadata(config, ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
+                              train_set.manifest["frame_shape"], env=train_set.manifest.get("env"),
+                              views=[s.manifest["frame_shape"] for s in sets[1:]])
     ae_state = ae.state_dict()
     heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
     calibration = heldout if 0.0 in dit_cfg.reward_values else None
@@ -189,8 +225,32 @@ def build_task(cfg: TrainWorldConfig) -> Task:
 
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
                 export=export,
-                metadata=metadata, data_id=dist.fingerprint(train_set.manifest),
-                tokens_per_batch=cfg.batch_size * cfg.clip_len * (h // ph) * (w // pw))
+                metadata=metadata,
+                data_id=dist.fingerprint(train_set.manifest if len(sets) == 1 else [s.manifest for s in sets]),
+                # the loop counts a fixed number a step: with views, the mean over the buckets' chances
+                tokens_per_batch=round(sum(p * cfg.batch_size * cfg.clip_len * (s.latent_shape[1] // ph) *
+                                           (s.latent_shape[2] // pw) for p, s in zip(buckets.p, sets))))
+
+
+def _cache_dir(data: str, ae: Autoencoder) -> str:
+    """The default latent cache of a dataset: beside it, named after the autoencoder that encodes it."""
+    return str(Path(data).with_name(f"{Path(data).name}.latents-{ae_identity(ae)[:8]}"))
+
+
+def _check_views(cfg: TrainWorldConfig, ae: Autoencoder) -> None:
+    """Refuse views that are not of data's game, or whose frames the autoencoder and the patches do not tile,
+    naming the dataset, before anything is encoded."""
+    if not cfg.views:
+        return
+    manifests = {f"data={cfg.data}": read_manifest(Path(cfg.data))}
+    manifests.update({f"views: {d}": read_manifest(Path(d)) for d in cfg.views})
+    same_game(manifests, SAME_GAME if cfg.captions else tuple(k for k in SAME_GAME if k != "captions"))
+    dit = dit_config(cfg.model, **cfg.dit)  # the patch, depth, width and window: what tiling and the bounds need
+    for name, manifest in manifests.items():
+        problem = view_problem(list(manifest["frame_shape"]), ae.cfg, dit)
+        if problem:
+            raise ValueError(f"{name}: frames of {manifest['frame_shape']}: expected {problem}; collect it at a view "
+                             "that tiles (Craft2D draws 8 px a tile: env_kwargs.view_width and view_height)")
 
 
 CALIBRATION_CLIPS = 512  # held-out clips the reward threshold is chosen on: Craft2D pays ~1 step in 800, so ~20
@@ -282,10 +342,11 @@ def reward_agreement(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, rew
     return logs
 
 
-def reward_values(data: LatentClipDataset, max_classes: int) -> tuple[float, ...]:
-    """The distinct rewards of the training data, the reward head's classes, when there are 2 to max_classes of
-    them; () (regression) otherwise."""
-    values = np.unique(np.concatenate([shard.arrays["rewards"] for shard in data.shards]).astype(np.float64))
+def reward_values(datasets: list[LatentClipDataset], max_classes: int) -> tuple[float, ...]:
+    """The distinct rewards of the training data (every view's), the reward head's classes, when there are 2 to
+    max_classes of them; () (regression) otherwise."""
+    values = np.unique(np.concatenate([shard.arrays["rewards"] for data in datasets for shard in data.shards])
+                       .astype(np.float64))
     return tuple(values.tolist()) if 2 <= len(values) <= max_classes else ()
 
 
