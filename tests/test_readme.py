@@ -30,7 +30,10 @@ TINY_WORLD = {"dit.width": "24", "dit.depth": "1", "dit.heads": "2", "dit.contex
               "loop.eval_every": "0"}
 # The budget of each command: these keys replace the README's values or are added to them.
 BUDGETS = {("collect",): TINY_DATA, ("train", "ae"): TINY_AE, ("train", "world"): TINY_WORLD,
-           ("dream",): {"steps": "2"}, ("play",): {"steps": "1", "fps": "0", "scale": "1"}, ("curves",): {}}
+           ("dream",): {"steps": "2"}, ("play",): {"steps": "1", "fps": "0", "scale": "1"}, ("curves",): {},
+           ("restyle",): {"length": "3", "steps": "1"}, ("connect",): {"length": "2", "transition": "2", "steps": "1"},
+           ("extend",): {"length": "2", "transition": "2", "steps": "1"},
+           ("features",): {"seeds": "1", "clips": "2", "length": "3", "transition": "1"}}
 # A user's own env, as the README's "Your own Gymnasium env" names it: CartPole's frames under another name.
 MYPKG = '''import gymnasium as gym
 

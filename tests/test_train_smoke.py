@@ -111,7 +111,8 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 
 
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
-    """history=clean, the previous frame as input, change-weighted loss and reward classes, end to end; and
+    """history=clean, the previous frame as input, change-weighted loss, reward classes and extra first frames
+    (start_frames), end to end; and
     loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there."""
     ae = tmp_path / "ae"
     assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
@@ -120,13 +121,14 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     args = ["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
             "diffusion.history_noise=0.1", "diffusion.change_weight=2", "clip_len=6", "batch_size=2", "eval_clips=1",
-            "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1",
-            f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6"]
+            "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1", "start_frames=3",
+            f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6", "loop.log_every=1"]
     capsys.readouterr()
     assert main(args) == 0
     assert "loop.max_minutes=1e-06 reached at step 1" in capsys.readouterr().out
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 1 and "psnr_h1" in lines[-1]["eval"]
+    assert all(np.isfinite(line["start_loss"]) for line in lines if "loss" in line)  # first frames trained too
     assert main(args) == 0  # the same command continues
     assert [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["step"] == 2
     sim = WorldSimulator.from_checkpoint(run / "last.safetensors", device="cpu", seed=0)

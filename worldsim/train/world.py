@@ -13,7 +13,7 @@ training; the rotary positions make one set of weights work at every size): each
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ class TrainWorldConfig:
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(out="runs/world", eval_every=1000))
     clip_len: int = field(default=16, metadata={"help": "frames per training clip"})
     batch_size: int = field(default=8, metadata={"help": "clips per step, over all processes under torchrun"})
+    start_frames: int = field(default=0, metadata={
+        "help": "first frames trained a step beside the clips: single frames of the data, no history, no action, "
+                "the case of a world started from a prompt (a clip holds one such frame in clip_len); 0: none"})
     captions: bool = field(default=True, metadata={
         "help": "condition on the dataset's captions where it has them (Craft2D's), with a text encoder trained "
                 "along (worldsim/models/text.py); false, or a dataset without captions: no text encoder"})
@@ -98,6 +101,7 @@ class TrainWorldConfig:
               "full window of history, so training clips must show it one (or lower dit.context)")
         check(self.reward_classes >= 0, "reward_classes", self.reward_classes, "an integer >= 0 (0: regress)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
+        check(self.start_frames >= 0, "start_frames", self.start_frames, "frames a step >= 0 (0: none)")
         check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): evaluation needs held-out "
                                                                  "episodes, training the rest")
         check(self.eval_clips >= 1, "eval_clips", self.eval_clips, "held-out rollouts >= 1")
@@ -158,16 +162,36 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     craft2d = is_craft2d(val.manifest.get("env"))
     _, ph, pw = dit_cfg.patch
 
+    starts_set = LatentClipDataset(latents_dir, 1, "train", cfg.holdout, captions=cfg.captions) \
+        if cfg.start_frames else None
+    start_diffusion = replace(cfg.diffusion, change_weight=0.0)  # a first frame has no change to weigh
+
     def batch(r: np.random.Generator):
         b = buckets.sample(cfg.batch_size, r)  # (B, T, C, h, w) latents of one view, drawn alike on every rank
         arrays = tuple(torch.from_numpy(a) for a in (b.latents, b.actions, b.rewards, b.terminated))
-        return arrays + ((model.tokenize(b.captions),) if vocab else ())  # + (B, T, L) caption word ids
+        clips = arrays + ((model.tokenize(b.captions),) if vocab else ())  # + (B, T, L) caption word ids
+        if starts_set is None:
+            return clips, None
+        s = starts_set.sample(cfg.start_frames, r)  # (S, 1, C, h, w): each a first frame, whatever preceded it
+        return clips, (torch.from_numpy(s.latents), model.tokenize(s.captions) if vocab else None)
 
     def loss(m, b, gen, rows):
         device = next(m.parameters()).device
-        x0, actions, rewards, terminated, *text = (t.to(device) for t in b)
-        return training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows,
-                             text=text[0] if text else None)
+        (x0, actions, rewards, terminated, *text), starts = [t.to(device) for t in b[0]], b[1]
+        out = training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows,
+                            text=text[0] if text else None)
+        if starts is None:
+            return out
+        # the first frames' loss joins the clips' in proportion to their frames (each a token set of the same size)
+        n, (lo, hi, _) = cfg.start_frames, rows.indices(cfg.batch_size)
+        s_rows = slice(lo * n // cfg.batch_size, hi * n // cfg.batch_size)  # this process's share, as for the clips
+        z, ids = starts[0].to(device), None if starts[1] is None else starts[1].to(device)
+        none = torch.full(z.shape[:2], -1, dtype=torch.long, device=device)  # no action led to a first frame
+        zeros = torch.zeros(z.shape[:2], device=device)
+        s_loss, s_logs = training_loss(m, z, none, zeros, zeros, start_diffusion, gen, s_rows, text=ids)
+        w = n / (n + cfg.batch_size * x0.shape[1])
+        total = (1 - w) * out[0] + w * s_loss
+        return total, {**out[1], "loss": total.item(), "start_loss": s_logs["denoise_loss"]}
 
     def evaluate(m) -> dict[str, float]:
         logs = {}
@@ -229,7 +253,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 data_id=dist.fingerprint(train_set.manifest if len(sets) == 1 else [s.manifest for s in sets]),
                 # the loop counts a fixed number a step: with views, the mean over the buckets' chances
                 tokens_per_batch=round(sum(p * cfg.batch_size * cfg.clip_len * (s.latent_shape[1] // ph) *
-                                           (s.latent_shape[2] // pw) for p, s in zip(buckets.p, sets))))
+                                           (s.latent_shape[2] // pw) for p, s in zip(buckets.p, sets))
+                                       + cfg.start_frames * (h // ph) * (w // pw)))
 
 
 def _cache_dir(data: str, ae: Autoencoder) -> str:
