@@ -68,6 +68,18 @@ def test_dream_starts_from_a_picture(ckpt, tmp_path):
     assert result.ticks == 2 and shots.exists()
 
 
+def test_dream_starts_from_a_prompt_and_a_prompt_is_for_the_dream_alone(tmp_path, capsys):
+    text = str(write_world(tmp_path / "text.safetensors", vocab=("biome", "day", "desert", "night", "snow")))
+    result = play(PlayConfig(mode="dream", checkpoint=text, prompt="snowy night", fps=0, steps=2, scale=1,
+                             screenshot=str(tmp_path / "shot.png")))
+    assert result.ticks == 2 and (tmp_path / "shot.png").exists()
+    assert main(["play", "mode=ghost", f"checkpoint={text}", "prompt=snowy night", "steps=1"]) == 2
+    err = capsys.readouterr().err
+    assert "prompt=" in err and "the real game cannot start from text" in err
+    assert main(["dream", f"checkpoint={text}", "prompt=desert at night", "steps=2", f"out={tmp_path / 'd.gif'}"]) == 0
+    assert "started from the caption 'night, desert biome'" in capsys.readouterr().out
+
+
 def test_cli_play_modes_and_bad_input(ckpt, tmp_path, capsys):
     assert main(["play", "mode=ghost", f"checkpoint={ckpt}", "steps=2", "fps=0", "scale=1"]) == 0
     said = capsys.readouterr().out
