@@ -12,8 +12,8 @@ a batch of one seeded with s + i dreams (up to float rounding: batched matmuls r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -220,8 +220,11 @@ class WorldSimulator:
             target = np.ascontiguousarray(target)
             z_target = self.ae.encode(torch.from_numpy(target).to(self.device))[:, None]  # (B, 1, C, h, w)
             x = add_noise(z_target, torch.full((b, 1), float(strength), device=self.device), x)
-        z = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, start=strength
-                          if target is not None else 1.0) if target is None or strength > 0 else z_target
+        if target is not None and strength == 0:
+            z = z_target  # nothing to denoise: the target as it encodes
+        else:
+            z = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache,
+                              start=1.0 if target is None else strength)
         out = self._commit(z, a, text)
         frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()
         rewards = self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy()
