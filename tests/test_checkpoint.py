@@ -122,6 +122,14 @@ def test_the_shipped_file_pays_by_a_threshold_chosen_on_held_out_data():
     assert world.dit.config.prev_frame and world.dit.config.reward_values == (0.0, 1.0)
     assert 0.0 < float(world.dit.reward_threshold) < 0.5  # calibrated: argmax (0.5) never pays a rare reward
     assert world.start_frames.shape == (64, 64, 64, 3)
+    assert world.dit.text is not None and {"night", "snow", "pig"} <= set(world.dit.config.vocab)  # reads prompts
+
+
+def test_a_format_3_file_without_captions_loads_unchanged(tmp_path):
+    path = _world(tmp_path / "v3.safetensors")
+    _edit(path, lambda meta: meta.update(format_version=3), None)
+    world = load_world(path)
+    assert world.metadata["format_version"] == 3 and world.dit.text is None and world.dit.config.vocab == ()
 
 
 def _format_1(extra_tokens):  # what worldsim wrote before the caption prefix went

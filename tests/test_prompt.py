@@ -132,6 +132,9 @@ def test_vocabulary_of_another_env_passes_through():
 def test_craft2d_vocabulary_keeps_the_grammar():
     assert caption("woods at sunset", vocabulary=CAPTION_WORDS) == "dusk, forest biome"
     assert caption("sunset", vocabulary=["dusk", "night", "biome", "forest"]) == "dusk"  # a subset: still Craft2D
+    # a trained Craft2D model's vocabulary: the state words and the events' ("mined", "stone", ...) beyond them
+    trained = sorted(CAPTION_WORDS | {"mined", "placed", "stone", "dirt", "fell", "took", "fall", "damage"})
+    assert caption("dunes at sunset", vocabulary=trained) == "dusk, desert biome"
 
 
 @pytest.mark.parametrize("bad", [None, 3, b"night", ["night"]])

@@ -49,7 +49,7 @@ def _frame_shape(sim: WorldSimulator) -> tuple[int, ...]:
 
 
 def restyle(sim: WorldSimulator, frames: np.ndarray, actions: np.ndarray | None, caption: str, *,
-            strength: float = 0.6, guidance: float = 3.0, steps: int = 8, seed: int = 0) -> Edit:
+            strength: float = 0.8, guidance: float = 10.0, steps: int = 8, seed: int = 0) -> Edit:
     """The clip (T, H, W, 3) uint8 with its actions (T,) (the action that led to each frame; -1 or None for none)
     made again under `caption`: each frame noised to `strength` and denoised against the restyled frames before it,
     in `steps` solver passes, with classifier-free guidance `guidance`."""
@@ -87,7 +87,7 @@ def connect(sim: WorldSimulator, a: np.ndarray, b: np.ndarray, length: int = 8, 
 
 
 def extend_backward(sim: WorldSimulator, frames: np.ndarray, length: int = 8, *, clip_actions=None, actions=None,
-                    caption: str = "", guidance: float = 3.0, seed: int = 0) -> Edit:
+                    caption: str = "", guidance: float = 10.0, seed: int = 0) -> Edit:
     """`length` frames that lead into the clip (T, H, W, 3), then the clip: a first frame dreamt from `caption` (""
     for an unconditioned one; needs a model trained with captions), connected to the clip's first frame by
     length - 1 transition frames under `actions` (length - 1,)."""
@@ -139,7 +139,7 @@ class EditConfig:
     checkpoint: str | None = field(default=None, metadata={"help": "world model (default: the shipped one)"})
     prompt: str = field(default="", metadata={"help": "text the result should follow, expanded into the captions' "
                                                       "style (worldsim.prompt)"})
-    guidance: float = field(default=3.0, metadata={"help": "how hard the result follows the prompt (classifier-free "
+    guidance: float = field(default=10.0, metadata={"help": "how hard the result follows the prompt (classifier-free "
                                                            "guidance; 1: none)"})
     seed: int = field(default=0, metadata={"help": "seed of the sampling noise"})
     out: str = field(default="edit.gif", metadata={"help": "the file to write (.gif or .mp4)"})
@@ -156,7 +156,7 @@ class EditConfig:
 
 @dataclass(frozen=True)
 class RestyleConfig(EditConfig):
-    strength: float = field(default=0.6, metadata={"help": "noise level each frame is remade from: 0 keeps the clip, "
+    strength: float = field(default=0.8, metadata={"help": "noise level each frame is remade from: 0 keeps the clip, "
                                                            "1 ignores it"})
     steps: int = field(default=8, metadata={"help": "solver passes a frame"})
 

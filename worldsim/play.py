@@ -55,7 +55,7 @@ class PlayConfig:
     prompt: str | None = field(default=None, metadata={
         "help": "dream: start from a first frame dreamt from this text (\"snowy night with a pig\"), for checkpoints "
                 "trained with captions; every new episode starts from it again"})
-    guidance: float = field(default=3.0, metadata={"help": "with prompt=: how hard the first frame follows it "
+    guidance: float = field(default=10.0, metadata={"help": "with prompt=: how hard the first frame follows it "
                                                            "(classifier-free guidance; 1: none)"})
     seed: int | None = field(default=None, metadata={"help": "world seed (default: a new world each run)"})
     scale: int = field(default=8, metadata={"help": "window pixels per game pixel"})

@@ -76,6 +76,7 @@ SIDE_OF = {w: side for side, words in _SIDE_WORDS.items() for w in words.split()
 ANIMAL_OF = {name: name for name in ANIMALS} | {name + "s": name for name in ANIMALS if not name.endswith("s")}
 # Every word the grammar can write: a vocabulary made only of these means the model speaks Craft2D's captions.
 CAPTION_WORDS = frozenset(" ".join((*PHASES, *BIOME_NAMES, *ANIMALS, *SIDES, "biome player swimming")).split())
+CRAFT2D_CORE = frozenset((*PHASES, *BIOME_NAMES, "biome"))  # words every Craft2D captions model knows
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Expansion:
 
 
 def expand_prompt(prompt: str, vocabulary: Collection[str] | None = None) -> Expansion:
-    """The caption for `prompt`: Craft2D's grammar (module docstring) unless `vocabulary` is another env's words."""
+    """The caption for `prompt`: Craft2D's grammar (module docstring) unless `vocabulary` is another env's words (one
+    that lacks Craft2D's times of day and biomes, and holds words beyond its captions')."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt {prompt!r} of type {type(prompt).__name__}: expected a str such as 'snowy night'")
     if vocabulary is not None:
@@ -102,7 +104,8 @@ def expand_prompt(prompt: str, vocabulary: Collection[str] | None = None) -> Exp
         if not vocab:
             raise ValueError("vocabulary is empty: expected the words of the model's captions, or None for "
                              "Craft2D's grammar")
-        if not vocab <= CAPTION_WORDS:
+        # a Craft2D model's vocabulary holds the state words and more (the events: "mined", "placed", "stone"...)
+        if not (vocab <= CAPTION_WORDS or CRAFT2D_CORE <= vocab):
             return _pass_through(prompt, vocab)
     return _craft2d(WORD.findall(prompt.lower()))
 

@@ -38,7 +38,7 @@ class DreamConfig:
     prompt: str | None = field(default=None, metadata={
         "help": "start from a first frame dreamt from this text, for checkpoints trained with captions (the dream "
                 "alone: the real game cannot start from text)"})
-    guidance: float = field(default=3.0, metadata={"help": "with prompt=: how hard the first frame follows it "
+    guidance: float = field(default=10.0, metadata={"help": "with prompt=: how hard the first frame follows it "
                                                            "(classifier-free guidance; 1: none)"})
     view_width: int | None = field(default=None, metadata={
         "help": "Craft2D checkpoints: view width in tiles, for the dream and the game beside it (default: the "
@@ -110,7 +110,7 @@ class Worlds:
         return (self.dream or self.real).action_space
 
     def reset(self, seed: int | None, image: np.ndarray | None = None, prompt: str | None = None,
-              guidance: float = 3.0) -> None:
+              guidance: float = 10.0) -> None:
         """A new episode; the dream starts from the real game's first frame, else from `image`, else from a frame
         dreamt from `prompt` (the dream alone), else from its bank."""
         if prompt is not None and (self.real is not None or image is not None):

@@ -249,7 +249,7 @@ class WorldSimulator:
         return sample(velocity, x, steps, self.diffusion.shift, start)
 
     @torch.no_grad()
-    def imagine(self, captions: Sequence[str], *, steps: int = 16, guidance: float = 3.0,
+    def imagine(self, captions: Sequence[str], *, steps: int = 16, guidance: float = 10.0,
                 seed: int | None = None) -> np.ndarray:
         """First frames dreamt from captions alone: (N, H, W, 3) uint8, one per caption ("" = unconditioned).
 

@@ -95,7 +95,7 @@ def score_starts(sim, clips: list[Clip], horizons: tuple[int, ...] = (1, 4, 8)) 
     return {k: float(np.mean(v)) for k, v in sorted(rows.items())}
 
 
-def score_restyle(sim, clips: list[Clip], strength: float = 0.6, guidance: float = 3.0, steps: int = 8) -> dict:
+def score_restyle(sim, clips: list[Clip], strength: float = 0.8, guidance: float = 10.0, steps: int = 8) -> dict:
     """{"changed", "kept"} of the model's restyles, and the input's own ("input_changed"; its kept is 1)."""
     from worldsim.edit import restyle
     from worldsim.probes.adherence import attributes

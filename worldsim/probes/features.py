@@ -23,8 +23,8 @@ class FeaturesConfig:
     seeds: int = field(default=4, metadata={"help": "sampling seeds of the prompt-adherence grid"})
     clips: int = field(default=8, metadata={"help": "Craft2D clips restyled and connected"})
     length: int = field(default=16, metadata={"help": "frames a clip"})
-    guidance: float = field(default=3.0, metadata={"help": "classifier-free guidance of prompts and restyles"})
-    strength: float = field(default=0.6, metadata={"help": "restyle noise level"})
+    guidance: float = field(default=10.0, metadata={"help": "classifier-free guidance of prompts and restyles"})
+    strength: float = field(default=0.8, metadata={"help": "restyle noise level"})
     transition: int = field(default=8, metadata={"help": "frames connect and extend make"})
     only: list[str] = field(default_factory=lambda: ["adherence", "starts", "restyle", "connect"], metadata={
         "help": "which measures to run: adherence, starts (image and video starts), restyle, connect (with extend)"})
