@@ -21,7 +21,7 @@ from worldsim.cli import main
 README = Path(__file__).resolve().parents[1] / "README.md"
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip\s+(.*?)\s*-->")
 
-TINY_DATA = {"steps": "480", "workers": "1", "max_episode_steps": "40", "shard_steps": "160"}
+TINY_DATA = {"steps": "960", "workers": "1", "max_episode_steps": "40", "shard_steps": "320"}
 TINY_AE = {"optim.steps": "4", "optim.warmup": "1", "model.width": "8", "batch_size": "4", "eval_frames": "8",
            "stats_frames": "32", "holdout": "0.3", "loop.eval_every": "0"}
 TINY_WORLD = {"dit.width": "24", "dit.depth": "1", "dit.heads": "2", "dit.context": "4", "clip_len": "4",

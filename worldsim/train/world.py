@@ -151,8 +151,12 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     c, h, w = train_set.latent_shape
     values = reward_values(sets, cfg.reward_classes)
     vocab = vocabulary(c for s in sets for shard in s.captions or [] for c in shard)  # () without captions
-    if vocab and cfg.init:  # a fine-tune keeps every word its checkpoint knew, and learns the data's new ones
-        vocab = tuple(sorted(set(vocab) | set(read_metadata(cfg.init).get("dit_config", {}).get("vocab", ()))))
+    if cfg.init:
+        init_dit = read_metadata(cfg.init).get("dit_config", {})
+        # a fine-tune keeps its checkpoint's reward head (classes or a regression), whatever values this data shows
+        values = tuple(init_dit.get("reward_values", values))
+        if vocab:  # and every caption word it knew, learning the data's new ones
+            vocab = tuple(sorted(set(vocab) | set(init_dit.get("vocab", ()))))
     dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
                          reward_values=values, vocab=vocab, **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
