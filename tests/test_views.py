@@ -72,12 +72,12 @@ def test_a_batch_is_one_view_drawn_alike_from_the_same_rng(run):
                            dit={"width": 24, "depth": 1, "heads": 2, "context": 4}, clip_len=4, batch_size=3,
                            eval_clips=1, eval_context=2, horizons=[1], holdout=0.3)
     task = build_task(cfg)  # the caches exist: nothing is encoded again
-    draws = [task.batch(np.random.default_rng(7)) for _ in range(2)]  # two ranks: the same global batch
+    draws = [task.batch(np.random.default_rng(7))[0] for _ in range(2)]  # two ranks: the same global batch (clips)
     assert all(np.array_equal(a, b) for a, b in zip(*draws))
     shapes = []
     rng = np.random.default_rng(0)
     for _ in range(40):
-        latents = task.batch(rng)[0]  # (B, T, C, h, w): every row of one view
+        latents = task.batch(rng)[0][0]  # the clips' (B, T, C, h, w) latents: every row of one view
         shapes.append(tuple(latents.shape[-2:]))
     assert set(shapes) == {(8, 8), (8, 12), (12, 8)}  # latents (h, w) of the three views
     sets = [LatentClipDataset(next(d.parent.glob(f"{d.name}.latents-*")), 4, "train", 0.3) for d in run["data"]]
