@@ -60,5 +60,7 @@ def test_extend_backward_ends_exactly_at_the_clip(sim):
     out = extend_backward(sim, frames, length=3, caption="night")
     assert out.frames.shape == (6, 32, 32, 3) and np.array_equal(out.frames[3:], frames)
     assert out.made.tolist() == [True, True, True, False, False, False]
+    fewer = extend_backward(sim, frames, length=3, caption="night", steps=1)  # the transition's solver passes
+    assert np.array_equal(fewer.frames[0], out.frames[0]) and not np.array_equal(fewer.frames[1:3], out.frames[1:3])
     with pytest.raises(ValueError, match="length"):
         extend_backward(sim, frames, length=1)

@@ -87,10 +87,10 @@ def connect(sim: WorldSimulator, a: np.ndarray, b: np.ndarray, length: int = 8, 
 
 
 def extend_backward(sim: WorldSimulator, frames: np.ndarray, length: int = 8, *, clip_actions=None, actions=None,
-                    caption: str = "", guidance: float = 10.0, seed: int = 0) -> Edit:
+                    caption: str = "", guidance: float = 10.0, steps: int = 8, seed: int = 0) -> Edit:
     """`length` frames that lead into the clip (T, H, W, 3), then the clip: a first frame dreamt from `caption` (""
     for an unconditioned one; needs a model trained with captions), connected to the clip's first frame by
-    length - 1 transition frames under `actions` (length - 1,)."""
+    length - 1 transition frames under `actions` (length - 1,), `steps` solver passes each."""
     shape = _frame_shape(sim)
     frames, clip_actions = _clip(frames, clip_actions, "clip", shape)
     check(isinstance(length, (int, np.integer)) and length >= 2, "length", length, "frames >= 2 (a first frame "
@@ -102,7 +102,7 @@ def extend_backward(sim: WorldSimulator, frames: np.ndarray, length: int = 8, *,
         sim.seed(seed)
         sim.begin(1)
         first = sim.guided_step(np.array([-1]), steps=16).frames
-    out = connect(sim, first, frames, length - 1, b_actions=clip_actions, actions=actions, seed=seed)
+    out = connect(sim, first, frames, length - 1, b_actions=clip_actions, actions=actions, steps=steps, seed=seed)
     out.made[0] = True  # the dreamt first frame is the model's too
     return out
 
@@ -144,9 +144,11 @@ class EditConfig:
     seed: int = field(default=0, metadata={"help": "seed of the sampling noise"})
     out: str = field(default="edit.gif", metadata={"help": "the file to write (.gif or .mp4)"})
     scale: int = field(default=4, metadata={"help": "output pixels per frame pixel"})
+    steps: int = field(default=8, metadata={"help": "solver passes a made frame"})
 
     def __post_init__(self):
         check(bool(self.data), "data", self.data, "a dataset directory to take the clip from")
+        check(self.steps >= 1, "steps", self.steps, "an integer >= 1")
         check(self.length >= 1 and self.start >= 0, "start, length", (self.start, self.length), "start >= 0 and "
               "length >= 1")
         check(0 <= self.guidance <= 100, "guidance", self.guidance, "a scale in [0, 100] (1: no guidance)")
@@ -158,24 +160,20 @@ class EditConfig:
 class RestyleConfig(EditConfig):
     strength: float = field(default=0.8, metadata={"help": "noise level each frame is remade from: 0 keeps the clip, "
                                                            "1 ignores it"})
-    steps: int = field(default=8, metadata={"help": "solver passes a frame"})
 
     def __post_init__(self):
         super().__post_init__()
         check(0 <= self.strength <= 1, "strength", self.strength, "a noise level in [0, 1]")
-        check(self.steps >= 1, "steps", self.steps, "an integer >= 1")
 
 
 @dataclass(frozen=True)
 class ExtendConfig(EditConfig):
     transition: int = field(default=8, metadata={"help": "frames the model makes: before the clip (extend), between "
                                                           "the clips (connect)"})
-    steps: int = field(default=8, metadata={"help": "solver passes a made frame"})
 
     def __post_init__(self):
         super().__post_init__()
-        check(self.transition >= 1 and self.steps >= 1, "transition, steps", (self.transition, self.steps),
-              "integers >= 1")
+        check(self.transition >= 1, "transition", self.transition, "frames >= 1")
 
 
 @dataclass(frozen=True)
@@ -227,5 +225,5 @@ def run_extend(cfg: ExtendConfig) -> str:
     sim, caption = _open(cfg)
     frames, actions = read_clip(cfg.data, cfg.episode, cfg.start, cfg.length)
     out = extend_backward(sim, frames, cfg.transition + 1, clip_actions=actions, caption=caption,
-                          guidance=cfg.guidance, seed=cfg.seed)
+                          guidance=cfg.guidance, steps=cfg.steps, seed=cfg.seed)
     return f"wrote {_write(cfg, [out.frames], sim)}, {len(out.frames)} frames: {cfg.transition + 1} made, then the clip"

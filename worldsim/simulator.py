@@ -165,26 +165,19 @@ class WorldSimulator:
             self.cache.reset_rows(idx)
             for row in rows if restart_seeds is not None else ():  # after this step's draw: as reset() then step()
                 self.generators[row].manual_seed(int(restart_seeds[row]) % 2 ** 64)
-        out = self._commit(z, a)
-        frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()  # (B, H, W, 3)
-        rewards = self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy()
-        terminated = (out.terminated_logit[:, 0] > 0).cpu().numpy()
+        result = self._result(z, self._commit(z, a))
         if rows is not None:
-            frames[rows], rewards[rows], terminated[rows] = start_frames[rows], 0.0, False
-        return StepResult(frames=frames, rewards=rewards, terminated=terminated, latents=z[:, 0].float().cpu().numpy())
+            result.frames[rows], result.rewards[rows], result.terminated[rows] = start_frames[rows], 0.0, False
+        return result
 
     @torch.no_grad()
     def begin(self, batch_size: int) -> None:
         """Start `batch_size` worlds with no history: the next step (`guided_step`) makes their first frame, from text
         or a target frame."""
         check(isinstance(batch_size, (int, np.integer)) and batch_size >= 1, "batch_size", batch_size, "worlds >= 1")
-        shape = self.metadata.get("latent_shape")
-        if shape is None:
-            raise ValueError("begin needs the latent shape from a checkpoint's metadata: make the simulator with "
-                             "WorldSimulator.from_checkpoint")
         if len(self.generators) != batch_size:
             self._make_generators(batch_size)
-        self._batch, self._latent_shape = batch_size, tuple(shape)
+        self._batch, self._latent_shape = batch_size, self._metadata_latent_shape("begin")
         self.cache = self.dit.new_cache(batch_size)
         self.t = 0
 
@@ -223,26 +216,38 @@ class WorldSimulator:
         if target is not None and strength == 0:
             z = z_target  # nothing to denoise: the target as it encodes
         else:
-            z = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache,
+            z = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
                               start=1.0 if target is None else strength)
-        out = self._commit(z, a, text)
-        frames = self.ae.decode_uint8(z[:, 0]).cpu().numpy()
-        rewards = self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy()
-        terminated = (out.terminated_logit[:, 0] > 0).cpu().numpy()
-        return StepResult(frames=frames, rewards=rewards, terminated=terminated, latents=z[:, 0].float().cpu().numpy())
+        return self._result(z, self._commit(z, a, text))
+
+    def _result(self, z: torch.Tensor, out) -> StepResult:
+        """What a step returns for the finished chunk z (B, 1, C, h, w) and the output of the pass that cached it."""
+        return StepResult(frames=self.ae.decode_uint8(z[:, 0]).cpu().numpy(),  # (B, H, W, 3)
+                          rewards=self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy(),
+                          terminated=(out.terminated_logit[:, 0] > 0).cpu().numpy(),
+                          latents=z[:, 0].float().cpu().numpy())
+
+    def _metadata_latent_shape(self, caller: str) -> tuple[int, ...]:
+        """(C, h, w) of the frames this simulator makes, from its checkpoint's metadata (a world with no history yet
+        has no latent to read it from)."""
+        shape = self.metadata.get("latent_shape")
+        if shape is None:
+            raise ValueError(f"{caller} needs the latent shape from a checkpoint's metadata: make the simulator with "
+                             "WorldSimulator.from_checkpoint")
+        return tuple(shape)
 
     def _denoise(self, x: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None, guidance: float,
-                 steps: int, cache, start: float = 1.0) -> torch.Tensor:
-        """The new chunk from x (B, 1, C, h, w) at noise level `start`, against `cache`, optionally under captions
-        `text` (B, L) with classifier-free guidance."""
+                 steps: int, cache, t_index: int, start: float = 1.0) -> torch.Tensor:
+        """The new chunk (absolute index t_index) from x (B, 1, C, h, w) at noise level `start`, against `cache`,
+        optionally under captions `text` (B, L) with classifier-free guidance."""
         guided = text is not None and guidance != 1.0
         prediction = self.diffusion.prediction
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            out = self.dit.forward_chunk(x, s, actions, self.t, cache, write=False, text=text).out
+            out = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False, text=text).out
             if guided:  # classifier-free guidance on the network's prediction (x0 or v: both affine in it); the
                 #         unconditioned pass meets the same history
-                uncond = self.dit.forward_chunk(x, s, actions, self.t, cache, write=False).out
+                uncond = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False).out
                 out = uncond + guidance * (out - uncond)
             return to_velocity(out, x, s, prediction)
 
@@ -265,20 +270,14 @@ class WorldSimulator:
         check(isinstance(steps, (int, np.integer)) and steps >= 1, "steps", steps, "solver steps >= 1")
         check(isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0, "guidance", guidance,
               "a finite scale >= 0 (1: no guidance)")
-        shape = self.metadata.get("latent_shape")
-        if shape is None:
-            raise ValueError("imagine needs the latent shape from a checkpoint's metadata: make the simulator with "
-                             "WorldSimulator.from_checkpoint")
+        shape = self._metadata_latent_shape("imagine")
         n, base = len(captions), int(torch.seed() % 2 ** 62) if seed is None else int(seed)
         ids = self.dit.tokenize(list(captions)).to(self.device)  # (N, L)
         noise = torch.stack([torch.randn((1, *shape), generator=torch.Generator(self.device).manual_seed(base + i),
                                          device=self.device) for i in range(n)])  # (N, 1, C, h, w)
-        t, self.t = self.t, 0
-        try:  # an empty cache of its own: no history, and the worlds in play keep theirs
-            z = self._denoise(noise, torch.full((n,), -1, device=self.device), ids, float(guidance), int(steps),
-                              self.dit.new_cache(n))
-        finally:
-            self.t = t
+        # an empty cache of its own (no history: chunk 0), so the worlds in play keep theirs
+        z = self._denoise(noise, torch.full((n,), -1, device=self.device), ids, float(guidance), int(steps),
+                          self.dit.new_cache(n), 0)
         return self.ae.decode_uint8(z[:, 0]).cpu().numpy()
 
     def _commit(self, z: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None = None):

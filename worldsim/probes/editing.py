@@ -102,9 +102,10 @@ def score_restyle(sim, clips: list[Clip], strength: float = 0.8, guidance: float
 
     changed, kept, before = [], [], []
     for i, clip in enumerate(clips):
-        target = restyle_target(clip).split(",")[0]
-        out = restyle(sim, clip.frames, clip.actions, restyle_target(clip), strength=strength, guidance=guidance,
-                      steps=steps, seed=i)
+        caption = restyle_target(clip)
+        target = caption.split(",")[0]
+        out = restyle(sim, clip.frames, clip.actions, caption, strength=strength, guidance=guidance, steps=steps,
+                      seed=i)
         changed += [attributes(f)["phase"] == target for f in out.frames]
         before += [attributes(f)["phase"] == target for f in clip.frames]
         kept.append(_kept(out.frames, clip.frames))
@@ -136,7 +137,7 @@ def score_connect(sim, clips: list[Clip], transition: int = 8, steps: int = 8) -
                       seed=i)
         for key, value in zip(("arrival", "valid"), _transition_scores(out.frames[out.made], b.frames[0])):
             rows[key].append(value)
-        back = extend_backward(sim, b.frames, transition + 1, clip_actions=b.actions, seed=i)
+        back = extend_backward(sim, b.frames, transition + 1, clip_actions=b.actions, steps=steps, seed=i)
         for key, value in zip(("extend_arrival", "extend_valid"),
                               _transition_scores(back.frames[back.made], b.frames[0])):
             rows[key].append(value)

@@ -83,10 +83,10 @@ def sheet(generate, path: Path) -> Path:
     from worldsim.probes.adherence import DEFAULT_PROMPTS, engine_frame
     from worldsim.prompt import PHASES, expand_prompt
 
-    prompts = [p for p in DEFAULT_PROMPTS if expand_prompt(p).phase is not None]  # the grid, phase by phase
-    n_biomes = sum(expand_prompt(p).phase == PHASES[0] for p in prompts)
-    captions = [expand_prompt(p).caption for p in prompts]
-    model = generate(captions, 0)
+    grid_prompts = [(p, e) for p in DEFAULT_PROMPTS if (e := expand_prompt(p)).phase is not None]  # phase by phase
+    prompts = [p for p, _ in grid_prompts]
+    n_biomes = sum(e.phase == PHASES[0] for _, e in grid_prompts)
+    model = generate([e.caption for _, e in grid_prompts], 0)
     pairs = [upscale(side_by_side([m, engine_frame(p, 0)]), 2) for m, p in zip(model, prompts)]
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_png(path, grid(pairs, n_biomes))
