@@ -6,7 +6,7 @@ actions to continue under, and returns what follows: `predict(contexts, actions,
 (R, T, H, W, 3) uint8 with the reward and termination of every step; it may call `on_step(rows)` as it goes, for a
 progress bar. Predictors that only draw frames (copy-last, mean-frame) never pay and never end: the reward floor.
 The engine's RNG (animals) is seeded per row, so engine rows with other seeds than the reference measure the
-engine's own variance.
+engine's own variance. Every engine plays at the view of what it continues: a run's `view`, a context's frame size.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from worldsim.envs.craft2d import Craft2DEnv
 from worldsim.envs.craft2d.engine import GameState
 from worldsim.envs.craft2d.tiles import TILE_SIZE, Action
-from worldsim.probes.scenarios import Run
+from worldsim.probes.scenarios import Run, View
 
 MIRROR = {int(Action.LEFT): int(Action.RIGHT), int(Action.RIGHT): int(Action.LEFT),
           int(Action.JUMP_LEFT): int(Action.JUMP_RIGHT), int(Action.JUMP_RIGHT): int(Action.JUMP_LEFT)}
@@ -33,6 +32,10 @@ class Context:
     frames: np.ndarray  # (T0, H, W, 3) uint8
     actions: np.ndarray  # (T0,) int64: the action that led to each frame, -1 for the first
     state: GameState
+
+    @property
+    def view(self) -> View:
+        return View.of(self.frames.shape[1:])
 
 
 @dataclass
@@ -61,13 +64,9 @@ class Trace:
     terminated: np.ndarray  # (T,) bool
 
 
-def _env() -> Craft2DEnv:
-    return Craft2DEnv()  # the Craft2D-v0 defaults, which every scenario is built for
-
-
 def reference(run: Run, seed: int) -> Trace:
-    """Play `run` in the engine: the context from its warm-up, then its actions."""
-    env = _env()
+    """Play `run` in the engine at its view: the context from its warm-up, then its actions."""
+    env = run.view.env()
     obs, _ = env.reset(seed=seed, options={"scenario": run.scenario})
     frames, cameras, light = [obs], [env.game.camera], [env.game.light_level]
     for a in run.warmup:
@@ -114,9 +113,12 @@ class Engine:
         self.name = "engine" if corruption is None else f"engine+{corruption}@{level:g}"
 
     def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> Rollout:
-        env = _env()
+        envs = {}  # view -> Craft2D at it: each row goes on at its context's view
         out, rewards, ended = [], [], []
         for ctx, row, seed in zip(contexts, actions, seeds):
+            if ctx.view not in envs:
+                envs[ctx.view] = ctx.view.env()
+            env = envs[ctx.view]
             env.set_state(ctx.state)
             env.np_random = np.random.default_rng(int(seed))  # the animals' own draw for this row
             draws = np.random.default_rng([int(seed), 7919])  # the corruption's draws: the same at every level
@@ -199,3 +201,34 @@ class Model:
             rewards.append(np.stack([s.rewards for s in steps], 1))  # (B, T)
             ended.append(np.stack([s.terminated for s in steps], 1))
         return Rollout(np.concatenate(out), np.concatenate(rewards).astype(np.float32), np.concatenate(ended))
+
+
+def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None = None,
+               history_sigma: float | None = None, device: str = "auto", batch: int = 64) -> tuple[Model, dict]:
+    """A Craft2D world-model checkpoint (None: the shipped one) as a predictor that makes frames of `view`, and what
+    the report says of it: `view_trained` is whether `view` is among the frame shapes it was trained on. A view its
+    autoencoder and patches do not tile is refused, naming it."""
+    from worldsim.checkpoint import trained_views, view_problem
+    from worldsim.envs.craft2d import is_craft2d
+    from worldsim.envs.dream import set_view
+    from worldsim.simulator import load_simulator
+
+    sim, path = load_simulator(checkpoint, denoise_steps, None, device, batch_size=1, history_sigma=history_sigma)
+    if not is_craft2d(sim.metadata.get("env")):
+        raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
+                         "of Craft2D, and need a Craft2D world model")
+    views = trained_views(sim.metadata)  # before set_view, which makes the view the metadata's frame_shape
+    h, w, _ = view.frame_shape
+    problem = view_problem([h, w, 3], sim.ae.cfg, sim.dit.config)
+    if problem:
+        raise ValueError(f"view_width={view.width}, view_height={view.height}: checkpoint {path} cannot make frames "
+                         f"of {w}x{h} px (W x H): expected {problem}; it was trained at {frame_sizes(views)}")
+    _, trained, _ = set_view(sim, (h, w), path)  # as Dream-v0 plays at a view: the metadata says what it makes
+    return Model(sim, batch), {"checkpoint": str(path), "denoise_steps": sim.denoise_steps,
+                               "history_sigma": sim.diffusion.history_sigma, "context": sim.dit.config.context,
+                               "view_trained": trained, "trained_views": [list(v) for v in views]}
+
+
+def frame_sizes(shapes) -> str:
+    """Frame shapes (H, W, 3) as W x H pixels: '64x64, 96x64'."""
+    return ", ".join(f"{s[1]}x{s[0]}" for s in shapes)

@@ -72,8 +72,11 @@ def _header(summary: dict) -> list[str]:
              "mean frame, or the model itself fed shuffled actions), 1 is the engine**.", "",
              f"- model: `{who}`" + (f", {summary['denoise_steps']} solver step(s) a frame, context "
                                     f"{summary['context']} frames" if "denoise_steps" in summary else ""),
+             f"- view: {_view(summary)}",
              f"- `worldsim probe suite={cfg['suite']} seeds={cfg['seeds']} seed={cfg['seed']}"
-             + (" quick=true" if cfg["quick"] else "") + "`: "
+             + (" quick=true" if cfg["quick"] else "")
+             + (f" view_width={cfg['view_width']} view_height={cfg['view_height']}" if summary["view"] != [8, 8]
+                else "") + "`: "
              f"{len(summary['probes'])} probes x {cfg['seeds']} sampling seeds in {summary['seconds']['total']:.0f} s",
              "", "| family | question | score ± std | in distribution | out of distribution | probes |",
              "|---|---|---|---|---|---|"]
@@ -87,6 +90,19 @@ def _header(summary: dict) -> list[str]:
         lines += ["", f"Tiles that still decode as valid sprites at step {steps}: **{valid:.1%}** (engine "
                       f"{np.mean([p['stability']['engine_valid_last'] for p in stab]):.1%})."]
     return lines
+
+
+def _view(summary: dict) -> str:
+    (w, h), (ph, pw, _) = summary["view"], summary["frame_shape"]
+    line = f"{w}x{h} tiles ({pw}x{ph} px, W x H)"
+    if summary.get("view_trained") is False:
+        from worldsim.probes.predictors import frame_sizes
+
+        line += (f", **a view the model was not trained at** (it was trained at "
+                 f"{frame_sizes(summary['trained_views'])} px)")
+    elif summary.get("view_trained"):
+        line += ", a view the model was trained at"
+    return line
 
 
 def _strip(out: Path, c) -> str:
@@ -248,6 +264,10 @@ def _method() -> list[str]:
         "F1 of the ending; their mean is m. The floor is a predictor that never pays and never ends (F1 0). Steps "
         "after the game's ending are not scored. The idle-return check waits (NOOP) in the model from ordinary "
         "starts of the game and divides the return by the game's random-play return over as many steps.",
+        "- At a view larger than the default 8x8 tiles, every patch grows by the columns and rows the view adds, and "
+        "the walks that take something out of view (permanence, causality, consistency) by the columns it adds on "
+        "the side they leave by, so it is out of view as many steps as at the default view; probes keep the default "
+        "view's k in their names, and their params record the steps walked.",
         "- In distribution: worlds the training data visited, patches in their own biome, by day. Out of "
         "distribution: world seeds no training run can have drawn, patches across a biome border, at night.",
     ]

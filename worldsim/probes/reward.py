@@ -21,7 +21,7 @@ import numpy as np
 from worldsim.envs.craft2d.tiles import DEFAULT_REWARDS, Action
 from worldsim.probes.families import WARMUP
 from worldsim.probes.predictors import Context, Predictor, Trace
-from worldsim.probes.scenarios import Probe
+from worldsim.probes.scenarios import DEFAULT_VIEW, Probe, View
 
 EVENT = 0.5 * min(abs(v) for v in DEFAULT_REWARDS.values() if v)  # |reward| from which a step pays
 TOLERANCE = 1  # a predicted event this many steps early or late still matches the engine's
@@ -105,11 +105,10 @@ def summary(measured: list[dict]) -> dict:
             "false_terminations": c["false_end"], "counts": c}
 
 
-def starts(rows: int, seed: int) -> list[Context]:
-    """`rows` ordinary starts of Craft2D-v0 (a fresh world and place each), each with the probes' warm-up context."""
-    from worldsim.envs.craft2d import Craft2DEnv
-
-    env = Craft2DEnv()
+def starts(rows: int, seed: int, view: View = DEFAULT_VIEW) -> list[Context]:
+    """`rows` ordinary starts of Craft2D-v0 at `view` (a fresh world and place each), each with the probes' warm-up
+    context."""
+    env = view.env()
     out = []
     for s in np.random.default_rng([seed, 6007]).integers(2 ** 31, size=rows):
         frames = [env.reset(seed=int(s))[0]] + [env.step(a)[0] for a in WARMUP]
@@ -122,13 +121,12 @@ def idle_return(predictor: Predictor, contexts: list[Context], steps: int, seeds
     random play (`worldsim.agents`' random agent) in the game over the same steps from the same states. Returns
     count up to and including the first terminated step."""
     from worldsim.agents.random_agent import RandomAgent
-    from worldsim.envs.craft2d import Craft2DEnv
 
     if len(seeds) != len(contexts):
         raise ValueError(f"{len(seeds)} seeds for {len(contexts)} idle starts: expected one seed a start")
     rollout = predictor.predict(contexts, np.full((len(contexts), steps), int(Action.NOOP), np.int64), seeds)
     idle = [_return(r, e) for r, e in zip(rollout.rewards, rollout.terminated)]
-    env = Craft2DEnv()
+    env = contexts[0].view.env()  # the game the starts were made in
     played = []
     for i, ctx in enumerate(contexts):
         for k in range(RANDOM_REPLAYS):

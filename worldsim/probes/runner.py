@@ -1,10 +1,13 @@
 """`worldsim probe`: run the probe suite on a checkpoint and write probes.json and probes.md.
 
     worldsim probe [checkpoint=CKPT] [suite=all|permanence+control] [seeds=4] [out=probes] [quick=true]
+                   [view_width=8 view_height=8]
 
 The engine plays every run once for the truth (seed 0) and once per sampling seed for the ceiling (its own variance,
 where animals wander). The predictor under test plays every run once per sampling seed; all its runs of one length
 go through the simulator as one batch. See `worldsim.probes.score` for what is scored and how it is normalised.
+Everything plays at one view (`view_width` x `view_height` tiles): the engine, the floors and the model, which is
+probed there whether or not it was trained there (probes.json says which: `view_trained`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from worldsim.config import check
-from worldsim.envs.craft2d import is_craft2d
 from worldsim.envs.craft2d.tiles import N_ACTIONS
 from worldsim.probes import reward as rewarding
 from worldsim.probes import score as scoring
 from worldsim.probes.families import FAMILIES, Suite, build_suite
-from worldsim.probes.predictors import MIRROR, CopyLast, Engine, MeanFrame, Model, Predictor, reference
-from worldsim.probes.scenarios import Probe
+from worldsim.probes.predictors import (
+    MIRROR, CopyLast, Engine, MeanFrame, Predictor, frame_sizes, load_model, reference,
+)
+from worldsim.probes.scenarios import Probe, View
 
 REFERENCE_SEED = 0  # the engine run that is the truth; ceiling runs use seeds 1..seeds
 QUICK = Suite(permanence_k=(6, 20), ood=1, causality_checks=(1, 10), causality_walk=6, consistency_k=(6,),
@@ -47,6 +51,10 @@ class ProbeConfig:
     collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
                                                            "worlds are the in-distribution ones"})
     report: bool = field(default=True, metadata={"help": "write probes.md with image strips and plots"})
+    view_width: int = field(default=8, metadata={"help": "tiles across the view every run is played at, the HUD "
+                                                         "included (Craft2D-v0's view_width; 12: 96 px wide)"})
+    view_height: int = field(default=8, metadata={"help": "tiles down the view, the HUD row included (Craft2D-v0's "
+                                                          "view_height; 12: 96 px high)"})
 
     def __post_init__(self):
         from worldsim.device import resolve_device  # here, not at the top: it imports torch
@@ -59,6 +67,11 @@ class ProbeConfig:
               "null (the checkpoint's) or a noise level in [0, 1)")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
         self.families()
+        self.view()
+
+    def view(self) -> View:
+        """The view every run is played at; a view the probes cannot take is refused, naming it."""
+        return View(self.view_width, self.view_height)
 
     def families(self) -> tuple[str, ...]:
         names = FAMILIES if self.suite == "all" else tuple(s.strip() for s in str(self.suite).split("+") if s.strip())
@@ -90,13 +103,18 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
     from worldsim.io import atomic_write_json
 
     started = time.perf_counter()
-    suite = replace(QUICK if cfg.quick else Suite(), collect_seed=cfg.collect_seed)
+    view = cfg.view()
+    suite = replace(QUICK if cfg.quick else Suite(), collect_seed=cfg.collect_seed, view=view)
     meta = {}
     if predictor is None:
         predictor, meta = _load(cfg)
     say = (lambda *a: None) if quiet else print
+    if meta.get("view_trained") is False:
+        say(f"note: {meta['checkpoint']} was trained at {frame_sizes(meta['trained_views'])} px (W x H), not at "
+            f"{view}: probing it there anyway (probes.json: view_trained false)")
     probes = build_suite(cfg.families(), cfg.seed, suite)
-    say(f"probing {predictor.name} on {len(probes)} probes x {cfg.seeds} seeds ({', '.join(cfg.families())})")
+    say(f"probing {predictor.name} at {view} on {len(probes)} probes x {cfg.seeds} seeds "
+        f"({', '.join(cfg.families())})")
     cases = [_case(p, i) for i, p in enumerate(probes)]
     engine = Engine()
     seeds = np.arange(1, cfg.seeds + 1)
@@ -112,12 +130,13 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
     _roll(predictor, control, "model_random", mine + 200, _random, quiet)
     _roll(predictor, control, "model_mirrored", mine + 300, _mirrored, quiet)
     paying = [c for c in cases if c.probe.family == "reward"]
-    idle = (rewarding.idle_return(predictor, rewarding.starts(suite.idle_rows, cfg.seed), suite.idle_steps,
+    idle = (rewarding.idle_return(predictor, rewarding.starts(suite.idle_rows, cfg.seed, view), suite.idle_steps,
                                   mine[0] + 400 + np.arange(suite.idle_rows)) if paying else None)
     model_seconds = time.perf_counter() - timer
     results = [_score(c, suite) for c in cases]
     summary = {
-        "predictor": predictor.name, **meta, "config": _public(cfg), "suite": _public(suite),
+        "predictor": predictor.name, "view": [view.width, view.height], "frame_shape": list(view.frame_shape),
+        **meta, "config": _public(cfg), "suite": _public(suite),
         "families": _families(results, cfg.families()), "control": _control(control),
         "reward": {**rewarding.summary([_measure(c, "model") for c in paying]), "idle": idle} if paying else {},
         "probes": [r["json"] for r in results],
@@ -138,22 +157,8 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
 
 
 def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
-    from worldsim.checkpoint import trained_views
-    from worldsim.simulator import load_simulator
-
-    sim, path = load_simulator(cfg.checkpoint, cfg.denoise_steps, None, cfg.device, batch_size=1,
-                               history_sigma=cfg.history_sigma)
-    if not is_craft2d(sim.metadata.get("env")):
-        raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
-                         "of Craft2D, and need a Craft2D world model")
-    # the probes' scenarios are built for Craft2D-v0's default 8x8-tile view: a model trained at several views is
-    # probed at that one, the simulator taking the frames it is given
-    views = trained_views(sim.metadata)
-    if (64, 64, 3) not in views:
-        raise ValueError(f"checkpoint {path} was trained on frames of {[list(v) for v in views]}: the probes are "
-                         "built for Craft2D-v0's 64x64 view")
-    return Model(sim, cfg.batch), {"checkpoint": str(path), "denoise_steps": sim.denoise_steps,
-                                   "history_sigma": sim.diffusion.history_sigma, "context": sim.dit.config.context}
+    return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
+                      device=cfg.device, batch=cfg.batch)
 
 
 def _case(probe: Probe, index: int) -> _Case:
