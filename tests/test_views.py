@@ -241,15 +241,15 @@ def test_the_recipe_configs_parse():
     assert cfg.dit == text.dit and cfg.diffusion == text.diffusion  # the model it fine-tunes, unchanged
 
 
-def test_probes_take_a_model_trained_at_several_views_at_64x64(tmp_path):
+def test_probes_take_a_model_at_a_view_it_was_trained_at_or_not(tmp_path):
     from worldsim.probes.runner import ProbeConfig, _load
 
     path = write_world(tmp_path / "w.safetensors")
     _edit(path, lambda m: m.update(frame_shape=[64, 96, 3], latent_shape=[4, 8, 12], views=[[64, 96, 3], [64, 64, 3]]),
           lambda t: t.pop("start.frames"))  # a model whose main view is 96x64: the probes' 64x64 is one of its views
     cfg = ProbeConfig(checkpoint=str(path), device="cpu")
-    assert _load(cfg)[1]["checkpoint"] == str(path)
-    _edit(path, lambda m: m.update(views=[[64, 96, 3]]))
-    with pytest.raises(ValueError, match=r"trained on frames of \[\[64, 96, 3\]\]: the probes are built for "
-                                         r"Craft2D-v0's 64x64 view"):
-        _load(cfg)
+    _, meta = _load(cfg)
+    assert meta["checkpoint"] == str(path) and meta["view_trained"] is True
+    _edit(path, lambda m: m.update(views=[[64, 96, 3]]))  # 64x64 untrained: probed anyway (the square-only baseline)
+    _, meta = _load(cfg)
+    assert meta["view_trained"] is False and meta["trained_views"] == [[64, 96, 3]]
