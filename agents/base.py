@@ -25,7 +25,14 @@ class Agent(Protocol):
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> int: ...
 
 
-AGENTS: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "explorer": ExplorerAgent, "mixture": MixtureAgent}
+def _human(action_space: gym.Space, env_id: str | None = None, **options: Any) -> Agent:
+    from worldsim.agents.human import HumanAgent  # pygame and a window: imported only when a person plays
+
+    return HumanAgent(action_space, env_id=env_id, **options)
+
+
+AGENTS: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "explorer": ExplorerAgent, "mixture": MixtureAgent,
+                                           "human": _human}
 
 
 def agent_names() -> list[str]:

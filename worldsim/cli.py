@@ -4,6 +4,8 @@
     worldsim dream [checkpoint=CKPT steps=300 agent=explorer out=rollout.gif]  headless rollout to a GIF or MP4
     worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]          trajectories into a dataset
     worldsim train ae|world data=DIR [optim.steps=N loop.out=DIR ...]       train (resumes a run in loop.out)
+    worldsim agent train [env=ID num_envs=N total_steps=N out=DIR]          PPO in the game, the dream or Atari
+    worldsim agent eval POLICY|agent=NAME [env=ID episodes=100]             mean return and events of an agent
     worldsim curves RUN [RUN ...] [out=curves.png]                          training curves of runs, chained
     worldsim probe [checkpoint=CKPT suite=all seeds=4 out=probes quick=true] probes.json and probes.md
     worldsim bench [only=[engine,loader] steps=20000 out=.]                speed table, written to bench.json
@@ -15,7 +17,8 @@
 Each command parses its settings (Hydra overrides: nested keys with dots, lists as [a,b]) into a frozen dataclass and
 hands it to the module that does the work; where configs/<command>/experiment/ has recipes, `experiment=NAME` selects
 one. `worldsim COMMAND --help` lists every key with its default and meaning, and the recipes. The one exception to
-key=value: `worldsim curves` also takes its run directories as plain arguments (`runs=[a,b]` works too).
+key=value: `worldsim curves` also takes its run directories as plain arguments (`runs=[a,b]` works too), and
+`worldsim agent eval` its policy file (`policy=PATH` works too).
 
 The parsing is written here rather than with argparse: argparse would take `--out x` apart before we could answer it
 with `out=x`, and Hydra, not argparse, parses the settings.
@@ -85,6 +88,16 @@ def _curves(cfg) -> int:
     return 0
 
 
+def _collect(cfg) -> int:
+    from worldsim.data.collect import collect
+
+    # a person plays in this process's window: worker processes would each want a keyboard
+    check(cfg.agent != "human" or cfg.workers == 1, "workers", cfg.workers, "1 with agent=human (one person, "
+          "one window)")
+    collect(cfg)
+    return 0
+
+
 def _config(module: str, name: str) -> Callable[[], type]:
     def load() -> type:
         import importlib
@@ -123,8 +136,10 @@ COMMANDS = {
     "dream": Command("roll a world model out headless to a GIF or MP4, beside the real game for Craft2D",
                      _config("worldsim.rollout", "DreamConfig"), _dream, "[checkpoint=CKPT steps=300 out=rollout.gif]"),
     "collect": Command("collect trajectories from a Gymnasium env into a dataset",
-                       _config("worldsim.data.collect", "CollectConfig"), _runner("worldsim.data.collect", "collect"),
-                       "out=DIR [env=ID agent=NAME steps=N workers=K ...]"),
+                       _config("worldsim.data.collect", "CollectConfig"), _collect,
+                       "out=DIR [env=ID agent=NAME steps=N workers=K ...]\n\nagent=human records a person's play "
+                       "(a pygame window, workers=1; ESC stops, keeping the episodes already saved: shard_steps=1 "
+                       "saves each as it ends)"),
     "curves": Command("plot training runs' curves to a PNG (a fine-tune continues its parent's steps)",
                       _config("worldsim.cli", "CurvesConfig"), _curves, "RUN [RUN ...] [out=curves.png title=TEXT]"),
     "probe": Command("ask a world model what the real game knows; writes probes.json and probes.md",
@@ -163,6 +178,16 @@ TRAIN = {
                      _config("worldsim.train.world", "TrainWorldConfig"), _runner("worldsim.train.world", "run"),
                      "data=DIR ae=CKPT [model=S optim.steps=N loop.out=DIR ...]", "train_world"),
 }
+AGENT = {
+    "train": Command("train a PPO policy in an env with image observations and discrete actions (Craft2D, the "
+                     "dream, Atari)", _config("worldsim.agents.ppo", "Args"),
+                     _runner("worldsim.agents.evaluate", "train_and_evaluate", "the policy is {}"),
+                     "[env=ID num_envs=N total_steps=N out=DIR env_kwargs.KEY=VALUE ...]", "agent"),
+    "eval": Command("play a policy, or a scripted agent, for N episodes: return mean ± std and the env's events",
+                    _config("worldsim.agents.evaluate", "EvalConfig"), _runner("worldsim.agents.evaluate", "run"),
+                    "POLICY [env=ID episodes=100 ...]   or   worldsim agent eval agent=random|explorer [...]"),
+}
+GROUPS = {"train": ("TASK", TRAIN), "agent": ("ACTION", AGENT)}  # commands with a second word
 HELP = ("-h", "--help")
 FLAG = re.compile(r"--?[A-Za-z]")  # `--out`, `-o`; not `-5`, a value
 
@@ -174,6 +199,7 @@ def usage() -> str:
         lines.append(f"  {name:<8} {cmd.help}")
         if name == "dream":
             lines.append(f"  {'train':<8} train the autoencoder (train ae) or the world model (train world)")
+            lines.append(f"  {'agent':<8} train a PPO agent (agent train) or measure one (agent eval)")
     return "\n".join(lines)
 
 
@@ -212,21 +238,22 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     name, *rest = args
-    if name == "train":
+    if name in GROUPS:
+        word, group = GROUPS[name]
         if not rest or rest[0] in HELP:
-            print("usage: worldsim train TASK [key=value ...]   (worldsim train TASK --help lists its keys)\n\ntasks:\n"
-                  + "\n".join(f"  {task:<6} {cmd.help}" for task, cmd in TRAIN.items()))
+            print(f"usage: worldsim {name} {word} [key=value ...]   (worldsim {name} {word} --help lists its keys)"
+                  f"\n\n{word.lower()}s:\n" + "\n".join(f"  {task:<6} {cmd.help}" for task, cmd in group.items()))
             return 0 if rest else 2
         task, *rest = rest
-        if task not in TRAIN:
-            print(f"worldsim train: the task comes first, one of {list(TRAIN)} (then key=value settings), got "
-                  f"{task!r}", file=sys.stderr)
+        if task not in group:
+            print(f"worldsim {name}: the {word.lower()} comes first, one of {list(group)} (then key=value settings), "
+                  f"got {task!r}", file=sys.stderr)
             return 2
-        name, cmd = f"train {task}", TRAIN[task]
+        name, cmd = f"{name} {task}", group[task]
     elif name in COMMANDS:
         cmd = COMMANDS[name]
     else:
-        print(f"worldsim: no command {name!r}; expected one of {[*COMMANDS, 'train']} (worldsim --help)",
+        print(f"worldsim: no command {name!r}; expected one of {[*COMMANDS, *GROUPS]} (worldsim --help)",
               file=sys.stderr)
         return 2
     if any(a in HELP for a in rest):
@@ -239,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from worldsim.config import parse_overrides
 
-        if name == "curves":  # the documented exception: run directories as plain arguments
+        if name == "curves":  # the documented exceptions: run directories, a policy file, as plain arguments
             rest = _positional_runs(rest)
+        elif name == "agent eval":
+            rest = _positional(rest, "policy")
         cfg = parse_overrides(cmd.config(), rest, cmd.recipes or name)
         return cmd.run(cfg)
     except KeyboardInterrupt as err:
@@ -249,6 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, ImportError) as err:  # bad input: a clear message, not a traceback
         print(f"worldsim {name}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _positional(args: list[str], key: str) -> list[str]:
+    plain = [a for a in args if "=" not in a]
+    if not plain:
+        return args
+    if len(plain) > 1 or any(a.startswith(f"{key}=") for a in args):
+        raise ValueError(f"{key} given {'twice' if len(plain) == 1 else f'{len(plain)} times'}: {plain}; give one")
+    quoted = "'" + plain[0].replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return [a for a in args if "=" in a] + [f"{key}={quoted}"]
 
 
 def _positional_runs(args: list[str]) -> list[str]:

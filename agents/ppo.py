@@ -1,0 +1,443 @@
+"""PPO on Gymnasium 1.x vector envs with image observations and discrete actions, in CleanRL's spirit: one file, read
+top to bottom. It trains in the real Craft2D, in Dream-v0 (a world model, stepped natively batched), or in any
+Atari-like env.
+
+    worldsim agent train env=worldsim/Craft2D-v0 num_envs=8 total_steps=200000 out=runs/ppo
+    worldsim agent train env=worldsim/Dream-v0 num_envs=16 env_kwargs.denoise_steps=2
+    worldsim agent train experiment=craft2d_dream          # configs/agent/experiment/craft2d_dream.yaml
+
+Autoreset is Gymnasium 1.x's NEXT_STEP: the step after a sub-env ends returns its new first observation and ignores
+the action taken. That step is no transition, so it is masked out of training (`valid`), and because the env only
+resets on it, the observation a done step returns is the episode's final one: a truncated episode bootstraps from it.
+Writes `out/policy.safetensors` (weights; the config, spaces and action meanings as JSON metadata, no pickles) and
+`out/log.jsonl` (one line per finished episode and per update).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from gymnasium.vector import AutoresetMode
+from torch.distributions.categorical import Categorical
+
+from worldsim.config import check, check_out, show, to_dict
+
+POLICY_FORMAT = 1  # of policy.safetensors; bump when the network or its metadata change
+MIN_SIDE = 36  # the Nature CNN's three convolutions need at least 36 pixels a side
+
+
+def documented(cls: type) -> type:
+    """Copy the docstring under each dataclass field into its `help` metadata: `--help` prints it, and the docstring
+    (CleanRL's style) stays the one place the meaning is written."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign)
+            and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
+    for f in dataclasses.fields(cls):
+        if f.name in docs:
+            f.metadata = MappingProxyType({**f.metadata, "help": " ".join(docs[f.name].split())})
+    return cls
+
+
+@documented
+@dataclass(frozen=True)
+class Args:
+    env: str = "worldsim/Craft2D-v0"
+    """Gymnasium env id with image observations and Discrete actions; 'module:id' imports module first
+    (ale_py:ALE/Breakout-v5)"""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """keyword arguments of gym.make_vec (Dream-v0: checkpoint, denoise_steps, device, ...)"""
+    num_envs: int = 8
+    """envs stepped together; the policy acts on all of them in one batched forward pass"""
+    vectorization_mode: str | None = None
+    """sync | async | vector_entry_point; null: the env's native vector env where it has one (Dream-v0's, one
+    batched world-model step), else sync"""
+    total_steps: int = 200_000
+    """env steps to train for, summed over the envs (the autoreset steps included)"""
+    num_steps: int = 128
+    """steps per env in a rollout: each update learns from num_steps x num_envs of them"""
+    learning_rate: float = 2.5e-4
+    """Adam's learning rate"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over the run"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    num_minibatches: int = 4
+    """minibatches a rollout is split into"""
+    update_epochs: int = 4
+    """passes over each rollout"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float = 0.1
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """clip the value loss as the policy loss is clipped"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """gradient clipping norm"""
+    target_kl: float | None = None
+    """stop a rollout's epochs early once the approximate KL passes this (null: never)"""
+    seed: int = 0
+    """seeds torch, the minibatch order and the envs (sub-env i: seed + i): the same seed gives the same run on the
+    CPU"""
+    device: str = "cpu"
+    """where the policy runs: cpu | cuda | auto (the env's own device is an env_kwargs key of Dream-v0)"""
+    out: str = "runs/agent"
+    """directory of policy.safetensors, log.jsonl and eval.json (overwritten)"""
+    save_every: int = 10
+    """updates between saves of the policy (and at the end)"""
+    eval_env: str | None = None
+    """after training, evaluate the policy in this env (null: the training env); only if eval_episodes > 0"""
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """keyword arguments of the evaluation env (with eval_env=null, added to env_kwargs)"""
+    eval_episodes: int = 0
+    """episodes of the evaluation after training (0: none), written to out/eval.json"""
+
+    def __post_init__(self):
+        for name in ("num_envs", "total_steps", "num_steps", "num_minibatches", "update_epochs", "save_every"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        check(self.total_steps >= self.num_steps * self.num_envs, "total_steps", self.total_steps,
+              f"at least one rollout, num_steps x num_envs = {self.num_steps * self.num_envs}")
+        check(self.vectorization_mode in (None, "sync", "async", "vector_entry_point"), "vectorization_mode",
+              self.vectorization_mode, "null, sync, async or vector_entry_point")
+        check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu or cuda")
+        check(0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma, gae_lambda", (self.gamma, self.gae_lambda),
+              "gamma in (0, 1] and gae_lambda in [0, 1]")
+        check(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, "an integer >= 0")
+        check_out("out", str(Path(self.out) / "policy.safetensors"), (".safetensors",))
+
+
+def make_envs(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None,
+              vectorization_mode: str | None = None) -> gym.vector.VectorEnv:
+    """`gym.make_vec`, refused with a message naming the env unless it has NEXT_STEP autoreset, image observations
+    and Discrete actions (what the policy and the rollout below are written for)."""
+    import worldsim  # noqa: F401  (registers worldsim/Craft2D-v0 and worldsim/Dream-v0)
+
+    try:
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization_mode, **(env_kwargs or {}))
+    except gym.error.Error as err:
+        hint = (f"; if a package registers it when imported, name the package first: env=PACKAGE:{env_id} "
+                "(Atari: env=ale_py:ALE/Breakout-v5)" if isinstance(err, gym.error.UnregisteredEnv) else "")
+        raise ValueError(f"env={env_id!r}: {err}{hint}") from None
+    except TypeError as err:  # a keyword the env does not take
+        raise ValueError(f"env={env_id!r} with env_kwargs {env_kwargs}: {err}") from None
+    try:
+        mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode != AutoresetMode.NEXT_STEP:
+            raise ValueError(f"env={env_id!r}: its vector env resets with {mode}: expected AutoresetMode.NEXT_STEP, "
+                             "Gymnasium's default")
+        if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+            raise ValueError(f"env={env_id!r} has actions {envs.single_action_space}: expected a Discrete space")
+        image_layout(envs.single_observation_space, f"env={env_id!r}")
+    except ValueError:
+        envs.close()
+        raise
+    return envs
+
+
+def image_layout(space: gym.Space, what: str) -> bool:
+    """True for (H, W, C) frames, False for (C, H, W) (frame stacks of Atari wrappers); refuses anything else."""
+    ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+    channels_last = ok and space.shape[-1] in (1, 3, 4)
+    ok = ok and (channels_last or space.shape[0] in (1, 3, 4))
+    side = min(space.shape[:2] if channels_last else space.shape[1:]) if ok else 0
+    if not ok or side < MIN_SIDE:
+        raise ValueError(f"{what} observes {space}: expected uint8 images (H, W, C) or (C, H, W) with 1, 3 or 4 "
+                         f"channels and sides of at least {MIN_SIDE} pixels")
+    return channels_last
+
+
+def action_meanings(envs: gym.vector.VectorEnv) -> list[str]:
+    base = envs.unwrapped
+    try:
+        meanings = base.get_action_meanings() if hasattr(base, "get_action_meanings") else \
+            base.call("get_action_meanings")[0]  # a sync/async vector env: its sub-envs'
+    except (AttributeError, IndexError):
+        meanings = None
+    n = int(envs.single_action_space.n)
+    return [str(m) for m in meanings] if meanings is not None and len(meanings) == n else [str(i) for i in range(n)]
+
+
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Policy(nn.Module):
+    """The Nature-CNN actor-critic (Mnih et al. 2015) over uint8 frames, CleanRL's Atari agent."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, channels_last: bool):
+        super().__init__()
+        self.channels_last = channels_last
+        c, h, w = (obs_shape[2], *obs_shape[:2]) if channels_last else obs_shape
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(c, 32, 8, stride=4)), nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():  # 1024 features at 64x64, 3136 at 84x84
+            n = self.network(torch.zeros(1, c, h, w)).shape[1]
+        self.network.append(layer_init(nn.Linear(n, 512)))
+        self.network.append(nn.ReLU())
+        self.actor = layer_init(nn.Linear(512, n_actions), std=0.01)  # near-uniform first policy
+        self.critic = layer_init(nn.Linear(512, 1), std=1)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+        return self.network(x)
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.hidden(x)).flatten()
+
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None, greedy: bool = False):
+        hidden = self.hidden(x)
+        probs = Categorical(logits=self.actor(hidden))
+        if action is None:
+            action = probs.logits.argmax(-1) if greedy else probs.sample()
+        return action, probs.log_prob(action), probs.entropy(), self.critic(hidden).flatten()
+
+
+def pick_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+@dataclass
+class Rollout:
+    """A rollout's buffers, each shaped (num_steps, num_envs) + the item's shape."""
+
+    obs: torch.Tensor  # uint8 frames: a quarter of the memory of floats
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    values: torch.Tensor
+    terminated: torch.Tensor  # the episode ended for good: no bootstrap
+    dones: torch.Tensor  # terminated or truncated: the advantage recursion stops here
+    valid: torch.Tensor  # False on an autoreset step: its action was ignored, it is no transition
+
+    @classmethod
+    def empty(cls, num_steps: int, num_envs: int, obs_shape: tuple[int, ...], device: torch.device) -> Rollout:
+        def zeros(dtype: torch.dtype, *shape: int) -> torch.Tensor:
+            return torch.zeros((num_steps, num_envs, *shape), dtype=dtype, device=device)
+
+        f = torch.float32
+        return cls(zeros(torch.uint8, *obs_shape), zeros(torch.long), zeros(f), zeros(f), zeros(f), zeros(f),
+                   zeros(f), zeros(torch.bool))
+
+
+def collect(envs, policy: Policy, buf: Rollout, next_obs: torch.Tensor, next_done: np.ndarray,
+            on_episode=None) -> tuple[torch.Tensor, np.ndarray]:
+    """Fill `buf` with one rollout from (next_obs, next_done) and return them for the next. `next_done[i]`: sub-env i's
+    last step ended an episode, so its next step is the autoreset step. `on_episode(i, return, length)` is called as
+    episodes end (from RecordEpisodeStatistics' info["episode"], which counts no autoreset step)."""
+    device = buf.obs.device
+    for step in range(buf.obs.shape[0]):
+        buf.obs[step] = next_obs
+        buf.valid[step] = torch.from_numpy(~next_done)
+        with torch.no_grad():
+            action, logprob, _, value = policy.get_action_and_value(next_obs)
+        buf.actions[step], buf.logprobs[step], buf.values[step] = action, logprob, value
+        obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+        next_done = np.logical_or(terminated, truncated)
+        buf.rewards[step] = torch.as_tensor(reward, dtype=torch.float32, device=device)
+        buf.terminated[step] = torch.as_tensor(terminated, dtype=torch.float32, device=device)
+        buf.dones[step] = torch.as_tensor(next_done, dtype=torch.float32, device=device)
+        next_obs = torch.as_tensor(obs, device=device)
+        if on_episode is not None and "_episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                on_episode(step, int(i), float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i]))
+    return next_obs, next_done
+
+
+def gae(buf: Rollout, next_value: torch.Tensor, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages, returns), (num_steps, num_envs). Under NEXT_STEP the observation after a done step is the episode's
+    final one (the env resets only on the step after), so V of it bootstraps a truncation, and a termination gets 0.
+    The recursion stops at every done, so an autoreset step's value never leaks into the episode before it."""
+    advantages = torch.zeros_like(buf.rewards)
+    lastgaelam = 0
+    num_steps = buf.rewards.shape[0]
+    for t in reversed(range(num_steps)):
+        nextvalues = next_value if t == num_steps - 1 else buf.values[t + 1]
+        delta = buf.rewards[t] + gamma * nextvalues * (1.0 - buf.terminated[t]) - buf.values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * (1.0 - buf.dones[t]) * lastgaelam
+    return advantages, advantages + buf.values
+
+
+def flatten(buf: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(obs, actions, logprobs, advantages, returns, values) of the real transitions, in (step, env) order: an
+    autoreset step's action was ignored by the env, so it is never trained on."""
+    keep = buf.valid.reshape(-1).nonzero().flatten()  # (num_steps * num_envs,) -> (n,)
+    obs = buf.obs.reshape((-1, *buf.obs.shape[2:]))[keep]
+    return (obs, *(x.reshape(-1)[keep] for x in (buf.actions, buf.logprobs, advantages, returns, buf.values)))
+
+
+def train(args: Args, quiet: bool = False) -> Path:
+    """Train a policy as `args` says; returns the path of the policy file. (`worldsim agent train` then evaluates it:
+    worldsim.agents.evaluate.train_and_evaluate.)"""
+    from worldsim.progress import Progress
+
+    if not quiet:
+        print(show(args), end="")
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = True
+    rng = np.random.default_rng(args.seed)  # the minibatch order
+    device = pick_device(args.device)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(
+        make_envs(args.env, args.num_envs, args.env_kwargs, args.vectorization_mode))
+    obs_shape = envs.single_observation_space.shape
+    meta = {"obs_shape": list(obs_shape), "n_actions": int(envs.single_action_space.n),
+            "channels_last": image_layout(envs.single_observation_space, args.env), "env": args.env,
+            "env_kwargs": dict(args.env_kwargs), "action_meanings": action_meanings(envs)}
+    policy = Policy(obs_shape, meta["n_actions"], meta["channels_last"]).to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path, log = out / "policy.safetensors", open(out / "log.jsonl", "w")
+    batch_size = args.num_steps * args.num_envs
+    num_updates = args.total_steps // batch_size
+    buf = Rollout.empty(args.num_steps, args.num_envs, obs_shape, device)
+    progress = None if quiet else Progress(num_updates * batch_size, "ppo", "steps")
+    recent: list[tuple[float, int]] = []  # the last 20 episodes, for the progress line
+    global_step, start = 0, time.perf_counter()
+
+    def on_episode(step: int, i: int, r: float, length: int) -> None:
+        at = global_step + (step + 1) * args.num_envs  # env steps taken when it ended
+        log.write(json.dumps({"kind": "episode", "step": at, "env": i, "return": r, "length": length}) + "\n")
+        recent[:] = (recent + [(r, length)])[-20:]
+
+    obs, _ = envs.reset(seed=args.seed)
+    next_obs, next_done = torch.as_tensor(obs, device=device), np.zeros(args.num_envs, bool)
+    try:
+        for update in range(1, num_updates + 1):
+            if args.anneal_lr:
+                optimizer.param_groups[0]["lr"] = (1.0 - (update - 1.0) / num_updates) * args.learning_rate
+            next_obs, next_done = collect(envs, policy, buf, next_obs, next_done, on_episode)
+            global_step += batch_size
+            with torch.no_grad():
+                advantages, returns = gae(buf, policy.get_value(next_obs), args.gamma, args.gae_lambda)
+
+            b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = flatten(buf, advantages, returns)
+            n = len(b_actions)
+            minibatch_size = max(1, -(-n // args.num_minibatches))
+            clipfracs, approx_kl = [], torch.zeros(())
+            for epoch in range(args.update_epochs):
+                b_inds = rng.permutation(n)
+                for lo in range(0, n, minibatch_size):
+                    mb = torch.from_numpy(b_inds[lo:lo + minibatch_size]).to(device)
+                    _, newlogprob, entropy, newvalue = policy.get_action_and_value(b_obs[mb], b_actions[mb])
+                    logratio = newlogprob - b_logprobs[mb]
+                    ratio = logratio.exp()
+                    with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
+                        approx_kl = ((ratio - 1) - logratio).mean()
+                        clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+                    mb_advantages = b_advantages[mb]
+                    if args.norm_adv and len(mb) > 1:
+                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                    clipped_ratio = torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                    pg_loss = torch.max(-mb_advantages * ratio, -mb_advantages * clipped_ratio).mean()
+                    if args.clip_vloss:
+                        v_clipped = b_values[mb] + (newvalue - b_values[mb]).clamp(-args.clip_coef, args.clip_coef)
+                        v_loss = 0.5 * torch.max((newvalue - b_returns[mb]) ** 2,
+                                                 (v_clipped - b_returns[mb]) ** 2).mean()
+                    else:
+                        v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
+                    entropy_loss = entropy.mean()
+                    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+                    optimizer.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                if args.target_kl is not None and approx_kl > args.target_kl:
+                    break
+
+            var_y = b_returns.var().item() if n > 1 else 0.0
+            explained_var = float("nan") if var_y == 0 else 1 - (b_returns - b_values).var().item() / var_y
+            sps = global_step / (time.perf_counter() - start)
+            log.write(json.dumps({"kind": "update", "step": global_step, "update": update, "transitions": n,
+                                  "lr": optimizer.param_groups[0]["lr"], "value_loss": v_loss.item(),
+                                  "policy_loss": pg_loss.item(), "entropy": entropy_loss.item(),
+                                  "approx_kl": approx_kl.item(), "clipfrac": float(np.mean(clipfracs)),
+                                  "explained_variance": explained_var, "steps_per_s": sps}) + "\n")
+            log.flush()
+            if update % args.save_every == 0 or update == num_updates:
+                save_policy(path, policy, args, meta, global_step)
+            if progress:
+                line = "" if not recent else (f"return {np.mean([r for r, _ in recent]):.2f} "
+                                              f"length {np.mean([length for _, length in recent]):.0f}")
+                progress.update(global_step, line)
+    except KeyboardInterrupt:
+        save_policy(path, policy, args, meta, global_step)
+        raise KeyboardInterrupt(f"training interrupted at step {global_step}: the policy so far is in {path}") from None
+    finally:
+        envs.close()
+        log.close()
+    if progress:
+        progress.close(global_step)
+    return path
+
+
+# ---- the policy file ---------------------------------------------------------------------------------------------
+def save_policy(path: Path, policy: Policy, args: Args, meta: dict[str, Any], steps: int) -> Path:
+    """Weights and metadata in one safetensors file, written under a temporary name and renamed over `path`."""
+    from worldsim.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, policy.state_dict(), config=to_dict(args), policy_format=POLICY_FORMAT,
+                           steps=steps, **meta)
+
+
+def read_policy_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a policy file, checked; reads no weights. A clear ValueError for anything else."""
+    from worldsim.checkpoint import read_metadata
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"policy={str(path)!r}: no such file (train one with `worldsim agent train`, which "
+                                f"writes OUT/policy.safetensors)")
+    meta = read_metadata(path)  # a truncated or foreign file: CheckpointError (a ValueError) naming the file
+    if "policy_format" not in meta:
+        raise ValueError(f"policy={str(path)!r} is a worldsim checkpoint but not a policy (a world model? it plays as "
+                         f"Dream-v0's checkpoint=): expected a file of `worldsim agent train`")
+    if meta["policy_format"] != POLICY_FORMAT:
+        raise ValueError(f"policy={str(path)!r} has policy_format {meta['policy_format']}: this worldsim reads "
+                         f"{POLICY_FORMAT}; train it again")
+    return meta
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> tuple[Policy, dict[str, Any]]:
+    """(policy in eval mode, metadata), the network rebuilt from the metadata and checked against the weights."""
+    from worldsim.checkpoint import load_checkpoint
+
+    meta = read_policy_meta(path)
+    try:
+        policy = Policy(tuple(meta["obs_shape"]), int(meta["n_actions"]), bool(meta["channels_last"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"policy={str(path)!r}: its metadata does not describe a network ({err}): the file is "
+                         "damaged or was edited; train it again") from None
+    tensors, _ = load_checkpoint(path)
+    try:
+        policy.load_state_dict(tensors)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"policy={str(path)!r}: its weights do not fit the network its metadata describes ({first})"
+                         f": the file is damaged or was edited; train it again") from None
+    return policy.to(pick_device(device)).eval(), meta
