@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset, open_latent_dataset
+from worldsim.data.latents import LatentClipDataset, ae_identity, encode_dataset, open_cache, open_latent_dataset
+from worldsim.data.integrity import COMPLETE
 from worldsim.data.loader import ClipDataset
 from worldsim.data.shards import ShardError, open_dataset, write_shard
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -90,6 +91,28 @@ def test_rerun_skips_done_shards_and_encodes_only_missing_ones(data, ae, cache, 
     counts = encode_dataset(ae, data, out)
     assert counts["encoded"] == 1 and counts["skipped"] == n - 1
     assert victim.exists() and not (out / ".shard-w00-00009.tmp").exists()
+
+
+def test_parts_encode_disjoint_shares_then_a_whole_call_checks_them_and_records_the_cache(data, ae, cache, tmp_path):
+    out = tmp_path / "parts"
+    with pytest.raises(ValueError, match=r"part=\(1, 2\): .* is not a latent cache yet; make it with open_cache"):
+        encode_dataset(ae, data, out, part=(1, 2))
+    for bad in ((2, 2), (0, 0), (-1, 3)):
+        with pytest.raises(ValueError, match=r"expected \(index, count\) with count >= 1 and 0 <= index < count"):
+            encode_dataset(ae, data, out, part=bad)
+    open_cache(ae, data, out, checkpoint="ae.safetensors")
+    (out / ".shard-w01-00009.tmp").mkdir()  # as if another part were writing it: a part leaves it alone
+    n = len(open_dataset(data)[1])
+    parts = [encode_dataset(ae, data, out, batch_size=64, checkpoint="ae.safetensors", part=(i, 2)) for i in (0, 1)]
+    assert [p["encoded"] for p in parts] == [(n + 1) // 2, n // 2] and (out / ".shard-w01-00009.tmp").exists()
+    assert not (out / COMPLETE).exists()  # not recorded complete until a whole call has checked every shard
+    whole = encode_dataset(ae, data, out, checkpoint="ae.safetensors")
+    assert whole["encoded"] == 0 and whole["skipped"] == n and not (out / ".shard-w01-00009.tmp").exists()
+    assert (out / COMPLETE).exists()
+    _, got = open_latent_dataset(out, rehash=True)
+    _, want = open_latent_dataset(cache)
+    for a, b in zip(got, want):  # the same latents as one process encoding the whole dataset
+        assert np.array_equal(a.arrays["latents"], b.arrays["latents"])
 
 
 def test_unfitted_autoencoder_refused(data, tmp_path):

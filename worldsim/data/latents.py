@@ -79,13 +79,21 @@ def _check_cache(out: Path, new: dict) -> None:
                          f"not mix; choose another out_dir or delete it")
 
 
-@torch.inference_mode()
-def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, batch_size: int = 256,
-                   device: str | torch.device = "cpu", checkpoint: str | None = None, quiet: bool = True) -> dict:
-    """Encode every shard of the dataset at `data_dir` into a latent cache at `out_dir` (created, or continued:
-    shards already encoded are checked and skipped). `ae` must have its latent scale fitted; it is moved to
-    `device` and left in eval mode. `checkpoint` is recorded in the manifest for people; the state-dict hash is
-    what identifies the autoencoder. Returns counts: shards encoded and skipped, rows, seconds."""
+def open_cache(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, checkpoint: str | None = None) -> dict:
+    """Create the latent cache of the dataset at `data_dir` in `out_dir`, or check that the one there caches this
+    dataset with this autoencoder, and clear the temporary shards of a killed run. Returns its manifest."""
+    out, (_, manifest) = Path(out_dir), _manifest(ae, data_dir, out_dir, checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "manifest.json").exists():
+        _check_cache(out, manifest)
+    write_manifest(out, manifest)
+    remove_incomplete(out)
+    return manifest
+
+
+def _manifest(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path,
+              checkpoint: str | None) -> tuple[dict, dict]:
+    """The source dataset's manifest, and the cache's."""
     data_dir, out = Path(data_dir), Path(out_dir)
     if out.resolve() == data_dir.resolve():
         raise ValueError(f"out_dir={str(out)!r} is the dataset itself: the cache needs its own directory")
@@ -97,22 +105,43 @@ def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, b
     f, C = ae.cfg.downsample, ae.cfg.latent_channels
     if H % f or W % f:
         raise ValueError(f"{data_dir}: frames of {H}x{W} are not multiples of the autoencoder's downsample={f}")
-    latent_shape = [C, H // f, W // f]
-    manifest = {**source, "latent_shape": latent_shape, "latent_dtype": np.dtype(LATENT_DTYPE).str,
-                "autoencoder": {"sha256": ae_identity(ae), "config": asdict(ae.cfg), "checkpoint": checkpoint},
-                "source": {"path": str(data_dir.resolve()), "identity": _source_identity(source)}}
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "manifest.json").exists():
+    return source, {**source, "latent_shape": [C, H // f, W // f], "latent_dtype": np.dtype(LATENT_DTYPE).str,
+                    "autoencoder": {"sha256": ae_identity(ae), "config": asdict(ae.cfg), "checkpoint": checkpoint},
+                    "source": {"path": str(data_dir.resolve()), "identity": _source_identity(source)}}
+
+
+@torch.inference_mode()
+def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, batch_size: int = 256,
+                   device: str | torch.device = "cpu", checkpoint: str | None = None, quiet: bool = True,
+                   part: tuple[int, int] = (0, 1)) -> dict:
+    """Encode every shard of the dataset at `data_dir` into a latent cache at `out_dir` (created, or continued:
+    shards already encoded are checked and skipped). `ae` must have its latent scale fitted; it is moved to
+    `device` and left in eval mode. `checkpoint` is recorded in the manifest for people; the state-dict hash is
+    what identifies the autoencoder. Returns counts: shards encoded and skipped, rows, seconds.
+
+    `part=(i, n)`, n > 1, encodes only shards i, i + n, i + 2n, ... of a cache `open_cache` has made, so n
+    processes encode at once, no two writing one shard; a whole call afterwards checks every shard and records the
+    cache complete (a part records nothing, and leaves the temporary shards alone: they may be another part's)."""
+    index, count = part
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"part={part!r}: expected (index, count) with count >= 1 and 0 <= index < count")
+    data_dir, out = Path(data_dir), Path(out_dir)
+    source, manifest = _manifest(ae, data_dir, out, checkpoint)
+    if count == 1:
+        open_cache(ae, data_dir, out, checkpoint)
+    else:
+        if not (out / "manifest.json").exists():
+            raise ValueError(f"part={part!r}: {out} is not a latent cache yet; make it with open_cache first")
         _check_cache(out, manifest)
-    write_manifest(out, manifest)
-    remove_incomplete(out)  # temporary shards of a killed run
+    latent_shape, frame_shape = manifest["latent_shape"], tuple(manifest["frame_shape"])
 
     ae.to(device).eval()
     paths = shard_paths(data_dir)
     check_complete(data_dir, paths, restore_hint(source))  # never encode a dataset with a shard missing
-    progress = None if quiet else Progress(len(paths), "encode", "shards")
+    mine = paths[index::count]
+    progress = None if quiet else Progress(len(mine), "encode", "shards")
     start, counts = time.perf_counter(), {"encoded": 0, "skipped": 0, "rows": 0}
-    for i, path in enumerate(paths):
+    for i, path in enumerate(mine):
         final = out / path.name
         source_meta = sha256_file(path / META)
         if final.exists():
@@ -122,15 +151,16 @@ def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, b
                                  f"since): delete {final} and encode again")
             counts["skipped"] += 1
         else:
-            done = _encode_shard(ae, open_shard(path, tuple(source["frame_shape"])), final, batch_size, source_meta)
+            done = _encode_shard(ae, open_shard(path, frame_shape), final, batch_size, source_meta)
             counts["encoded"] += 1
         counts["rows"] += done.rows
         if progress:
             progress.update(i + 1, f"{counts['rows']:,} frames")
     if progress:
-        progress.close(len(paths))
-    record_complete(out, [out / p.name for p in paths], keep=False)  # each one checked above
-    return {**counts, "shards": len(paths), "seconds": time.perf_counter() - start}
+        progress.close(len(mine))
+    if count == 1:
+        record_complete(out, [out / p.name for p in paths], keep=False)  # each one checked above
+    return {**counts, "shards": len(mine), "seconds": time.perf_counter() - start}
 
 
 def _encode_shard(ae: Autoencoder, src: Shard, final: Path, batch_size: int, source_meta: str) -> Shard:

@@ -24,7 +24,7 @@ from omegaconf import MISSING
 from worldsim.checkpoint import (load_autoencoder, load_init, read_metadata, view_problem, world_metadata,
                                  world_tensors)
 from worldsim.config import check, show, to_dict
-from worldsim.data.latents import LatentClipDataset, ViewBuckets, ae_identity, encode_dataset
+from worldsim.data.latents import LatentClipDataset, ViewBuckets, ae_identity, encode_dataset, open_cache
 from worldsim.data.loader import SAME_GAME, ClipDataset, same_game
 from worldsim.data.shards import read_manifest
 from worldsim.models.autoencoder import Autoencoder
@@ -141,9 +141,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     _check_views(cfg, ae)  # before anything is encoded
     latents_dir = cfg.latents or _cache_dir(cfg.data, ae)
     caches = [(cfg.data, latents_dir)] + [(d, _cache_dir(d, ae)) for d in cfg.views]
-    with dist.main_first():  # under torchrun rank 0 encodes while the others wait, then they find the cache done
-        for data_dir, cache in caches:
-            encode_dataset(ae, data_dir, cache, checkpoint=str(cfg.ae))
+    _encode(ae, caches, str(cfg.ae))
     # the views hold out the same worlds as data (the split is a hash of each episode's seed): a world evaluated at
     # one size is never trained on at another
     sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
@@ -264,6 +262,23 @@ def build_task(cfg: TrainWorldConfig) -> Task:
 def _cache_dir(data: str, ae: Autoencoder) -> str:
     """The default latent cache of a dataset: beside it, named after the autoencoder that encodes it."""
     return str(Path(data).with_name(f"{Path(data).name}.latents-{ae_identity(ae)[:8]}"))
+
+
+def _encode(ae: Autoencoder, caches: list[tuple[str, str]], checkpoint: str) -> None:
+    """Encode each (dataset, cache) pair's missing shards. Under torchrun the ranks share the work: rank 0 opens
+    the caches while the others wait, then every rank encodes its own shards at once, then each checks them all
+    (rank 0 first; a node without a shared file system encodes there what it still lacks) and records them done."""
+    if dist.world_size() > 1:
+        with dist.main_first():
+            for data_dir, cache in caches:
+                open_cache(ae, data_dir, cache, checkpoint)
+        dist.barrier()  # no rank still opening (clearing temporary shards) while another writes its first
+        for data_dir, cache in caches:
+            encode_dataset(ae, data_dir, cache, checkpoint=checkpoint, part=(dist.rank(), dist.world_size()))
+        dist.barrier()
+    with dist.main_first():
+        for data_dir, cache in caches:
+            encode_dataset(ae, data_dir, cache, checkpoint=checkpoint)
 
 
 def _check_views(cfg: TrainWorldConfig, ae: Autoencoder) -> None:
