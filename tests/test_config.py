@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from worldsim import cli
+from worldsim.agents.ppo import Args
 from worldsim.bench import BenchArgs
 from worldsim.cli import main
 from worldsim.config import configs_root, parse_overrides, recipes
@@ -18,9 +19,9 @@ from worldsim.train.autoencoder import TrainAEConfig
 from worldsim.train.world import TrainWorldConfig
 
 COMMANDS = {"collect": CollectConfig, "train_ae": TrainAEConfig, "train_world": TrainWorldConfig,
-            "export": ExportConfig, "import": ImportConfig, "bench": BenchArgs}
+            "export": ExportConfig, "import": ImportConfig, "bench": BenchArgs, "agent": Args}
 MANDATORY = {"collect": ["out=x"], "train_ae": ["data=x"], "train_world": ["data=x", "ae=y"],
-             "export": ["data=x", "id=a/b-v0"], "import": ["id=a/b-v0", "out=x"], "bench": []}
+             "export": ["data=x", "id=a/b-v0"], "import": ["id=a/b-v0", "out=x"], "bench": [], "agent": []}
 
 
 def test_the_checkout_has_the_recipe_folders():
@@ -75,6 +76,15 @@ def test_commands_without_a_configs_folder_still_take_overrides(monkeypatch, tmp
     assert (cfg.out, cfg.steps, cfg.env_kwargs) == ("x", 5, {"world_width": 64})
     with pytest.raises(ValueError, match=r"no recipes for collect"):
         parse_overrides(CollectConfig, ["out=x", "experiment=craft2d"], "collect")
+
+
+def test_a_free_form_dict_field_takes_a_whole_dict_or_dotted_keys():
+    for form in (["env_kwargs={view_width: 12, world_width: 64}"], ["env_kwargs.view_width=12", "env_kwargs.world_width=64"]):
+        cfg = parse_overrides(CollectConfig, ["out=x", *form], "collect")
+        assert cfg.env_kwargs == {"view_width": 12, "world_width": 64}
+    cfg = parse_overrides(CollectConfig, ["out=x", "experiment=craft2d_96x64", "env_kwargs={world_width: 64}"],
+                          "collect")
+    assert cfg.env_kwargs == {"view_width": 12, "world_width": 64}  # merged into the recipe's, as Hydra merges dicts
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -103,7 +103,7 @@ def _explain(err: Exception, known: list[str], command: str | None) -> str:
 
 
 def _into_dicts(schema: DictConfig, override: str) -> str:
-    """`env_kwargs.world_width=64` -> `++env_kwargs.world_width=64`: a key inside a free-form dict field may be new,
+    """`env_kwargs.world_width=64` or `env_kwargs={world_width: 64}` -> `++...`: a key inside a free-form dict field may be new,
     which plain Hydra overrides refuse (its schema is the dataclass, and a dict field has no fixed keys)."""
     if override[0] in "+~":
         return override
@@ -115,6 +115,10 @@ def _into_dicts(schema: DictConfig, override: str) -> str:
         node = node[part]
         if isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict:
             return "++" + override
+    last = path[-1]
+    if isinstance(node, DictConfig) and last in node and not OmegaConf.is_missing(node, last) \
+            and isinstance(node[last], DictConfig) and OmegaConf.get_type(node[last]) is dict:
+        return "++" + override  # `env_kwargs={view_width: 12}`: the whole dict, whose keys are new
     return override
 
 

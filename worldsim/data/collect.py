@@ -45,7 +45,7 @@ class CollectConfig:
     env: str = field(default="worldsim/Craft2D-v0", metadata={"help": "Gymnasium env id (rgb frames, Discrete "
                                                                         "actions); 'module:id' imports module"})
     env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments for gym.make"})
-    agent: str = field(default="mixture", metadata={"help": "random | explorer (Craft2D) | mixture"})
+    agent: str = field(default="mixture", metadata={"help": "random | explorer (Craft2D) | mixture | human (Craft2D, a person at the keyboard; workers=1)"})
     agent_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the agent"})
     steps: int = field(default=200_000, metadata={"help": "frames to store in all (an episode of T actions is "
                                                           "T + 1 frames; each has at least 2, so a worker may "
