@@ -4,9 +4,13 @@ model, and the trivial floors.
 A predictor sees a run's context (frames, the actions that led to them, and for engines the game state) and the
 actions to continue under, and returns what follows: `predict(contexts, actions, seeds) -> Rollout`, the frames
 (R, T, H, W, 3) uint8 with the reward and termination of every step; it may call `on_step(rows)` as it goes, for a
-progress bar. Predictors that only draw frames (copy-last, mean-frame) never pay and never end: the reward floor.
-The engine's RNG (animals) is seeded per row, so engine rows with other seeds than the reference measure the
-engine's own variance. Every engine plays at the view of what it continues: a run's `view`, a context's frame size.
+progress bar. The engine's RNG (animals) is seeded per row, so engine rows with other seeds than the reference
+measure the engine's own variance. Every engine plays at the view of what it continues: a run's `view`, a context's
+frame size.
+
+Everything but the engine is a protocol model (`worldsim.probes.protocol`: reset from frames and actions, stepped
+by actions) made a predictor by `protocol.Probed`, the path a user's model takes: the trivial floors (copy-last,
+mean-frame, which never pay and never end: the reward floor) and a worldsim checkpoint (`Checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import numpy as np
 
 from worldsim.envs.craft2d.engine import GameState
 from worldsim.envs.craft2d.tiles import TILE_SIZE, Action
+from worldsim.probes import protocol
+from worldsim.probes.protocol import Probed, Rollout
 from worldsim.probes.scenarios import Run, View
 
 MIRROR = {int(Action.LEFT): int(Action.RIGHT), int(Action.RIGHT): int(Action.LEFT),
@@ -36,20 +42,6 @@ class Context:
     @property
     def view(self) -> View:
         return View.of(self.frames.shape[1:])
-
-
-@dataclass
-class Rollout:
-    """What a predictor made of R rows of T actions."""
-
-    frames: np.ndarray  # (R, T, H, W, 3) uint8 after each action
-    rewards: np.ndarray  # (R, T) float32 paid by each action
-    terminated: np.ndarray  # (R, T) bool: the episode has ended at this step
-
-    @classmethod
-    def silent(cls, frames: np.ndarray) -> "Rollout":
-        """Frames from a predictor that has no reward or termination to say: it never pays, never ends."""
-        return cls(frames, np.zeros(frames.shape[:2], np.float32), np.zeros(frames.shape[:2], bool))
 
 
 @dataclass
@@ -158,53 +150,42 @@ class Engine:
         return frame
 
 
-class CopyLast:
-    """Every future frame is the last context frame: the floor a world model must beat."""
+class CopyLast(Probed):
+    """Every future frame is the last context frame, the floor a world model must beat: `protocol.CopyLast` through the
+    adapter every user's model goes through."""
 
-    name = "copy-last"
-
-    def predict(self, contexts, actions, seeds, on_step=None):
-        return Rollout.silent(np.stack([np.repeat(c.frames[-1:], actions.shape[1], 0) for c in contexts]))
-
-
-class MeanFrame:
-    """Every future frame is the pixel mean of the context: a blurry guess of what stays."""
-
-    name = "mean-frame"
-
-    def predict(self, contexts, actions, seeds, on_step=None):
-        means = [c.frames.astype(np.float32).mean(0).round().astype(np.uint8) for c in contexts]
-        return Rollout.silent(np.stack([np.repeat(m[None], actions.shape[1], 0) for m in means]))
+    def __init__(self):
+        super().__init__(protocol.CopyLast())
 
 
-class Model:
-    """A world-model checkpoint, stepped by `WorldSimulator` in batches of up to `batch` rows."""
+class MeanFrame(Probed):
+    """Every future frame is the pixel mean of the context: `protocol.MeanFrame` through the adapter."""
 
-    def __init__(self, sim, batch: int = 64):
-        self.sim, self.batch = sim, batch
-        self.name = "model"
+    def __init__(self):
+        super().__init__(protocol.MeanFrame())
 
-    def predict(self, contexts, actions, seeds, on_step=None):
-        keep = self.sim.dit.config.context - 1  # older context frames would leave the window at once
-        out, rewards, ended = [], [], []
-        for lo in range(0, len(contexts), self.batch):
-            part = contexts[lo:lo + self.batch]
-            self.sim.seed(int(np.random.SeedSequence([int(s) for s in seeds[lo:lo + self.batch]])
-                              .generate_state(1)[0]))
-            self.sim.reset(np.stack([c.frames[-keep:] for c in part]), np.stack([c.actions[-keep:] for c in part]))
-            steps = []
-            for t in range(actions.shape[1]):
-                steps.append(self.sim.step(actions[lo:lo + self.batch, t]))
-                if on_step:
-                    on_step(len(part))
-            out.append(np.stack([s.frames for s in steps], 1))  # (B, T, H, W, 3)
-            rewards.append(np.stack([s.rewards for s in steps], 1))  # (B, T)
-            ended.append(np.stack([s.terminated for s in steps], 1))
-        return Rollout(np.concatenate(out), np.concatenate(rewards).astype(np.float32), np.concatenate(ended))
+
+class Checkpoint:
+    """A world-model checkpoint as a protocol model, stepped by `WorldSimulator`: the row's noise is seeded from the
+    batch's seed (row b: seed + b), and the context is what the window holds beside the frame being made."""
+
+    name = "model"
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.context = sim.dit.config.context - 1  # older context frames would leave the window at once
+
+    def reset(self, frames, actions, seed):
+        self.sim.seed(seed)
+        self.sim.reset(frames, actions)
+
+    def step(self, actions):
+        s = self.sim.step(actions)
+        return s.frames, s.rewards, s.terminated
 
 
 def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None = None,
-               history_sigma: float | None = None, device: str = "auto", batch: int = 64) -> tuple[Model, dict]:
+               history_sigma: float | None = None, device: str = "auto", batch: int = 64) -> tuple[Probed, dict]:
     """A Craft2D world-model checkpoint (None: the shipped one) as a predictor that makes frames of `view`, and what
     the report says of it: `view_trained` is whether `view` is among the frame shapes it was trained on. A view its
     autoencoder and patches do not tile is refused, naming it."""
@@ -224,9 +205,9 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
         raise ValueError(f"view_width={view.width}, view_height={view.height}: checkpoint {path} cannot make frames "
                          f"of {w}x{h} px (W x H): expected {problem}; it was trained at {frame_sizes(views)}")
     _, trained, _ = set_view(sim, (h, w), path)  # as Dream-v0 plays at a view: the metadata says what it makes
-    return Model(sim, batch), {"checkpoint": str(path), "denoise_steps": sim.denoise_steps,
-                               "history_sigma": sim.diffusion.history_sigma, "context": sim.dit.config.context,
-                               "view_trained": trained, "trained_views": [list(v) for v in views]}
+    meta = {"checkpoint": str(path), "denoise_steps": sim.denoise_steps, "history_sigma": sim.diffusion.history_sigma,
+            "context": sim.dit.config.context, "view_trained": trained, "trained_views": [list(v) for v in views]}
+    return Probed(Checkpoint(sim), batch=batch), meta
 
 
 def frame_sizes(shapes) -> str:

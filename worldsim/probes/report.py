@@ -64,14 +64,15 @@ def _num(x) -> str:
 
 def _header(summary: dict) -> list[str]:
     cfg = summary["config"]
-    who = summary.get("checkpoint", summary["predictor"])
+    spec = (summary.get("model") or {}).get("spec")  # model=: its name, and where it came from
+    who = f"`{summary.get('checkpoint', summary['predictor'])}`" + (f" (`model={spec}`)" if spec else "")
     lines = ["# worldsim probe report", "",
              "A world model is asked questions whose answers the real game (Craft2D) knows. Each probe starts from a "
              "scenario in the engine, shows the model a few real frames, then plays actions in both. Only what the "
              "engine changed is scored, on decoded tiles: **0 is the best trivial guess (copying the last frame, the "
              "mean frame, or the model itself fed shuffled actions), 1 is the engine**.", "",
-             f"- model: `{who}`" + (f", {summary['denoise_steps']} solver step(s) a frame, context "
-                                    f"{summary['context']} frames" if "denoise_steps" in summary else ""),
+             f"- model: {who}" + (f", {summary['denoise_steps']} solver step(s) a frame, context "
+                                  f"{summary['context']} frames" if "denoise_steps" in summary else ""),
              f"- view: {_view(summary)}",
              f"- `worldsim probe suite={cfg['suite']} seeds={cfg['seeds']} seed={cfg['seed']}"
              + (" quick=true" if cfg["quick"] else "")

@@ -1,7 +1,7 @@
-"""`worldsim probe`: run the probe suite on a checkpoint and write probes.json and probes.md.
+"""`worldsim probe`: run the probe suite on a checkpoint, or on any world model, and write probes.json and probes.md.
 
-    worldsim probe [checkpoint=CKPT] [suite=all|permanence+control] [seeds=4] [out=probes] [quick=true]
-                   [view_width=8 view_height=8]
+    worldsim probe [checkpoint=CKPT | model=MODULE:NAME] [suite=all|permanence+control] [seeds=4] [out=probes]
+                   [quick=true] [view_width=8 view_height=8]       (model=: any model keeping `protocol.WorldModel`)
 
 The engine plays every run once for the truth (seed 0) and once per sampling seed for the ceiling (its own variance,
 where animals wander). The predictor under test plays every run once per sampling seed; all its runs of one length
@@ -15,11 +15,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from worldsim.config import check
 from worldsim.envs.craft2d.tiles import N_ACTIONS
+from worldsim.probes import protocol
 from worldsim.probes import reward as rewarding
 from worldsim.probes import score as scoring
 from worldsim.probes.families import FAMILIES, Suite, build_suite
@@ -36,6 +38,10 @@ QUICK = Suite(permanence_k=(6, 20), ood=1, causality_checks=(1, 10), causality_w
 @dataclass(frozen=True)
 class ProbeConfig:
     checkpoint: str | None = field(default=None, metadata={"help": "world model to probe (default: the shipped one)"})
+    model: str | None = field(default=None, metadata={
+        "help": "or any world model keeping worldsim.probes.protocol, as MODULE:NAME (mypkg.mymodule:MyWorldModel, "
+                "or path/to/file.py:MyWorldModel): a class or factory, called with model_kwargs"})
+    model_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of model="})
     suite: str = field(default="all", metadata={"help": f"all, or families joined by '+': {'+'.join(FAMILIES)}"})
     seeds: int = field(default=4, metadata={"help": "sampling seeds per run: scores are mean +- std over them"})
     seed: int = field(default=0, metadata={"help": "which draw of scenarios (worlds, places, objects, times)"})
@@ -47,7 +53,7 @@ class ProbeConfig:
         "help": "noise level the history is shown at, in [0, 1) (default: the checkpoint's): a little can steady a "
                 "long rollout"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
-    batch: int = field(default=64, metadata={"help": "rows stepped together by the simulator"})
+    batch: int = field(default=64, metadata={"help": "rows stepped together (at most a model's max_batch)"})
     collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
                                                            "worlds are the in-distribution ones"})
     report: bool = field(default=True, metadata={"help": "write probes.md with image strips and plots"})
@@ -66,6 +72,12 @@ class ProbeConfig:
         check(self.history_sigma is None or 0 <= self.history_sigma < 1, "history_sigma", self.history_sigma,
               "null (the checkpoint's) or a noise level in [0, 1)")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
+        check(not (self.model and self.checkpoint), "model", self.model, f"a model or a checkpoint, not both "
+              f"(checkpoint={self.checkpoint})")
+        check(self.model or not self.model_kwargs, "model_kwargs", self.model_kwargs, "model=MODULE:NAME with them")
+        for key in ("denoise_steps", "history_sigma"):  # a checkpoint's settings: never silently ignored
+            check(not self.model or getattr(self, key) is None, key, getattr(self, key),
+                  "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
         self.view()
 
@@ -98,8 +110,9 @@ class _Case:
     got: dict = field(default_factory=dict)  # kind -> its measurements (_measure), each made once
 
 
-def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = False) -> dict:
-    """Run the suite on `predictor` (default: the checkpoint's world model) and write the results to `cfg.out`."""
+def run(cfg: ProbeConfig, predictor=None, quiet: bool = False) -> dict:
+    """Run the suite on `predictor`, a `Predictor` or a protocol model (default: `cfg.model`, else the checkpoint's
+    world model), and write the results to `cfg.out`."""
     from worldsim.io import atomic_write_json
 
     started = time.perf_counter()
@@ -108,7 +121,12 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
     meta = {}
     if predictor is None:
         predictor, meta = _load(cfg)
+    predictor = protocol.as_predictor(predictor, cfg.batch)
+    if isinstance(predictor, protocol.Probed):  # a first reset and step, checked before the engine plays anything
+        meta["model"] = predictor.check(rewarding.starts(protocol.CHECK_ROWS, cfg.seed, view))
     say = (lambda *a: None) if quiet else print
+    if meta.get("model", {}).get("events") is False:
+        say(f"note: {predictor.name} returns frames alone: it never pays and never ends (the reward family's floor)")
     if meta.get("view_trained") is False:
         say(f"note: {meta['checkpoint']} was trained at {frame_sizes(meta['trained_views'])} px (W x H), not at "
             f"{view}: probing it there anyway (probes.json: view_trained false)")
@@ -157,6 +175,8 @@ def run(cfg: ProbeConfig, predictor: Predictor | None = None, quiet: bool = Fals
 
 
 def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
+    if cfg.model:
+        return protocol.load(cfg.model, cfg.model_kwargs, cfg.batch), {}
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
                       device=cfg.device, batch=cfg.batch)
 
