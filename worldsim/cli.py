@@ -7,7 +7,7 @@
     worldsim agent train [env=ID num_envs=N total_steps=N out=DIR]          PPO in the game, the dream or Atari
     worldsim agent eval POLICY|agent=NAME [env=ID episodes=100]             mean return and events of an agent
     worldsim curves RUN [RUN ...] [out=curves.png]                          training curves of runs, chained
-    worldsim probe [checkpoint=CKPT suite=all seeds=4 out=probes quick=true] probes.json and probes.md
+    worldsim probe [checkpoint=CKPT | model=MOD:NAME suite=all out=probes]      probes.json and probes.md
     worldsim bench [only=[engine,loader] steps=20000 out=.]                speed table, written to bench.json
     worldsim recipe [stages=[...] ship=PATH]                                 the shipped model from nothing, resuming
     worldsim restyle|connect|extend data=DIR episode=N [prompt=TEXT ...]     edit clips with the world model
@@ -144,7 +144,8 @@ COMMANDS = {
                       _config("worldsim.cli", "CurvesConfig"), _curves, "RUN [RUN ...] [out=curves.png title=TEXT]"),
     "probe": Command("ask a world model what the real game knows; writes probes.json and probes.md",
                      _config("worldsim.probes.runner", "ProbeConfig"), _runner("worldsim.probes.runner", "run"),
-                     "[checkpoint=CKPT suite=all|permanence+causality... seeds=4 out=DIR quick=true]"),
+                     "[checkpoint=CKPT | model=MODULE:NAME suite=all|permanence+causality... seeds=4 view_width=8 "
+                     "out=DIR quick=true]"),
     "bench": Command("measure speed; prints a table and writes bench.json", _config("worldsim.bench", "BenchArgs"),
                      _runner("worldsim.bench", "run"), "[only=[engine,loader] steps=20000 repeats=5 data=DIR out=.]"),
     "recipe": Command("the shipped Craft2D model from nothing: collect, train ae, train world, fine-tune, ship; "
