@@ -35,7 +35,7 @@ BUDGETS = {("collect",): TINY_DATA, ("train", "ae"): TINY_AE, ("train", "world")
            ("extend",): {"length": "2", "transition": "2", "steps": "1"},
            ("features",): {"seeds": "1", "clips": "2", "length": "3", "transition": "1"},
            ("agent", "train"): {"total_steps": "64", "num_envs": "2", "num_steps": "32", "update_epochs": "1",
-                                "eval_episodes": "1"},
+                                "eval_episodes": "0"},  # a dream episode is up to 1,000 world-model steps
            ("agent", "eval"): {"episodes": "2", "num_envs": "2"}}
 # A user's own env, as the README's "Your own Gymnasium env" names it: CartPole's frames under another name.
 MYPKG = '''import gymnasium as gym
