@@ -82,13 +82,17 @@ def _check_cache(out: Path, new: dict) -> None:
 def open_cache(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, checkpoint: str | None = None) -> dict:
     """Create the latent cache of the dataset at `data_dir` in `out_dir`, or check that the one there caches this
     dataset with this autoencoder, and clear the temporary shards of a killed run. Returns its manifest."""
-    out, (_, manifest) = Path(out_dir), _manifest(ae, data_dir, out_dir, checkpoint)
+    _, manifest = _manifest(ae, data_dir, out_dir, checkpoint)
+    _open(Path(out_dir), manifest)
+    return manifest
+
+
+def _open(out: Path, manifest: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if (out / "manifest.json").exists():
         _check_cache(out, manifest)
     write_manifest(out, manifest)
     remove_incomplete(out)
-    return manifest
 
 
 def _manifest(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path,
@@ -128,7 +132,7 @@ def encode_dataset(ae: Autoencoder, data_dir: str | Path, out_dir: str | Path, b
     data_dir, out = Path(data_dir), Path(out_dir)
     source, manifest = _manifest(ae, data_dir, out, checkpoint)
     if count == 1:
-        open_cache(ae, data_dir, out, checkpoint)
+        _open(out, manifest)  # as open_cache, with the manifest already built
     else:
         if not (out / "manifest.json").exists():
             raise ValueError(f"part={part!r}: {out} is not a latent cache yet; make it with open_cache first")
