@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.agents.ppo import Args, documented, image_layout, load_policy, make_envs, read_policy_meta, train
+from worldsim.agents.ppo import (Args, documented, finished, image_layout, load_policy, make_envs, read_policy_meta,
+                                 train)
 from worldsim.config import check, check_out
 
 SCRIPTED = ("random", "explorer", "mixture")  # the registry's agents that need no person
@@ -180,9 +181,10 @@ def report(result: dict[str, Any]) -> str:
 
 
 def train_and_evaluate(args: Args, quiet: bool = False) -> Path:
-    """`worldsim agent train`: train, then evaluate the policy over args.eval_episodes into OUT/eval.json."""
+    """`worldsim agent train`: train (or resume), then evaluate the policy over args.eval_episodes into OUT/eval.json,
+    once the run has reached total_steps (not when stop_after stopped it part way)."""
     path = train(args, quiet)
-    if args.eval_episodes > 0:
+    if args.eval_episodes > 0 and finished(args, path):
         result = evaluate(EvalConfig(policy=str(path), env=args.eval_env, env_kwargs=dict(args.eval_env_kwargs),
                                      episodes=args.eval_episodes, device=args.device,
                                      out=str(path.parent / "eval.json")), quiet=quiet)

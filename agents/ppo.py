@@ -11,6 +11,16 @@ the action taken. That step is no transition, so it is masked out of training (`
 resets on it, the observation a done step returns is the episode's final one: a truncated episode bootstraps from it.
 Writes `out/policy.safetensors` (weights; the config, spaces and action meanings as JSON metadata, no pickles) and
 `out/log.jsonl` (one line per finished episode and per update).
+
+A killed run continues: the same command resumes it from its last save, as `worldsim train` does. Every `save_every`
+updates or `save_every_s` seconds (and at the end, and on Ctrl-C between two updates' learning), the policy file and
+then `out/last.state.safetensors` are written, each atomically: the state holds the policy, Adam's moments, the update
+and env step, and every RNG (torch's, the minibatch order's numpy generator, python's). The learning rate is a closed
+form of the update, so the update is the schedule's position (raising total_steps stretches it). The envs cannot be
+saved: a resumed run resets them with seeds derived from the run's seed and the update it resumes at, drops the episodes
+that were under way, and drops the log lines past its save. So a resumed run is not the run that was never stopped, but
+it is deterministic given where it stopped. One process trains a run directory at a time (out/train.lock), and a resumed
+run keeps its settings: a change is refused by name, except those in RESUMABLE.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import random
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -37,6 +48,10 @@ from worldsim.config import check, check_out, show, to_dict
 
 POLICY_FORMAT = 1  # of policy.safetensors; bump when the network or its metadata change
 MIN_SIDE = 36  # the Nature CNN's three convolutions need at least 36 pixels a side
+# settings a resumed run may change: its budget, its bookkeeping and the evaluation after it, never what it learns
+# from or how (env_kwargs.device: where Dream-v0's world model runs, as `device` is where the policy does)
+RESUMABLE = ("total_steps", "stop_after", "save_every", "save_every_s", "device", "out", "eval_env",
+             "eval_env_kwargs", "eval_episodes", "env_kwargs.device")
 
 
 def documented(cls: type) -> type:
@@ -101,9 +116,15 @@ class Args:
     device: str = "cpu"
     """where the policy runs: cpu | cuda | auto (the env's own device is an env_kwargs key of Dream-v0)"""
     out: str = "runs/agent"
-    """directory of policy.safetensors, log.jsonl and eval.json (overwritten)"""
+    """run directory: policy.safetensors, log.jsonl, eval.json and the state a killed run resumes from (the same
+    command continues the run in it)"""
     save_every: int = 10
-    """updates between saves of the policy (and at the end)"""
+    """updates between saves of the policy and the training state (and at the end)"""
+    save_every_s: float = 300.0
+    """save after an update too once this many seconds passed since the last save (0: every update)"""
+    stop_after: int = 0
+    """save and stop after this many updates in this invocation (0: run to total_steps); the same command
+    continues"""
     eval_env: str | None = None
     """after training, evaluate the policy in this env (null: the training env); only if eval_episodes > 0"""
     eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +135,8 @@ class Args:
     def __post_init__(self):
         for name in ("num_envs", "total_steps", "num_steps", "num_minibatches", "update_epochs", "save_every"):
             check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        check(self.save_every_s >= 0, "save_every_s", self.save_every_s, "seconds >= 0 (0: save every update)")
+        check(self.stop_after >= 0, "stop_after", self.stop_after, "updates >= 0 (0: run to total_steps)")
         check(self.total_steps >= self.num_steps * self.num_envs, "total_steps", self.total_steps,
               f"at least one rollout, num_steps x num_envs = {self.num_steps * self.num_envs}")
         check(self.vectorization_mode in (None, "sync", "async", "vector_entry_point"), "vectorization_mode",
@@ -123,6 +146,15 @@ class Args:
               "gamma in (0, 1] and gae_lambda in [0, 1]")
         check(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, "an integer >= 0")
         check_out("out", str(Path(self.out) / "policy.safetensors"), (".safetensors",))
+
+    @property
+    def batch_size(self) -> int:
+        """env steps of one rollout, all envs together"""
+        return self.num_steps * self.num_envs
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
 
 
 def make_envs(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None,
@@ -292,16 +324,92 @@ def flatten(buf: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> tu
     return (obs, *(x.reshape(-1)[keep] for x in (buf.actions, buf.logprobs, advantages, returns, buf.values)))
 
 
-def train(args: Args, quiet: bool = False) -> Path:
-    """Train a policy as `args` says; returns the path of the policy file. (`worldsim agent train` then evaluates it:
-    worldsim.agents.evaluate.train_and_evaluate.)"""
-    from worldsim.progress import Progress
+def learn(args: Args, policy: Policy, optimizer: torch.optim.Optimizer, buf: Rollout, next_obs: torch.Tensor,
+          rng: np.random.Generator) -> dict[str, float]:
+    """One update's learning from a full rollout: GAE, then `update_epochs` passes of clipped-objective steps over
+    minibatches (their order drawn from `rng`). Returns the update's figures for the log."""
+    device = buf.obs.device
+    with torch.no_grad():
+        advantages, returns = gae(buf, policy.get_value(next_obs), args.gamma, args.gae_lambda)
+    b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = flatten(buf, advantages, returns)
+    n = len(b_actions)
+    minibatch_size = max(1, -(-n // args.num_minibatches))
+    clipfracs, approx_kl = [], torch.zeros(())
+    for epoch in range(args.update_epochs):
+        b_inds = rng.permutation(n)
+        for lo in range(0, n, minibatch_size):
+            mb = torch.from_numpy(b_inds[lo:lo + minibatch_size]).to(device)
+            _, newlogprob, entropy, newvalue = policy.get_action_and_value(b_obs[mb], b_actions[mb])
+            logratio = newlogprob - b_logprobs[mb]
+            ratio = logratio.exp()
+            with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
+                approx_kl = ((ratio - 1) - logratio).mean()
+                clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+            mb_advantages = b_advantages[mb]
+            if args.norm_adv and len(mb) > 1:
+                mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+            clipped_ratio = torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+            pg_loss = torch.max(-mb_advantages * ratio, -mb_advantages * clipped_ratio).mean()
+            if args.clip_vloss:
+                v_clipped = b_values[mb] + (newvalue - b_values[mb]).clamp(-args.clip_coef, args.clip_coef)
+                v_loss = 0.5 * torch.max((newvalue - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2).mean()
+            else:
+                v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
+            entropy_loss = entropy.mean()
+            loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+            optimizer.step()
+        if args.target_kl is not None and approx_kl > args.target_kl:
+            break
+    var_y = b_returns.var().item() if n > 1 else 0.0
+    explained_var = float("nan") if var_y == 0 else 1 - (b_returns - b_values).var().item() / var_y
+    return {"transitions": n, "lr": optimizer.param_groups[0]["lr"], "value_loss": v_loss.item(),
+            "policy_loss": pg_loss.item(), "entropy": entropy_loss.item(), "approx_kl": approx_kl.item(),
+            "clipfrac": float(np.mean(clipfracs)), "explained_variance": explained_var}
 
-    if not quiet:
-        print(show(args), end="")
+
+def train(args: Args, quiet: bool = False) -> Path:
+    """Train a policy as `args` says, or continue the run in args.out (module docstring); returns the path of the
+    policy file, the policy so far when stop_after stopped the run (`finished` tells). `worldsim agent train` then
+    evaluates it: worldsim.agents.evaluate.train_and_evaluate. Refused before any env is made: a run directory another
+    process trains (RunInUse), or one that holds a run of other settings (a ValueError naming them)."""
+    from worldsim.train.state import RunInUse, lock_run
+
+    try:
+        with lock_run(Path(args.out)):
+            return _train(args, Path(args.out), quiet)
+    except RunInUse as err:  # the lock's message names `worldsim train`'s key for the run directory
+        raise RunInUse(str(err).replace("loop.out=", "out=")) from None
+
+
+def _train(args: Args, out: Path, quiet: bool) -> Path:
+    from worldsim.progress import Progress
+    from worldsim.train.loop import _trim_log
+    from worldsim.train.state import LOG
+
+    say = (lambda text: None) if quiet else print
+    say(show(args).rstrip("\n"))
+    path, log_path = out / "policy.safetensors", out / LOG
+    resumed = load_state(out, args)  # before any env is made: a run of other settings is refused at once
+    update, global_step = (0, 0) if resumed is None else (resumed[1]["update"], resumed[1]["step"])
+    if resumed is None:
+        log_path.unlink(missing_ok=True)  # no state: the lines of a run killed before its first save go
+    else:
+        _trim_log(log_path, global_step)  # the lines past the save: steps this run takes again, or a torn line
+    if update >= args.num_updates:
+        say(f"{out} is at update {update:,} of {args.num_updates:,} (step {global_step:,} of total_steps="
+            f"{args.total_steps:,}): nothing to train (raise total_steps to train it longer)")
+        return path
+    end = min(args.num_updates, update + args.stop_after) if args.stop_after else args.num_updates
+    if resumed is not None:
+        say(f"resuming {out} at update {update:,} (step {global_step:,}): {end - update:,} updates planned, to "
+            f"update {end:,} of {args.num_updates:,}")
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = True
     rng = np.random.default_rng(args.seed)  # the minibatch order
+    random.seed(args.seed)  # unused by PPO itself; saved and restored all the same
     device = pick_device(args.device)
     envs = gym.wrappers.vector.RecordEpisodeStatistics(
         make_envs(args.env, args.num_envs, args.env_kwargs, args.vectorization_mode))
@@ -311,90 +419,144 @@ def train(args: Args, quiet: bool = False) -> Path:
             "env_kwargs": dict(args.env_kwargs), "action_meanings": action_meanings(envs)}
     policy = Policy(obs_shape, meta["n_actions"], meta["channels_last"]).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path, log = out / "policy.safetensors", open(out / "log.jsonl", "w")
-    batch_size = args.num_steps * args.num_envs
-    num_updates = args.total_steps // batch_size
     buf = Rollout.empty(args.num_steps, args.num_envs, obs_shape, device)
-    progress = None if quiet else Progress(num_updates * batch_size, "ppo", "steps")
+    progress = None if quiet else Progress(args.num_updates * args.batch_size, "ppo", "steps", initial=global_step)
     recent: list[tuple[float, int]] = []  # the last 20 episodes, for the progress line
-    global_step, start = 0, time.perf_counter()
+    saved = (update, global_step)  # of the last save
+    learning = False  # the weights are between two updates': no save can be made of them
+    log = open(log_path, "a")
 
     def on_episode(step: int, i: int, r: float, length: int) -> None:
         at = global_step + (step + 1) * args.num_envs  # env steps taken when it ended
         log.write(json.dumps({"kind": "episode", "step": at, "env": i, "return": r, "length": length}) + "\n")
         recent[:] = (recent + [(r, length)])[-20:]
 
-    obs, _ = envs.reset(seed=args.seed)
-    next_obs, next_done = torch.as_tensor(obs, device=device), np.zeros(args.num_envs, bool)
+    def save() -> None:
+        nonlocal saved, last_save
+        save_policy(path, policy, args, meta, global_step)  # first: a run whose state says it is done has its policy
+        save_state(out, policy, optimizer, args, update, global_step, rngs)
+        saved, last_save = (update, global_step), time.monotonic()
+
     try:
-        for update in range(1, num_updates + 1):
-            if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = (1.0 - (update - 1.0) / num_updates) * args.learning_rate
+        # a resumed run meets new worlds: the envs' state was not saved (module docstring)
+        obs, _ = envs.reset(seed=args.seed if resumed is None else resume_seed(args.seed, update))
+        if resumed is not None:  # after the envs are made and reset: whatever they drew, the run draws as saved
+            restore_state(*resumed, policy, optimizer, rng, device)
+        next_obs, next_done = torch.as_tensor(obs, device=device), np.zeros(args.num_envs, bool)
+        rngs = rng_states(rng, device)  # as the last finished update left them
+        first_step, start, last_save = global_step, time.perf_counter(), time.monotonic()
+        while update < end:
+            began = time.perf_counter()
+            if args.anneal_lr:  # a closed form of the update: the update is the schedule's state
+                optimizer.param_groups[0]["lr"] = (1.0 - update / args.num_updates) * args.learning_rate
             next_obs, next_done = collect(envs, policy, buf, next_obs, next_done, on_episode)
-            global_step += batch_size
-            with torch.no_grad():
-                advantages, returns = gae(buf, policy.get_value(next_obs), args.gamma, args.gae_lambda)
-
-            b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = flatten(buf, advantages, returns)
-            n = len(b_actions)
-            minibatch_size = max(1, -(-n // args.num_minibatches))
-            clipfracs, approx_kl = [], torch.zeros(())
-            for epoch in range(args.update_epochs):
-                b_inds = rng.permutation(n)
-                for lo in range(0, n, minibatch_size):
-                    mb = torch.from_numpy(b_inds[lo:lo + minibatch_size]).to(device)
-                    _, newlogprob, entropy, newvalue = policy.get_action_and_value(b_obs[mb], b_actions[mb])
-                    logratio = newlogprob - b_logprobs[mb]
-                    ratio = logratio.exp()
-                    with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
-                        approx_kl = ((ratio - 1) - logratio).mean()
-                        clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
-                    mb_advantages = b_advantages[mb]
-                    if args.norm_adv and len(mb) > 1:
-                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-                    clipped_ratio = torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
-                    pg_loss = torch.max(-mb_advantages * ratio, -mb_advantages * clipped_ratio).mean()
-                    if args.clip_vloss:
-                        v_clipped = b_values[mb] + (newvalue - b_values[mb]).clamp(-args.clip_coef, args.clip_coef)
-                        v_loss = 0.5 * torch.max((newvalue - b_returns[mb]) ** 2,
-                                                 (v_clipped - b_returns[mb]) ** 2).mean()
-                    else:
-                        v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
-                    entropy_loss = entropy.mean()
-                    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
-                    optimizer.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                if args.target_kl is not None and approx_kl > args.target_kl:
-                    break
-
-            var_y = b_returns.var().item() if n > 1 else 0.0
-            explained_var = float("nan") if var_y == 0 else 1 - (b_returns - b_values).var().item() / var_y
-            sps = global_step / (time.perf_counter() - start)
-            log.write(json.dumps({"kind": "update", "step": global_step, "update": update, "transitions": n,
-                                  "lr": optimizer.param_groups[0]["lr"], "value_loss": v_loss.item(),
-                                  "policy_loss": pg_loss.item(), "entropy": entropy_loss.item(),
-                                  "approx_kl": approx_kl.item(), "clipfrac": float(np.mean(clipfracs)),
-                                  "explained_variance": explained_var, "steps_per_s": sps}) + "\n")
+            learning = True
+            logs = learn(args, policy, optimizer, buf, next_obs, rng)
+            rngs = rng_states(rng, device)
+            update, global_step, learning = update + 1, global_step + args.batch_size, False
+            sps = (global_step - first_step) / (time.perf_counter() - start)
+            log.write(json.dumps({"kind": "update", "step": global_step, "update": update, **logs,
+                                  "steps_per_s": sps, "update_s": time.perf_counter() - began}) + "\n")
             log.flush()
-            if update % args.save_every == 0 or update == num_updates:
-                save_policy(path, policy, args, meta, global_step)
+            if update % args.save_every == 0 or update == end or time.monotonic() - last_save >= args.save_every_s:
+                save()
             if progress:
                 line = "" if not recent else (f"return {np.mean([r for r, _ in recent]):.2f} "
                                               f"length {np.mean([length for _, length in recent]):.0f}")
                 progress.update(global_step, line)
     except KeyboardInterrupt:
-        save_policy(path, policy, args, meta, global_step)
-        raise KeyboardInterrupt(f"training interrupted at step {global_step}: the policy so far is in {path}") from None
+        if not learning and update > saved[0]:  # between two updates' learning: the weights are a finished update's
+            save()
+        kept = f"update {saved[0]:,} (step {saved[1]:,}) is saved in {out}" if saved[0] else "nothing was saved"
+        raise KeyboardInterrupt(f"training interrupted at step {global_step:,}: {kept}; the same command continues "
+                                "from the last save") from None
     finally:
         envs.close()
         log.close()
     if progress:
         progress.close(global_step)
+    if end < args.num_updates:
+        say(f"stopped at update {end:,} of {args.num_updates:,} (stop_after={args.stop_after}): the same command "
+            "continues")
     return path
+
+
+def finished(args: Args, path: str | Path) -> bool:
+    """Whether the policy file is the end of the run `args` describes (not one stop_after stopped part way)."""
+    return read_policy_meta(path)["steps"] >= args.num_updates * args.batch_size
+
+
+# ---- the run's state, which a killed run resumes from ------------------------------------------------------------
+def rng_states(rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
+    """Every RNG a run draws from, as they are now: torch's (the actions), the device's, the minibatch order's and
+    python's."""
+    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def resume_seed(seed: int, update: int) -> int:
+    """The envs' reset seed of a run resumed after `update` updates (sub-env i: it + i): one of its own for each
+    update, so a run resumed twice does not meet the same worlds again."""
+    return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])
+
+
+def save_state(out: Path, policy: Policy, optimizer: torch.optim.Optimizer, args: Args, update: int, step: int,
+               rngs: dict[str, Any]) -> None:
+    """`out/last.state.safetensors`, written atomically: the policy, Adam's moments, the RNGs, the update and step."""
+    from worldsim.checkpoint import prefixed, save_checkpoint
+    from worldsim.train.state import STATE, optimizer_tensors
+
+    tensors, groups = optimizer_tensors(optimizer)
+    tensors.update(prefixed(policy.state_dict(), "policy"))
+    tensors["rng.torch"] = rngs["torch"]
+    if rngs["cuda"] is not None:
+        tensors["rng.cuda"] = rngs["cuda"]
+    save_checkpoint(out / STATE, tensors, config=to_dict(args), update=update, step=step, param_groups=groups,
+                    rng_numpy=rngs["numpy"], rng_python=rngs["python"])
+
+
+def load_state(out: Path, args: Args) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(tensors, metadata) of the run saved in `out`, or None for a new run. Refuses, naming the setting, a run saved
+    with other settings than `args` (except RESUMABLE ones), and a policy whose training state is missing."""
+    from worldsim.checkpoint import load_checkpoint
+    from worldsim.train.state import STATE, flatten
+
+    if not (out / STATE).exists():
+        if (out / "policy.safetensors").exists():
+            raise ValueError(f"{out} holds policy.safetensors but no {STATE}: a run saved without its training state "
+                             f"(by a worldsim before resuming) or whose state was deleted cannot continue; choose "
+                             f"another out= (or move the policy away to train it again)")
+        return None
+    tensors, meta = load_checkpoint(out / STATE)
+    if "update" not in meta:
+        raise ValueError(f"{out / STATE} is not the state of a PPO run (a world model's run?): choose another out=")
+
+    def kept(config: dict) -> dict[str, Any]:
+        return {k: v for k, v in flatten(config).items() if k not in RESUMABLE and k.split(".")[0] not in RESUMABLE}
+
+    before, now = kept(meta["config"]), kept(to_dict(args))
+    diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if diff:
+        said = ", ".join(f"{k}={before.get(k)!r} (now {now.get(k)!r})" for k in diff[:6])
+        raise ValueError(f"{out} holds a run with other settings: {said}; resume it with the same settings (only "
+                         f"{', '.join(RESUMABLE)} may change) or choose another out=")
+    return tensors, meta
+
+
+def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], policy: Policy,
+                  optimizer: torch.optim.Optimizer, rng: np.random.Generator, device: torch.device) -> None:
+    from worldsim.checkpoint import component
+    from worldsim.train.state import load_optimizer
+
+    policy.load_state_dict(component(tensors, "policy"))
+    load_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items() if k.startswith("opt.")},
+                   meta["param_groups"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    rng.bit_generator.state = meta["rng_numpy"]
+    version, internal, gauss = meta["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 # ---- the policy file ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ episodes end at known steps, GAE's bootstrap, a smoke run on Craft2D-v0 through 
 from __future__ import annotations
 
 import json
+import shutil
 
 import gymnasium as gym
 import numpy as np
@@ -134,6 +135,7 @@ def test_info_of_unbatches_nested_infos_with_their_masks():
 
 
 # ---- end to end --------------------------------------------------------------------------------------------------
+TIMES = ("steps_per_s", "update_s")  # the log's clock readings: everything else is the same for the same seed
 TINY = ["total_steps=128", "num_envs=2", "num_steps=32", "update_epochs=1", "num_minibatches=2", "save_every=1",
         "env_kwargs.max_episode_steps=20", "env_kwargs.world_width=64"]
 
@@ -166,11 +168,94 @@ def test_the_same_seed_trains_the_same_policy(tmp_path):
         args = parse_overrides(Args, [*TINY, f"seed={seed}", f"out={tmp_path / name}"], "agent")
         tensors, _ = load_checkpoint(train(args, quiet=True))
         log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
-        return tensors, [{k: v for k, v in r.items() if k != "steps_per_s"} for r in log]
+        return tensors, [{k: v for k, v in r.items() if k not in TIMES} for r in log]
 
     (a, log_a), (b, log_b), (c, _) = run("a", 1), run("b", 1), run("c", 2)
     assert all(torch.equal(a[k], b[k]) for k in a) and log_a == log_b
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def _log(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_a_stopped_run_continues_with_the_same_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    three = [*TINY[1:], "total_steps=192", f"out={out}"]  # 3 updates of 64 steps
+    assert main(["agent", "train", *three, "stop_after=1", "eval_episodes=1"]) == 0
+    assert "stopped at update 1 of 3 (stop_after=1): the same command continues" in capsys.readouterr().out
+    assert not (out / "eval.json").exists()  # the evaluation comes after the last update
+    state = out / "last.state.safetensors"
+    _, meta = load_checkpoint(state)
+    assert (meta["update"], meta["step"]) == (1, 64) and read_policy_meta(out / "policy.safetensors")["steps"] == 64
+    stopped = tmp_path / "copy"
+    shutil.copytree(out, stopped)
+    with open(out / "log.jsonl", "a") as f:  # a kill mid-rollout: lines past the save, the last one torn
+        f.write(json.dumps({"kind": "episode", "step": 96, "env": 0, "return": 1.0, "length": 20}) + '\n{"kind": "ep')
+
+    assert main(["agent", "train", *three, "stop_after=0", "eval_episodes=1"]) == 0  # settings that may change
+    assert "resuming" in capsys.readouterr().out and (out / "eval.json").exists()
+    log = _log(out)
+    updates = [r for r in log if r["kind"] == "update"]
+    assert [(r["update"], r["step"]) for r in updates] == [(1, 64), (2, 128), (3, 192)]
+    assert [r["step"] for r in log] == sorted(r["step"] for r in log)
+    assert updates[1]["lr"] == pytest.approx(2.5e-4 * (1 - 1 / 3))  # the schedule goes on from update 1
+    policy, meta = load_policy(out / "policy.safetensors")
+    assert meta["steps"] == 192 and load_checkpoint(state)[1]["update"] == 3
+
+    # resumed from the same save, the run is the same: the envs start again from seeds of (seed, update)
+    assert main(["agent", "train", *three, f"out={stopped}"]) == 0
+    a, b = load_checkpoint(out / "policy.safetensors")[0], load_checkpoint(stopped / "policy.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [{k: v for k, v in r.items() if k not in TIMES} for r in _log(stopped)] == [
+        {k: v for k, v in r.items() if k not in TIMES} for r in log]  # the lines past the save, torn one too, are gone
+    capsys.readouterr()
+    assert main(["agent", "train", *three]) == 0  # done: nothing to train
+    assert "nothing to train (raise total_steps" in capsys.readouterr().out and len(_log(out)) == len(log)
+
+
+def test_ctrl_c_between_two_updates_learning_saves_the_last_finished_update(tmp_path, monkeypatch):
+    import worldsim.agents.ppo as ppo
+
+    calls, collect_ = [], ppo.collect
+
+    def interrupted(*a, **k):  # Ctrl-C in the second rollout: update 1 is finished but was not saved
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return collect_(*a, **k)
+
+    out = tmp_path / "run"
+    args = parse_overrides(Args, [*TINY, "save_every=10", "save_every_s=1e9", f"out={out}"], "agent")
+    monkeypatch.setattr(ppo, "collect", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="update 1 \\(step 64\\) is saved"):
+        train(args, quiet=True)
+    monkeypatch.undo()
+    assert load_checkpoint(out / "last.state.safetensors")[1]["update"] == 1
+    train(args, quiet=True)
+    assert [r["update"] for r in _log(out) if r["kind"] == "update"] == [1, 2]
+
+
+def test_a_run_is_resumed_only_with_its_settings_and_by_one_process(tmp_path, capsys):
+    from worldsim.train.state import lock_run
+
+    out = tmp_path / "run"
+    assert main(["agent", "train", *TINY, f"out={out}", "stop_after=1"]) == 0
+    for change, named in (("learning_rate=0.001", "learning_rate=0.00025 (now 0.001)"),
+                          ("env_kwargs.world_width=96", "env_kwargs.world_width=64 (now 96)"),
+                          ("num_envs=4", "num_envs=2 (now 4)")):
+        capsys.readouterr()
+        assert main(["agent", "train", *TINY, f"out={out}", change]) == 2, change
+        err = capsys.readouterr().err
+        assert f"holds a run with other settings: {named}" in err and "choose another out=" in err, err
+    with lock_run(out):
+        assert main(["agent", "train", *TINY, f"out={out}"]) == 2
+        assert "is being trained by another process" in capsys.readouterr().err
+    old = tmp_path / "old"  # a policy without its state (a run of a worldsim before resuming) is never overwritten
+    old.mkdir()
+    shutil.copy(out / "policy.safetensors", old / "policy.safetensors")
+    assert main(["agent", "train", *TINY, f"out={old}"]) == 2
+    assert "holds policy.safetensors but no last.state.safetensors" in capsys.readouterr().err
 
 
 def test_a_fake_env_trains_through_its_vector_entry_point(tmp_path):
