@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -12,7 +13,7 @@ from worldsim.cli import main
 def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
     assert main(["bench", "steps=300", "repeats=1", "batches=3", "step_calls=2", "denoise_steps=[1]",
                  "train_steps=1", "train_batch=1", "clip_len=4", "episode_steps=[11,14]", "num_envs=[2]",
-                 "vector_steps=1", f"out={tmp_path}"]) == 0
+                 "vector_steps=1", "agent_envs=2", "agent_steps=2", f"out={tmp_path}"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     names = [r["name"] for r in report["results"]]
     assert any("craft2d" in n for n in names) and any("loader" in n for n in names)
@@ -31,9 +32,34 @@ def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
     assert rows["train world, bf16 / fp32 tokens/s"]["median"] == pytest.approx(bf16["median"] / fp32["median"])
     assert any(n.startswith("dream step 14 of an episode") for n in names) and "step 14 / step 11 latency" in names
     assert "Dream-v0 x2, native vector env" in names and "Dream-v0 x2, SyncVectorEnv" in names
-    assert all(r["median"] > 0 and len(r["runs"]) == 1 for r in report["results"] if r["unit"] not in ("ms", "MiB"))
+    assert "PPO on Dream-v0 x2, worldsim agent train (native vector env)" in names
+    assert all(r["median"] > 0 and len(r["runs"]) == 1 for r in report["results"]
+               if r["unit"] not in ("ms", "MiB") and not r.get("note"))  # a note: not measured here (SB3 missing)
     assert report["machine"]["cpus"] >= 1
     assert "benchmark" in capsys.readouterr().out
+
+
+AGENT_ROWS = ["PPO on Dream-v0 x2, worldsim agent train (native vector env)",
+              "PPO on Dream-v0 x2, SB3 CnnPolicy through SB3VecEnv (native vector env)",
+              "PPO on Dream-v0 x2, SB3 CnnPolicy on make_vec_env (single envs)"]
+
+
+@pytest.mark.parametrize("sb3", [True, False], ids=["with-sb3", "without-sb3"])
+def test_the_agents_benchmark_times_each_way_of_training_ppo_in_the_dream(tmp_path, capsys, monkeypatch, sb3):
+    if sb3:
+        pytest.importorskip("stable_baselines3")
+    else:
+        monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if it were not installed
+    assert main(["bench", "only=[agents]", "repeats=2", "agent_envs=2", "agent_steps=2", f"out={tmp_path}"]) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert [r["name"] for r in rows] == AGENT_ROWS and {r["unit"] for r in rows} == {"env-steps/s"}
+    measured = rows if sb3 else rows[:1]
+    assert all(len(r["runs"]) == 2 and r["median"] > 0 and "note" not in r for r in measured)  # 2 runs after warm-up
+    out = capsys.readouterr().out
+    if not sb3:
+        assert all(r["median"] is None and r["runs"] == [] and "not installed" in r["note"] for r in rows[1:])
+        assert "stable-baselines3 is not installed" in out
+    assert all(name in out for name in AGENT_ROWS)
 
 
 def test_bench_refuses_an_unknown_benchmark(tmp_path, capsys):

@@ -12,6 +12,9 @@ Each figure is the median over `repeats` runs, with every run's value kept in th
   vector   Dream-v0 env-steps/s with `num_envs` worlds: the native vector env against vectorization_mode="sync"
   train    world-model training throughput (tokens/s) of a preset on random latents shaped as Craft2D's
            (8 x 8 x 8 at 64x64), with the peak resident memory of the process
+  agents   PPO env-steps/s (rollout and learning) on Dream-v0 with `agent_envs` worlds: `worldsim agent train`, and
+           Stable-Baselines3's PPO through SB3VecEnv and on its own make_vec_env (worldsim/bench_agents.py; the SB3
+           rows skipped, with a note, where stable-baselines3 is not installed)
 The dream benchmarks (worldsim/bench_dream.py) use the shipped checkpoint, `checkpoint=` another, and random weights
 of preset `model` when there is neither: the cost of a step does not depend on what the model learned.
 """
@@ -29,11 +32,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from worldsim.bench_agents import bench_agents
 from worldsim.bench_dream import bench_cache, bench_episode, bench_flops, bench_step, bench_vector
 from worldsim.config import check, to_dict
 from worldsim.io import atomic_write_json
 
-BENCHMARKS = ("engine", "loader", "step", "cache", "flops", "episode", "vector", "train")
+BENCHMARKS = ("engine", "loader", "step", "cache", "flops", "episode", "vector", "train", "agents")
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,18 @@ class BenchArgs:
     num_envs: list[int] = field(default_factory=lambda: [1, 8, 64], metadata={"help": "vector benchmark: batch "
                                                                                        "sizes"})
     vector_steps: int = field(default=20, metadata={"help": "vector benchmark: timed steps per run"})
+    agent_envs: int = field(default=8, metadata={"help": "agents benchmark: worlds each PPO steps together"})
+    agent_steps: int = field(default=32, metadata={"help": "agents benchmark: steps per world of a run (one PPO "
+                                                           "update: the rollout and its learning)"})
 
     def __post_init__(self):
         unknown = sorted(set(self.only) - set(BENCHMARKS))
         check(not unknown and len(self.only) > 0, "only", self.only, f"some of {BENCHMARKS}")
         for name in ("steps", "repeats", "clip_len", "batch_size", "batches", "step_calls", "train_batch",
-                     "train_steps", "vector_steps"):
+                     "train_steps", "vector_steps", "agent_envs", "agent_steps"):
             check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        check(self.agent_envs * self.agent_steps >= 2, "agent_envs x agent_steps", (self.agent_envs, self.agent_steps),
+              "a rollout of at least 2 steps (SB3's PPO learns from no fewer)")
         for name in ("denoise_steps", "num_envs"):
             values = getattr(self, name)
             check(len(values) > 0 and min(values) >= 1, name, values, "a non-empty list of integers >= 1")
@@ -198,13 +207,16 @@ def machine() -> dict:
 
 def run(args: BenchArgs) -> Path:
     runners = {"engine": bench_engine, "loader": bench_loader, "step": bench_step, "cache": bench_cache,
-               "flops": bench_flops, "episode": bench_episode, "vector": bench_vector, "train": bench_train}
+               "flops": bench_flops, "episode": bench_episode, "vector": bench_vector, "train": bench_train,
+               "agents": bench_agents}
     rows = [row for name in BENCHMARKS if name in args.only for row in runners[name](args)]
     width = max(len(r["name"]) for r in rows)
     print(f"{'benchmark':<{width}}  {'median':>10}  {'target':>8}  unit")
-    for r in rows:
+    for r in rows:  # a row that could not be measured here has no median, and a note that says why
         target = f"{r['target']:>8,}" if r["target"] else f"{'-':>8}"
-        print(f"{r['name']:<{width}}  {r['median']:>10,.1f}  {target}  {r['unit']}")
+        median = f"{r['median']:>10,.1f}" if r["median"] is not None else f"{'-':>10}"
+        note = f"  ({r['note']})" if r.get("note") else ""
+        print(f"{r['name']:<{width}}  {median}  {target}  {r['unit']}{note}")
     path = atomic_write_json(Path(args.out) / "bench.json",
                              {"machine": machine(), "args": to_dict(args), "results": rows})
     print(f"wrote {path}")
