@@ -3,11 +3,12 @@
     worldsim play [mode=dream|real|ghost checkpoint=CKPT seed=N scale=8]      play with the keyboard
     worldsim dream [checkpoint=CKPT steps=300 agent=explorer out=rollout.gif]  headless rollout to a GIF or MP4
     worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]          trajectories into a dataset
-    worldsim train ae|world data=DIR [optim.steps=N loop.out=DIR ...]       train (resumes a run in loop.out)
+    worldsim train ae|world|pixel data=DIR [optim.steps=N loop.out=DIR ...] train (resumes a run in loop.out)
     worldsim agent train [env=ID num_envs=N total_steps=N out=DIR]          PPO in the game, the dream or Atari
     worldsim agent eval POLICY|agent=NAME [env=ID episodes=100]             mean return and events of an agent
     worldsim curves RUN [RUN ...] [out=curves.png]                          training curves of runs, chained
     worldsim probe [checkpoint=CKPT | model=MOD:NAME suite=all out=probes]      probes.json and probes.md
+    worldsim leaderboard [experiment=craft2d out=runs/leaderboard]            probe every model of a list, one table
     worldsim bench [only=[engine,loader] steps=20000 out=.]                speed table, written to bench.json
     worldsim recipe [stages=[...] ship=PATH]                                 the shipped model from nothing, resuming
     worldsim restyle|connect|extend data=DIR episode=N [prompt=TEXT ...]     edit clips with the world model
@@ -146,6 +147,10 @@ COMMANDS = {
                      _config("worldsim.probes.runner", "ProbeConfig"), _runner("worldsim.probes.runner", "run"),
                      "[checkpoint=CKPT | model=MODULE:NAME suite=all|permanence+causality... seeds=4 view_width=8 "
                      "out=DIR quick=true]"),
+    "leaderboard": Command("probe every world model of a list the same way, one table: families, in / out of "
+                           "distribution, step latency, parameters", _config("worldsim.probes.leaderboard",
+                                                                           "LeaderboardConfig"),
+                           _runner("worldsim.probes.leaderboard", "run"), "[experiment=NAME out=DIR seeds=4]"),
     "bench": Command("measure speed; prints a table and writes bench.json", _config("worldsim.bench", "BenchArgs"),
                      _runner("worldsim.bench", "run"), "[only=[engine,loader] steps=20000 repeats=5 data=DIR out=.]"),
     "recipe": Command("the shipped Craft2D model from nothing: collect, train ae, train world, fine-tune, ship; "
@@ -178,6 +183,11 @@ TRAIN = {
     "world": Command("train the world model (the DiT over the autoencoder's latents)",
                      _config("worldsim.train.world", "TrainWorldConfig"), _runner("worldsim.train.world", "run"),
                      "data=DIR ae=CKPT [model=S optim.steps=N loop.out=DIR ...]", "train_world"),
+    "pixel": Command("train a pixel-space baseline of the probe leaderboard: a frame-stacking U-Net, diffusion "
+                     "(DIAMOND's kind) or a deterministic regressor",
+                     _config("worldsim.baselines.train", "TrainPixelConfig"),
+                     _runner("worldsim.baselines.train", "run"),
+                     "data=DIR [model.objective=diffusion|regression optim.steps=N loop.out=DIR ...]", "train_pixel"),
 }
 AGENT = {
     "train": Command("train a PPO policy in an env with image observations and discrete actions (Craft2D, the "
@@ -199,7 +209,8 @@ def usage() -> str:
     for name, cmd in COMMANDS.items():
         lines.append(f"  {name:<8} {cmd.help}")
         if name == "dream":
-            lines.append(f"  {'train':<8} train the autoencoder (train ae) or the world model (train world)")
+            lines.append(f"  {'train':<8} train the autoencoder (train ae), the world model (train world) or a "
+                         "pixel baseline (train pixel)")
             lines.append(f"  {'agent':<8} train a PPO agent (agent train) or measure one (agent eval)")
     return "\n".join(lines)
 
