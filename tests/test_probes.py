@@ -112,3 +112,24 @@ def test_cli_quick_run_writes_json_and_a_report(tmp_path, capsys):
     assert len(strips) == len(summary["probes"])
     assert all(f"strips/{s.name}" in report for s in strips)
     assert (out / "plots" / "stability_valid.png").exists() and "plots/causality.png" in report
+
+
+def test_the_control_matrix_credits_an_action_only_for_a_frame_that_looks_like_its_outcome():
+    import gymnasium as gym
+
+    from worldsim.envs.craft2d.decoder import decode_cells
+    from worldsim.probes.score import control_matrix
+
+    env = gym.make("worldsim/Craft2D-v0")
+    start, _ = env.reset(seed=3)
+    first = env.step(2)[0]  # right: the view scrolls
+    env.close()
+    frames = [first[None], start[None], first[None]]  # actions 0 and 2 have one outcome, action 1 another (none)
+    ref = [decode_cells(f)[0] for f in frames]  # the engine's cells per action, (T, rows, cols)
+    mask = [r != decode_cells(start[None])[0] for r in ref]  # the cells each outcome changed
+    truth = np.stack(frames)[:, None]  # (A, replicas, T, H, W, 3)
+    assert np.allclose(control_matrix(ref, truth, mask), np.eye(3))  # the right outcome: a (or its twin) counted
+    noise = np.random.default_rng(0).integers(0, 256, truth.shape, dtype=np.uint8)  # no sprite: no outcome at all
+    conf = control_matrix(ref, noise, mask)
+    assert np.allclose(conf.sum(1), 1) and np.trace(conf) / 3 < 0.8  # not "recognised" for matching nothing
+    assert np.isclose(conf[1, 1], 1 / 3) and np.isclose(conf[0, 0], 2 / 3)  # a tie shares; the twin's share is a's

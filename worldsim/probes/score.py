@@ -135,12 +135,15 @@ def normalise(m: np.ndarray, floor: float, ceiling: float) -> tuple[float, float
 
 def control_matrix(ref: list[np.ndarray], pred: np.ndarray, mask: list[np.ndarray]) -> np.ndarray:
     """(A, A): row a, the share of replicas whose last frame under action a matches best the engine's last frame
-    under each action b, judged on the cells that either outcome changed. Where a's best match is an action whose
-    engine outcome equals a's own (in a given state, mine and noop may both change nothing), it counts as a; other
-    ties share. ref and mask per run (= action)."""
+    under each action b, judged on the cells that either outcome changed. Ties share the replica; a share that goes
+    to an action whose engine outcome equals a's own (in a given state, mine and noop may both change nothing) counts
+    as a. So a frame that matches every outcome equally (noise, a blank) is not a recognised action: it spreads over
+    the row. An action that changes nothing is judged on the cells the others change (the frame must keep them).
+    ref and mask per run (= action)."""
     n = len(ref)
     same = np.array([[np.array_equal(ref[a][-1], ref[b][-1]) for b in range(n)] for a in range(n)])
     conf = np.zeros((n, n))
+    anywhere = np.any([m[-1] for m in mask], 0)  # the cells some action's outcome changes
     for a in range(n):
         for r in range(pred.shape[1]):
             cells, dist = decode_cells(pred[a, r, -1:])
@@ -148,12 +151,12 @@ def control_matrix(ref: list[np.ndarray], pred: np.ndarray, mask: list[np.ndarra
             sim = np.empty(n)
             for b in range(n):
                 region = mask[a][-1] | mask[b][-1]
+                region = region if region.any() else anywhere  # a and b both change nothing: judged where others do
                 sim[b] = hit_any[b][region].mean() if region.any() else 1.0
             best = np.flatnonzero(sim >= sim.max() - 1e-9)
-            if same[a, best].any():
-                conf[a, a] += 1.0 / pred.shape[1]
-            else:
-                conf[a, best] += 1.0 / len(best) / pred.shape[1]
+            share = 1.0 / len(best) / pred.shape[1]
+            conf[a, a] += share * same[a, best].sum()
+            conf[a, best[~same[a, best]]] += share
     return conf
 
 
