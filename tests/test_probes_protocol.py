@@ -261,3 +261,15 @@ def test_the_guides_example_runs_as_written(tmp_path, monkeypatch, capsys):
                                                           Action.MINE_DOWN)
     finally:
         sys.modules.pop("my_model", None)
+
+
+def test_the_scroller_scrolls_the_world_rows_on_a_walk_and_a_walk_back_undoes_it():
+    from worldsim.probes.protocol import Scroller
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64, 3), dtype=np.uint8)
+    model = Scroller()
+    model.reset(frames, np.zeros((2, 3), np.int64), 0)
+    right = model.step(np.array([2, 0]))  # row 0 walks right, row 1 waits
+    assert (right[0, :56, :56] == frames[0, -1, :56, 8:]).all() and (right[0, 56:] == frames[0, -1, 56:]).all()
+    assert (right[1] == frames[1, -1]).all()
+    assert (model.step(np.array([1, 0])) == frames[:, -1]).all()  # and left brings the first frame back

@@ -114,6 +114,28 @@ class MeanFrame:
         return self.mean
 
 
+class Scroller:
+    """A walk scrolls the world rows of the last frame a tile the other way, wrapping around; every other action
+    leaves the frame as it is. No learning and no memory, yet a walk away and back undoes its own scroll exactly, so
+    it shows what permanence and consistency reward when a model merely keeps the frame's content: the leaderboard
+    carries it as a reference row beside copy-last."""
+
+    name = "scroller"
+    context = 1
+    TILE = 8  # Craft2D's tile, in px: the camera follows the player a tile a step
+    MOVES = {1: -1, 2: 1, 4: -1, 5: 1}  # left, right, jump_left, jump_right (Craft2D-v0's action numbers)
+
+    def reset(self, frames, actions, seed):
+        self.frame = frames[:, -1].copy()  # (B, H, W, 3)
+
+    def step(self, actions):
+        world = self.frame[:, :-self.TILE]  # the HUD row stays
+        for i, a in enumerate(actions.tolist()):
+            if a in self.MOVES:
+                world[i] = np.roll(world[i], -self.MOVES[a] * self.TILE, axis=1)  # a walk right shows what is right
+        return self.frame.copy()
+
+
 class ModelError(ValueError):
     """A model that does not keep the protocol, or a `model=` spec that names none: said before any scoring."""
 
