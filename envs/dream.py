@@ -12,9 +12,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from worldsim.checkpoint import trained_views, view_problem
 from worldsim.envs.window import RendersFrames
-from worldsim.simulator import WorldSimulator, load_simulator
+from worldsim.simulator import load_simulator, set_view
 
 _RESET_OPTIONS = ("image", "video", "actions", "scenario", "prompt", "guidance")
 PROMPT_STEPS = 16  # solver passes of a prompt's first frame: made once, so it affords more than a step's few
@@ -233,36 +232,6 @@ class DreamEnv(RendersFrames, gym.Env):
         if self._game is None:
             self._game = engine_at(self.frame_shape)
         return self._game
-
-
-def set_view(sim: WorldSimulator, view: Any, checkpoint: Path) -> tuple[tuple[int, int, int], bool, bool]:
-    """Make `sim` play at `view`, (H, W) or (H, W, 3) pixels (None: the checkpoint's frame_shape), refused with the
-    rule when the model's autoencoder and patches do not tile it. The simulator's metadata then describes the frames
-    it makes: frame_shape and latent_shape are the view's (what WorldSimulator.imagine reads), views still the
-    trained ones. Returns (frame shape, whether the model was trained at it, whether its start bank is of it)."""
-    meta = sim.metadata
-    main = tuple(meta["frame_shape"])
-    if view is None:
-        return main, True, True
-    sides = tuple(view) if isinstance(view, (tuple, list, np.ndarray)) else ()
-    if not (len(sides) in (2, 3) and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sides)
-            and (len(sides) == 2 or sides[2] == 3)):
-        raise ValueError(f"view={view!r}: expected a frame size (H, W) in pixels, or None for the checkpoint's "
-                         f"{main[:2]}")
-    shape = (int(sides[0]), int(sides[1]), 3)
-    problem = view_problem(list(shape), sim.ae.cfg, sim.dit.config)
-    if problem:
-        from worldsim.envs.craft2d import TILE_SIZE
-
-        a, b = shape[:2]  # tiles, if that is what was meant: Craft2D names them width first (view_width=a)
-        tiles = (f"; Craft2D draws {TILE_SIZE} px a tile, so view_width={a}, view_height={b} is view=({TILE_SIZE * b}, "
-                 f"{TILE_SIZE * a})" if is_craft2d(meta.get("env")) and max(a, b) < 16 else "")
-        raise ValueError(f"view={view!r}: {checkpoint} cannot make frames of {shape[1]}x{shape[0]} pixels (W x H): "
-                         f"expected {problem}{tiles}")
-    f = sim.ae.cfg.downsample
-    sim.metadata = {**meta, "frame_shape": list(shape), "latent_shape": [sim.ae.cfg.latent_channels, shape[0] // f,
-                                                                          shape[1] // f]}
-    return shape, shape in trained_views(meta), shape == main
 
 
 def is_craft2d(env_id: object) -> bool:

@@ -16,11 +16,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from worldsim.checkpoint import default_checkpoint, load_world
+from worldsim.checkpoint import default_checkpoint, load_world, trained_views, view_problem
 from worldsim.config import check
 from worldsim.device import resolve_device
 from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, to_velocity
@@ -319,3 +320,33 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
                              f"trained with a window of {trained} frames)")
         sim.set_context(int(context))
     return sim, path
+
+
+def set_view(sim: WorldSimulator, view: Any, checkpoint: Path) -> tuple[tuple[int, int, int], bool, bool]:
+    """Make `sim` play at `view`, (H, W) or (H, W, 3) pixels (None: the checkpoint's frame_shape), refused with the
+    rule when the model's autoencoder and patches do not tile it. The simulator's metadata then describes the frames
+    it makes: frame_shape and latent_shape are the view's (what WorldSimulator.imagine reads), views still the
+    trained ones. Returns (frame shape, whether the model was trained at it, whether its start bank is of it)."""
+    meta = sim.metadata
+    main = tuple(meta["frame_shape"])
+    if view is None:
+        return main, True, True
+    sides = tuple(view) if isinstance(view, (tuple, list, np.ndarray)) else ()
+    if not (len(sides) in (2, 3) and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sides)
+            and (len(sides) == 2 or sides[2] == 3)):
+        raise ValueError(f"view={view!r}: expected a frame size (H, W) in pixels, or None for the checkpoint's "
+                         f"{main[:2]}")
+    shape = (int(sides[0]), int(sides[1]), 3)
+    problem = view_problem(list(shape), sim.ae.cfg, sim.dit.config)
+    if problem:
+        from worldsim.envs.craft2d import TILE_SIZE, is_craft2d as craft2d
+
+        a, b = shape[:2]  # tiles, if that is what was meant: Craft2D names them width first (view_width=a)
+        tiles = (f"; Craft2D draws {TILE_SIZE} px a tile, so view_width={a}, view_height={b} is view=({TILE_SIZE * b}, "
+                 f"{TILE_SIZE * a})" if craft2d(meta.get("env")) and max(a, b) < 16 else "")
+        raise ValueError(f"view={view!r}: {checkpoint} cannot make frames of {shape[1]}x{shape[0]} pixels (W x H): "
+                         f"expected {problem}{tiles}")
+    f = sim.ae.cfg.downsample
+    sim.metadata = {**meta, "frame_shape": list(shape), "latent_shape": [sim.ae.cfg.latent_channels, shape[0] // f,
+                                                                          shape[1] // f]}
+    return shape, shape in trained_views(meta), shape == main

@@ -191,8 +191,7 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
     autoencoder and patches do not tile is refused, naming it."""
     from worldsim.checkpoint import trained_views, view_problem
     from worldsim.envs.craft2d import is_craft2d
-    from worldsim.envs.dream import set_view
-    from worldsim.simulator import load_simulator
+    from worldsim.simulator import load_simulator, set_view
 
     sim, path = load_simulator(checkpoint, denoise_steps, None, device, batch_size=1, history_sigma=history_sigma)
     if not is_craft2d(sim.metadata.get("env")):
