@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from worldsim.cli import main
@@ -55,3 +56,32 @@ def test_one_panel_per_kind_of_curve_each_of_the_panel_size(tmp_path):
         with Image.open(out) as image:
             assert image.size == (PANEL[0], PANEL[1] * panels)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["ae.png", "loss_only.png"]  # no temp file
+
+
+def _agent_run(path, returns, evaluated=None):
+    path.mkdir()
+    lines = [{"kind": "episode", "step": 100 * (i + 1), "env": 0, "return": r, "length": 100}
+             for i, r in enumerate(returns)]
+    lines.append({"kind": "update", "step": 100 * len(returns), "update": 1})
+    (path / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    if evaluated is not None:
+        (path / "eval.json").write_text(json.dumps({"env": "worldsim/Craft2D-v0", "episodes": 100,
+                                                    "return_mean": evaluated}))
+
+
+def test_agent_runs_are_compared_side_by_side_with_their_evaluated_return(tmp_path):
+    from worldsim.train.curves import agent_curves
+
+    real, dream = tmp_path / "real", tmp_path / "dream"
+    _agent_run(real, [1.0] * 10 + [3.0] * 10, evaluated=2.5)
+    _agent_run(dream, [0.0, 2.0], evaluated=None)
+    lines = agent_curves([real, dream]).axes[0].get_lines()
+    labels = [line.get_label() for line in lines]
+    assert len(labels) == 3 and labels[1].endswith("100 episodes: 2.50") and labels[2].startswith("dream:")
+    y = lines[0].get_ydata()  # a trailing mean from the first episode on, over all of them here (fewer than 50)
+    assert len(y) == 20 and y[0] == 1.0 and np.isclose(y[10], 13 / 11) and np.isclose(y[-1], 2.0)
+    assert lines[2].get_ydata().tolist() == [0.0, 1.0]
+    assert main(["curves", str(real), str(dream), f"out={tmp_path / 'agents.png'}"]) == 0
+    _log(tmp_path / "world", range(1, 5), [])
+    with pytest.raises(ValueError, match="not a `worldsim agent train` run"):
+        agent_curves([real, tmp_path / "world"])

@@ -6,6 +6,10 @@ Runs named together are one training chained end to end (a fine-tune continues i
 panel is the training loss (a moving average, log scale); below it, every evaluation metric that has a copy-last-frame
 counterpart (tiles_h8 beside copy_tiles_h8), or, for the autoencoder, its held-out tile accuracy. Drawn by
 matplotlib (worldsim.plot), written atomically.
+
+Runs of `worldsim agent train` are compared, not chained: each run's episode return (a moving average) against its
+env steps, in the env it trained in, and the return its policy earned in the evaluation after training (eval.json)
+as a dashed line: `worldsim curves runs/agent/craft2d_real runs/agent/craft2d_dream out=docs/agents/curves.png`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 SMOOTH = 25  # logged points in the loss's moving average
+EPISODES = 50  # episodes in an agent's return's moving average
 PANEL = (720, 300)  # pixels (width, height) of each chart, stacked
 
 
@@ -42,8 +47,59 @@ def read_logs(runs: list[str | Path]) -> tuple[list[dict], list[dict]]:
     return train, evals
 
 
+def _agent_log(run: str | Path) -> list[dict] | None:
+    """The lines of a `worldsim agent train` run's log, or None for another kind of run."""
+    path = Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run)
+    if not path.exists():
+        return None
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines if lines and "kind" in lines[0] else None
+
+
+def agent_curves(runs: list[str | Path], title: str = "") -> Figure:
+    """PPO runs side by side: episode return against env steps, and the evaluated return of each final policy."""
+    series = []
+    for run in runs:
+        log, folder = _agent_log(run), Path(run) if Path(run).is_dir() else Path(run).parent
+        if log is None:
+            raise ValueError(f"{run}: not a `worldsim agent train` run (no agent log.jsonl), and agent runs are "
+                             "compared only with agent runs")
+        episodes = [r for r in log if r["kind"] == "episode"]
+        if not episodes:
+            raise ValueError(f"{run}: its log holds no finished episode yet")
+        steps = np.array([r["step"] for r in episodes], np.float64)
+        ret = np.array([r["return"] for r in episodes], np.float64)
+        total = np.cumsum(np.r_[0.0, ret])
+        first = np.maximum(0, np.arange(len(ret)) - EPISODES + 1)  # a trailing mean, over fewer at the start
+        smooth = (total[1:] - total[first]) / (np.arange(len(ret)) + 1 - first)
+        series.append(Series(f"{folder.name}: return per episode in {_env_of(folder)} (mean of the last "
+                             f"{EPISODES})", steps, smooth))
+        if (folder / "eval.json").exists():
+            ev = json.loads((folder / "eval.json").read_text())
+            series.append(Series(f"{folder.name}: its policy in {ev['env']}, {ev['episodes']} episodes: "
+                                 f"{ev['return_mean']:.2f}", [0, steps[-1]], [ev["return_mean"]] * 2,
+                                 style="dashed"))
+    fig, axes = figure(PANEL if len(series) < 3 else (PANEL[0], PANEL[1] * 3 // 2))
+    draw(axes[0], series, title=title or "PPO: episode return while training, and the final policy evaluated",
+         xlabel="env steps")
+    return fig
+
+
+def _env_of(folder: Path) -> str:
+    """The env a PPO run trained in, from its policy's metadata (or its folder name when that is not there)."""
+    from worldsim.agents.ppo import read_policy_meta
+
+    try:
+        return str(read_policy_meta(folder / "policy.safetensors")["config"]["env"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its env"
+
+
 def curves(runs: list[str | Path], title: str = "") -> Figure:
-    """The runs' curves as one matplotlib figure: the loss on top, the evaluation below where there is one."""
+    """The runs' curves as one matplotlib figure: the loss on top, the evaluation below where there is one (agent
+    runs: `agent_curves`)."""
+    if runs and _agent_log(runs[0]) is not None:
+        return agent_curves(runs, title)
     train, evals = read_logs(runs)
     if not train:
         raise ValueError(f"runs {[str(r) for r in runs]}: their logs hold no training steps yet")
