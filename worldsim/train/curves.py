@@ -95,10 +95,20 @@ def _env_of(folder: Path) -> str:
         return "its env"
 
 
+def _is_agent_run(run: str | Path) -> bool:
+    """Whether `run` is a `worldsim agent train` run: its log's first line says what kind of line it is."""
+    path = Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run)
+    if not path.exists():
+        return False
+    with open(path) as f:
+        first = f.readline().strip()
+    return bool(first) and "kind" in json.loads(first)
+
+
 def curves(runs: list[str | Path], title: str = "") -> Figure:
     """The runs' curves as one matplotlib figure: the loss on top, the evaluation below where there is one (agent
     runs: `agent_curves`)."""
-    if runs and _agent_log(runs[0]) is not None:
+    if runs and _is_agent_run(runs[0]):
         return agent_curves(runs, title)
     train, evals = read_logs(runs)
     if not train:
