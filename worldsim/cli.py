@@ -7,6 +7,7 @@
     worldsim agent train [env=ID num_envs=N total_steps=N out=DIR]          PPO in the game, the dream or Atari
     worldsim agent eval POLICY|agent=NAME [env=ID episodes=100]             mean return and events of an agent
     worldsim curves RUN [RUN ...] [out=curves.png]                          training curves of runs, chained
+    worldsim scaling RUN [RUN ...] [out=scaling.png]                         held-out loss and probes against FLOPs
     worldsim probe [checkpoint=CKPT | model=MOD:NAME suite=all out=probes]      probes.json and probes.md
     worldsim leaderboard [experiment=craft2d out=runs/leaderboard]            probe every model of a list, one table
     worldsim bench [only=[engine,loader] steps=20000 out=.]                speed table, written to bench.json
@@ -18,8 +19,8 @@
 Each command parses its settings (Hydra overrides: nested keys with dots, lists as [a,b]) into a frozen dataclass and
 hands it to the module that does the work; where configs/<command>/experiment/ has recipes, `experiment=NAME` selects
 one. `worldsim COMMAND --help` lists every key with its default and meaning, and the recipes. The one exception to
-key=value: `worldsim curves` also takes its run directories as plain arguments (`runs=[a,b]` works too), and
-`worldsim agent eval` its policy file (`policy=PATH` works too).
+key=value: `worldsim curves` and `worldsim scaling` also take their run directories as plain arguments (`runs=[a,b]`
+works too), and `worldsim agent eval` its policy file (`policy=PATH` works too).
 
 The parsing is written here rather than with argparse: argparse would take `--out x` apart before we could answer it
 with `out=x`, and Hydra, not argparse, parses the settings.
@@ -46,6 +47,31 @@ class CurvesConfig:
     def __post_init__(self):
         check(len(self.runs) > 0, "runs", self.runs, "at least one run directory: worldsim curves RUN [RUN ...]")
         check_out("out", self.out, (".png",))
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    runs: list[str] = field(default_factory=list, metadata={
+        "help": "`worldsim train world` run directories, one per model size (also as plain arguments)"})
+    out: str = field(default="scaling.png", metadata={"help": "the .png file to write; the table goes beside it (.md)"})
+    frame_shape: list[int] | None = field(default=None, metadata={
+        "help": "[H, W] the FLOPs are counted at, for a run whose checkpoint and dataset are elsewhere (default: "
+                "read from them)"})
+
+    def __post_init__(self):
+        check(len(self.runs) > 0, "runs", self.runs, "at least one run directory: worldsim scaling RUN [RUN ...]")
+        check_out("out", self.out, (".png",))
+        check(self.frame_shape is None or (len(self.frame_shape) == 2 and min(self.frame_shape) > 0), "frame_shape",
+              self.frame_shape, "null or [H, W] in pixels")
+
+
+def _scaling(cfg) -> int:
+    from worldsim.train.scaling import main as scaling
+
+    path, table = scaling(cfg.runs, cfg.out, cfg.frame_shape)
+    print(table)
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return 0
 
 
 def _play(cfg) -> int:
@@ -143,6 +169,9 @@ COMMANDS = {
                        "saves each as it ends)"),
     "curves": Command("plot training runs' curves to a PNG (a fine-tune continues its parent's steps)",
                       _config("worldsim.cli", "CurvesConfig"), _curves, "RUN [RUN ...] [out=curves.png title=TEXT]"),
+    "scaling": Command("a compute-scaling study: held-out loss and probe scores of world-model runs against "
+                       "their training FLOPs, to a PNG and a table", _config("worldsim.cli", "ScalingConfig"),
+                       _scaling, "RUN [RUN ...] [out=scaling.png]"),
     "probe": Command("ask a world model what the real game knows; writes probes.json and probes.md",
                      _config("worldsim.probes.runner", "ProbeConfig"), _runner("worldsim.probes.runner", "run"),
                      "[checkpoint=CKPT | model=MODULE:NAME suite=all|permanence+causality... seeds=4 view_width=8 "
@@ -278,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from worldsim.config import parse_overrides
 
-        if name == "curves":  # the documented exceptions: run directories, a policy file, as plain arguments
+        if name in ("curves", "scaling"):  # the documented exceptions: run directories, a policy file, as plain arguments
             rest = _positional_runs(rest)
         elif name == "agent eval":
             rest = _positional(rest, "policy")

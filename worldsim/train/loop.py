@@ -179,6 +179,10 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
         restore_rngs(state, state_meta, rng, gen)  # every rank's: their draws are the same global ones
         if dist.is_main():
             _trim_log(run / LOG, step)
+    if dist.is_main():  # the run's settings beside its log, readable without the weights (worldsim scaling reads it)
+        from omegaconf import OmegaConf
+
+        atomic_write_bytes(run / "config.yaml", OmegaConf.to_yaml(task.metadata["config"]).encode())
     for group in opt.param_groups:
         group.setdefault("initial_lr", optim.lr)  # a state saved before the scheduler: the peak it was run with
     scheduler = LambdaLR(opt, partial(lr_factor, cfg=optim), last_epoch=step - 1)  # -1: new; else resume at `step`

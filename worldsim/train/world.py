@@ -207,7 +207,20 @@ def build_task(cfg: TrainWorldConfig) -> Task:
             logs.update({f"{k}{suffix}": v for k, v in rollout_scores(m, steps).items()})
         if heldout is not None:
             logs.update(reward_agreement(m, *(torch.from_numpy(a) for a in heldout)))
+            logs["heldout_loss"] = heldout_loss(m, *heldout)
         return logs
+
+    def heldout_loss(m, latents: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> float:
+        """The denoising loss on held-out clips, uncaptioned, with the same noise at every evaluation and for every
+        model size: comparable along a run and across runs (the scaling study's y axis)."""
+        device = next(m.parameters()).device
+        x0, a, r = (torch.from_numpy(v[:HELDOUT_LOSS_CLIPS]).to(device) for v in (latents, actions, rewards))
+        gen = torch.Generator(device).manual_seed(0)
+        plain = replace(cfg.diffusion, change_weight=0.0, history_noise=0.0)  # the loss itself, the history as played
+        per_clip = [training_loss(m, x0[i:i + 16], a[i:i + 16], r[i:i + 16], torch.zeros_like(r[i:i + 16]),
+                                  plain, gen)[1]["denoise_loss"] * len(x0[i:i + 16])
+                    for i in range(0, len(x0), 16)]  # 16 clips a pass: bounded memory at any size
+        return sum(per_clip) / len(x0)
 
     def rollout_scores(m, steps: int) -> dict[str, float]:
         """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions."""
@@ -297,6 +310,7 @@ def _check_views(cfg: TrainWorldConfig, ae: Autoencoder) -> None:
                              "that tiles (Craft2D draws 8 px a tile: env_kwargs.view_width and view_height)")
 
 
+HELDOUT_LOSS_CLIPS = 64  # held-out clips the evaluation's denoising loss is the mean of
 CALIBRATION_CLIPS = 512  # held-out clips the reward threshold is chosen on: Craft2D pays ~1 step in 800, so ~20
 #                          events at 32 frames a clip, for ~10 s of forward passes on 2 CPU cores at each save
 
