@@ -25,7 +25,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 # A regression toy, as tests/test_train_loop.py's, run by the loop in this script's process (one process, or one rank
 # of torchrun's). argv: run directory, global batch rows, steps, then options: slow (sleep after each save, so a kill
-# lands mid-run), differ (rank 1 gets another setting), other-data (rank 1 another data fingerprint).
+# lands mid-run), differ (rank 1 gets another setting), other-data (rank 1 another data fingerprint), compile
+# (loop.compile: torch.compile over the DDP-wrapped model).
 TOY = textwrap.dedent("""
     import os, sys, time
     import numpy as np, torch
@@ -58,7 +59,8 @@ TOY = textwrap.dedent("""
                     data_id="b" if "other-data" in options and other else "a")
         # fp32: bf16 sums a half batch in another order than a whole one, and keeps ~3 digits of the difference
         train(task, OptimConfig(steps=steps, lr=1e-2, warmup=2), LoopConfig(out=out, eval_every=0, log_every=1,
-              save_every_s=0 if "slow" in options else 1e9, precision="fp32"), torch.device("cpu"), quiet=True)
+              save_every_s=0 if "slow" in options else 1e9, precision="fp32", compile="compile" in options),
+              torch.device("cpu"), quiet=True)
 """)
 
 
@@ -110,6 +112,36 @@ def test_two_processes_train_the_weights_one_process_trains(toy, tmp_path):
     logged = [line["loss"] for line in _log(one) if "eval" not in line]
     # the global batch's loss is logged, not rank 0's half
     assert [line["loss"] for line in _log(two) if "eval" not in line] == pytest.approx(logged, rel=1e-5)
+
+
+def test_two_nodes_rendezvous_as_the_readme_says_and_train_the_weights_one_process_trains(toy, tmp_path):
+    # the README's two-machine command, both "machines" here: one torchrun per node, c10d rendezvous at node 0's
+    # address, a process each
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, str(toy), str(one), "8", "6"])
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
+                               "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+                               "--rdzv_id=readme", str(toy), str(two), "8", "6"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+             for rank in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    _close(_state(one), _state(two), ("train.", "ema."), atol=1e-6)
+
+
+def test_two_compiled_processes_train_the_weights_one_process_trains(toy, tmp_path):
+    # loop.compile=true under DDP: torch.compile wraps the DistributedDataParallel module, whose gradient buckets
+    # (DDPOptimizer) must still average the two halves of the batch as one process's whole batch
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, str(toy), str(one), "8", "6"])
+    _run([*TORCHRUN, str(toy), str(two), "8", "6", "compile"])
+    _close(_state(one), _state(two), ("train.", "ema."), atol=1e-5)
 
 
 def _pid(run: Path, rank: int) -> int | None:

@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from worldsim.config import parse_overrides
 
-        if name in ("curves", "scaling"):  # the documented exceptions: run directories, a policy file, as plain arguments
+        if name in ("curves", "scaling"):  # the documented exceptions: plain-argument runs and policy
             rest = _positional_runs(rest)
         elif name == "agent eval":
             rest = _positional(rest, "policy")
