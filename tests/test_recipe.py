@@ -25,6 +25,9 @@ def _argv(root, **extra) -> list[str]:
         "collect_text": [f"out={root / 'data_text'}", "steps=1200", "seed=5", "workers=1", "agent=random",
                          "env_kwargs.world_width=64", "max_episode_steps=60", "shard_steps=400"],
         "world_text": [f"loop.out={root / 'world_text'}", "loop.max_minutes=0", *TINY_WORLD],
+        "collect_views": [f"out={root / 'data_view'}", "steps=900", "workers=1", "agent=random",
+                          "env_kwargs.world_width=64", "max_episode_steps=60", "shard_steps=300"],
+        "world_views": [f"loop.out={root / 'world_views'}", "loop.max_minutes=0", "start_frames=2", *TINY_WORLD],
     }
     for stage, settings in extra.items():
         stages[stage] = stages[stage] + settings
@@ -34,22 +37,27 @@ def _argv(root, **extra) -> list[str]:
 def test_the_recipe_chains_every_stage_ships_the_fine_tune_and_a_second_run_changes_nothing(tmp_path, capsys):
     assert main(_argv(tmp_path)) == 0
     shipped = tmp_path / "shipped.safetensors"
-    assert shipped.read_bytes() == (tmp_path / "world_text" / "last.safetensors").read_bytes()
+    assert shipped.read_bytes() == (tmp_path / "world_views" / "last.safetensors").read_bytes()
     world = load_world(shipped)
-    assert world.metadata["config"]["init"] == str(tmp_path / "world_ft" / "last.safetensors")  # 6 from 4
+    assert world.metadata["config"]["init"] == str(tmp_path / "world_text" / "last.safetensors")  # 8 from 6
     assert world.metadata["config"]["data"] == str(tmp_path / "data_text")  # on stage 5's data
+    assert world.metadata["config"]["views"] == [str(tmp_path / "data_view"), str(tmp_path / "data_view_1")]
+    assert world.metadata["views"] == [[64, 64, 3], [64, 96, 3], [96, 64, 3]]  # and stage 7's two frame sizes
     assert world.metadata["config"]["ae"] == str(tmp_path / "ae" / "last.safetensors")  # on stage 2's autoencoder
     assert world.dit.text is not None  # it reads captions
+    text = load_world(tmp_path / "world_text" / "last.safetensors")
+    assert text.metadata["config"]["init"] == str(tmp_path / "world_ft" / "last.safetensors")  # 6 from 4
     ft = load_world(tmp_path / "world_ft" / "last.safetensors")
     assert ft.metadata["config"]["init"] == str(tmp_path / "world" / "last.safetensors")  # stage 4 from stage 3
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("== recipe stage")] == [
-        f"== recipe stage {s}" for s in ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "ship")]
-    before = shipped.stat().st_mtime_ns, (tmp_path / "world_text" / "last.safetensors").read_bytes()
+        f"== recipe stage {s}" for s in ("collect", "ae", "world", "world_ft", "collect_text", "world_text",
+                                         "collect_views", "world_views", "ship")]
+    before = shipped.stat().st_mtime_ns, (tmp_path / "world_views" / "last.safetensors").read_bytes()
     assert main(_argv(tmp_path)) == 0  # done: every training stage says so, and the same file ships again
     out = capsys.readouterr().out
-    assert out.count("nothing to train") == 4
-    assert (tmp_path / "world_text" / "last.safetensors").read_bytes() == before[1] == shipped.read_bytes()
+    assert out.count("nothing to train") == 5
+    assert (tmp_path / "world_views" / "last.safetensors").read_bytes() == before[1] == shipped.read_bytes()
 
 
 def test_a_bad_setting_of_the_last_stage_stops_the_recipe_before_the_first(tmp_path, capsys):

@@ -7,7 +7,8 @@
 Each stage is the command the README lists, with its recipe from configs/ (`experiment=...`) and the stage's extra
 key=value settings on top; the stages are chained by their settings, not by fixed paths: the world model trains on the
 dataset collect wrote and the autoencoder train ae wrote, the fine-tune starts from the world model's checkpoint, the
-captions fine-tune (on its own fresh data) from the fine-tune's, and ship copies the last checkpoint (checked whole by
+captions fine-tune (on its own fresh data) from the fine-tune's, the views fine-tune (the captions data and two more
+frame sizes, 96x64 and 64x96) from the captions model's, and ship copies the last checkpoint (checked whole by
 load_world) to `ship=`. Every stage resumes: collect continues
 its dataset, a training run its run directory, and a stage that is done does nothing, so after a crash or Ctrl-C the
 same command carries on.
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from worldsim.config import check
 
-STAGES = ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "ship")
+STAGES = ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "collect_views", "world_views", "ship")
 RECIPES = {"collect": ("collect", "craft2d"), "ae": ("train_ae", "craft2d"), "world": ("train_world", "craft2d_s"),
            "world_ft": ("train_world", "craft2d_s_ft"), "collect_text": ("collect", "craft2d_text"),
-           "world_text": ("train_world", "craft2d_s_text")}  # stage -> (configs/ folder, experiment=)
+           "world_text": ("train_world", "craft2d_s_text"), "world_views": ("train_world", "craft2d_s_views")}
+VIEWS = ("craft2d_96x64", "craft2d_64x96")  # collect_views: one dataset of each (configs/collect/experiment/)
 
 
 def _shipped() -> str:
@@ -49,6 +51,11 @@ class RecipeConfig:
                                                                            "experiment=craft2d_text`"})
     world_text: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
                                                                          "experiment=craft2d_s_text`"})
+    collect_views: list[str] = field(default_factory=list, metadata={
+        "help": f"extra settings of `worldsim collect experiment=NAME`, for each NAME of {list(VIEWS)}, after its own "
+                "(an out= here names the first's, and the second's gets a suffix)"})
+    world_views: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
+                                                                          "experiment=craft2d_s_views`"})
     ship: str = field(default_factory=_shipped, metadata={"help": "where the last fine-tune's checkpoint is copied "
                                                                   "(default: the package's shipped model)"})
 
@@ -79,8 +86,20 @@ def configs(cfg: RecipeConfig) -> dict:
                                                     f"data={collect_text.out}", chained[1],
                                                     f"init={Path(world_ft.loop.out) / 'last.safetensors'}",
                                                     *cfg.world_text], "train_world")
+    views = [parse_overrides(CollectConfig, [f"experiment={name}", *_suffixed(cfg.collect_views, i)], "collect")
+             for i, name in enumerate(VIEWS)]
+    world_views = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_views'][1]}",
+                                                     f"data={collect_text.out}", chained[1],
+                                                     "views=[" + ",".join(f"'{v.out}'" for v in views) + "]",
+                                                     f"init={Path(world_text.loop.out) / 'last.safetensors'}",
+                                                     *cfg.world_views], "train_world")
     return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft, "collect_text": collect_text,
-            "world_text": world_text}
+            "world_text": world_text, "collect_views": views, "world_views": world_views}
+
+
+def _suffixed(settings: list[str], i: int) -> list[str]:
+    """A stage's settings for its i-th dataset: an out= gets a suffix after the first, so two never share one."""
+    return [f"{s}_{i}" if s.startswith("out=") and i else s for s in settings]
 
 
 def run(cfg: RecipeConfig) -> Path:
@@ -92,7 +111,8 @@ def run(cfg: RecipeConfig) -> Path:
 
     stages = configs(cfg)
     runners = {"collect": collect, "ae": autoencoder.run, "world": world.run, "world_ft": world.run,
-               "collect_text": collect, "world_text": world.run}
+               "collect_text": collect, "world_text": world.run,
+               "collect_views": lambda views: [collect(v) for v in views], "world_views": world.run}
     for name in STAGES:
         if name not in cfg.stages:
             continue
@@ -100,7 +120,7 @@ def run(cfg: RecipeConfig) -> Path:
         if name != "ship":
             runners[name](stages[name])
             continue
-        source = Path(stages["world_text"].loop.out) / "last.safetensors"
+        source = Path(stages["world_views"].loop.out) / "last.safetensors"
         load_world(source)  # refused here, with the field named, rather than shipped
         with atomic_path(cfg.ship) as tmp:
             shutil.copyfile(source, tmp)
