@@ -93,7 +93,8 @@ def training_flops(config: dict[str, Any], meta: dict[str, Any], frame_shape: li
         out = model(x, sigma, actions, **streams)
         (out.out.float().pow(2).mean() + out.reward.float().mean()).backward()
     per_clip = counter.get_total_flops()
-    starts = config.get("start_frames", 0) * per_clip / t  # single first frames: about a frame's share, no history
+    # single first frames (start_frames): about a frame's share of one stream, as they run with no history
+    starts = config.get("start_frames", 0) * per_clip / (t * (2 if history else 1))
     return float(per_clip * config["batch_size"] + starts), sum(p.numel() for p in model.parameters())
 
 

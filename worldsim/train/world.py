@@ -217,10 +217,10 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         x0, a, r = (torch.from_numpy(v[:HELDOUT_LOSS_CLIPS]).to(device) for v in (latents, actions, rewards))
         gen = torch.Generator(device).manual_seed(0)
         plain = replace(cfg.diffusion, change_weight=0.0, history_noise=0.0)  # the loss itself, the history as played
-        per_clip = [training_loss(m, x0[i:i + 16], a[i:i + 16], r[i:i + 16], torch.zeros_like(r[i:i + 16]),
-                                  plain, gen)[1]["denoise_loss"] * len(x0[i:i + 16])
-                    for i in range(0, len(x0), 16)]  # 16 clips a pass: bounded memory at any size
-        return sum(per_clip) / len(x0)
+        sums = [training_loss(m, x0[i:i + 16], a[i:i + 16], r[i:i + 16], torch.zeros_like(r[i:i + 16]), plain,
+                              gen)[1]["denoise_loss"] * len(x0[i:i + 16])
+                for i in range(0, len(x0), 16)]  # 16 clips a pass (each pass's mean, weighted): bounded memory
+        return sum(sums) / len(x0)
 
     def rollout_scores(m, steps: int) -> dict[str, float]:
         """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions."""
