@@ -97,6 +97,7 @@ def test_x0_training_targets_the_clean_latents():
     ("history_sigma", 1.0, r"history_sigma=1.0: expected a noise level in \[0, 1\)"),
     ("clean_prob", 1.5, r"clean_prob=1.5: expected a probability"),
     ("reward_weight", -0.1, r"reward_weight, terminated_weight=\(-0.1, 0.1\): expected weights >= 0"),
+    ("self_history", 0.5, r"self_history=0.5: expected a probability in \[0, 1\], above 0 only with history='clean'"),
 ])
 def test_bad_settings_are_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -134,3 +135,30 @@ def test_clean_history_training_gives_the_model_the_clip_and_reward_classes_thei
     level = seen["history_sigma"].repeat_interleave(1, 1)[..., None, None, None]
     assert (seen["history"] - (1 - level) * x0).abs().amax() <= 0.2 * 6  # x0 lightly noised, not replaced
     assert logs["reward_loss"] == pytest.approx(40.0 / 6, rel=1e-4)  # one of six wrong by a logit gap of 40
+
+
+@pytest.mark.parametrize("prediction", ["x0", "velocity"])
+def test_self_history_shows_the_next_chunk_the_models_own_sample_of_its_history(prediction):
+    calls = []
+
+    class Model:  # outputs its input halved (as x0 or as v, a one-pass sample from noise is then the noise halved)
+        config = SimpleNamespace(patch=(1, 2, 2), reward_values=())
+
+        def __call__(self, x, sigma, actions, history=None, history_sigma=None):
+            calls.append((torch.is_grad_enabled(), sigma.clone(), history))
+            b, n = sigma.shape
+            return SimpleNamespace(out=x / 2, reward=torch.zeros(b, n), terminated_logit=torch.zeros(b, n))
+
+    x0 = torch.randn(4, 6, 2, 4, 4)
+    z = torch.zeros(4, 6)
+    gen = torch.Generator().manual_seed(0)
+    cfg = DiffusionConfig(history="clean", self_history=1.0, prediction=prediction)
+    training_loss(Model(), x0, torch.zeros(4, 6, dtype=torch.long), z, z, cfg, gen)
+    (grad_own, sigma_own, shown_own), (_, _, shown) = calls
+    assert not grad_own and (sigma_own == 1).all() and torch.equal(shown_own, x0)  # no grad, from noise, real past
+    assert torch.equal(shown[:, 0], x0[:, 0])  # a clip's first frame has nothing to be predicted from: real
+    assert not torch.isclose(shown[:, 1:], x0[:, 1:]).any()  # every later frame is the model's own sample
+    calls.clear()  # at 0: no extra pass, the real clip shown
+    training_loss(Model(), x0, torch.zeros(4, 6, dtype=torch.long), z, z,
+                  DiffusionConfig(history="clean", prediction=prediction), torch.Generator().manual_seed(0))
+    assert len(calls) == 1 and torch.equal(calls[0][2], x0)

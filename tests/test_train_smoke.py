@@ -111,8 +111,8 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 
 
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
-    """history=clean, the previous frame as input, change-weighted loss, reward classes and extra first frames
-    (start_frames), end to end; and
+    """history=clean, the previous frame as input, change-weighted loss, the model's own samples as history
+    (self_history), reward classes and extra first frames (start_frames), end to end; and
     loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there."""
     ae = tmp_path / "ae"
     assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
@@ -120,8 +120,8 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     run = tmp_path / "world"
     args = ["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
-            "diffusion.history_noise=0.1", "diffusion.change_weight=2", "clip_len=6", "batch_size=2", "eval_clips=1",
-            "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1", "start_frames=3",
+            "diffusion.history_noise=0.1", "diffusion.change_weight=2", "diffusion.self_history=0.5", "clip_len=6",
+            "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1", "start_frames=3",
             f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6", "loop.log_every=1"]
     capsys.readouterr()
     assert main(args) == 0

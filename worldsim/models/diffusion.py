@@ -43,6 +43,9 @@ class DiffusionConfig:
     #                         "clean", a clean copy of the clip beside it, as the cache holds at play time (2x tokens)
     history_noise: float = 0.0  # history="clean": each history chunk noised to a level drawn in [0, this] (against
     #                             drift: the model learns not to trust its own frames blindly)
+    self_history: float = 0.0  # history="clean": chance a history chunk is replaced by the model's own one-pass
+    #                            prediction of it (error recycling against drift: the next chunk is then learnt
+    #                            against the kind of mistakes play feeds back; one more no-grad pass a step)
     change_weight: float = 0.0  # extra loss weight on the patches whose clean latents changed since the last frame
     caption_dropout: float = 0.5  # chance a chunk's caption is dropped in training: the unconditioned model, which
     #                               plays every step after a prompt's first frame and which classifier-free guidance
@@ -54,6 +57,8 @@ class DiffusionConfig:
         check(self.prediction in PREDICTIONS, "prediction", self.prediction, f"one of {PREDICTIONS}")
         check(self.history in HISTORIES, "history", self.history, f"one of {HISTORIES}")
         check(0.0 <= self.history_noise < 1.0, "history_noise", self.history_noise, "a noise level in [0, 1)")
+        check(0.0 <= self.self_history <= 1.0 and (self.self_history == 0 or self.history == "clean"),
+              "self_history", self.self_history, "a probability in [0, 1], above 0 only with history='clean'")
         check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
         check(0.0 <= self.caption_dropout <= 1.0, "caption_dropout", self.caption_dropout, "a probability in [0, 1]")
         check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
@@ -104,6 +109,10 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     if cfg.history == "clean":
         level = torch.rand((b, n_chunks), generator=generator, device=x0.device) * cfg.history_noise
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        if cfg.self_history > 0:
+            own = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.self_history
+            own[:, 0] = False  # a clip's first chunk has no history to be predicted from: it stays real
+            start = torch.randn(x0.shape, generator=generator, device=x0.device)
     if text is not None:
         dropped = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.caption_dropout
         text = text.masked_fill(dropped[..., None], 0)[rows]  # all padding: no caption
@@ -113,7 +122,9 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     history = {}
     if cfg.history == "clean":
         level, noise = level[rows], noise[rows]
-        history = {"history": add_noise(x0, level, noise), "history_sigma": level}
+        shown = own_history(model, x0, start[rows], own[rows], actions, cfg.prediction, text) \
+            if cfg.self_history > 0 else x0
+        history = {"history": add_noise(shown, level, noise), "history_sigma": level}
     out = model(add_noise(x0, sigma, eps), sigma, actions, **history, **({} if text is None else {"text": text}))
     target = eps - x0 if cfg.prediction == "velocity" else x0
     err = (out.out.float() - target.float()) ** 2  # (B, T, C, h, w)
@@ -130,6 +141,21 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     loss = denoise_loss + cfg.reward_weight * r_loss + cfg.terminated_weight * d_loss
     return loss, {"loss": loss.item(), "denoise_loss": denoise_loss.item(), "reward_loss": r_loss.item(),
                   "terminated_loss": d_loss.item()}
+
+
+@torch.no_grad()
+def own_history(model, x0: torch.Tensor, start: torch.Tensor, own: torch.Tensor, actions: torch.Tensor,
+                prediction: str = "x0", text: torch.Tensor | None = None) -> torch.Tensor:
+    """x0 (B, T, C, h, w) with each chunk where `own` (B, n_chunks) is true replaced by the model's own prediction of
+    it: one pass from the noise `start` at sigma 1 against the real history before it, a one-step sample as play
+    makes them."""
+    b, t = x0.shape[:2]
+    ones = torch.ones(own.shape, device=x0.device)
+    out = model(start, ones, actions, history=x0, history_sigma=torch.zeros_like(ones),
+                **({} if text is None else {"text": text})).out.to(x0.dtype)  # (B, T, C, h, w)
+    pred = out if prediction == "x0" else start - out  # velocity: x0 = x_sigma - sigma * v, at sigma 1
+    mask = own.repeat_interleave(t // own.shape[1], dim=1).view(b, t, 1, 1, 1)  # (B, T, 1, 1, 1)
+    return torch.where(mask, pred, x0)
 
 
 def change_weights(x0: torch.Tensor, patch: tuple[int, int, int], weight: float) -> torch.Tensor:
