@@ -4,7 +4,7 @@ start R times, across processes and machines that share a file system:
     torchrun --nproc_per_node=2 -m worldsim.data collect out=DIR steps=N workers=K ...
 
 Each rank plays K workers of the R*K; the dataset is the one `worldsim collect workers=R*K` writes (see
-worldsim/data/collect.py). Rank 0 alone prints (the other ranks' stdout is dropped: it would repeat rank 0's).
+worldsim/data/collect_dist.py). Rank 0 alone prints (the other ranks' stdout is dropped: it would repeat rank 0's).
 Started without torchrun, it is `worldsim collect`, one process.
 """
 

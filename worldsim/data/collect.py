@@ -6,27 +6,17 @@ episodes whose shard was lost and continues: the resumed dataset equals an unint
 the middle comes back the same way: each shard records the worker's rows before it, so the gap between two shards
 says which episodes to play again and where the old budget cut the last one.
 
-Across processes and machines that share a file system, torchrun starts it R times:
-
-    torchrun --nproc_per_node=R -m worldsim.data collect out=DIR steps=N workers=K ...
-
-Rank r runs workers r*K .. r*K + K - 1 of R*K, so the dataset is the one a single process with workers=R*K writes,
-shard for shard, and it records workers=R*K: one process with that many workers, or torchrun again, continues it.
-Rank 0 alone checks and writes the manifest (before any rank writes a shard), prints, and, once every rank's workers
-are done, records the shards and the summary (worldsim/data/__main__.py is the command).
+With workers=K > 1 the workers are processes, and across processes and machines that share a file system torchrun
+starts it R times, each rank running its share of the workers: worldsim/data/collect_dist.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
-import json
 import multiprocessing as mp
-import os
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +26,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from worldsim.config import check, show, to_dict
+from worldsim.data.collect_dist import join, run_processes
 from worldsim.data.integrity import parse_name, record_complete
 from worldsim.data.shards import (
     MANIFEST, ShardError, ShardWriter, dataset_manifest, open_shard, read_manifest, remove_incomplete, shard_name,
@@ -281,23 +272,6 @@ def _play(cfg: CollectConfig, facts: EnvFacts, env: gym.Env, agent, writer: Shar
     return episode
 
 
-def _worker_main(cfg: CollectConfig, k: int, facts: EnvFacts, counts, errors) -> None:
-    """Process entry point: report progress through shared memory, errors through a queue."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker: resizing must not oversubscribe
-    # Die with the parent. A parent killed with SIGKILL (a torchrun rank, whose launcher then signals only the ranks
-    # still alive) leaves its daemon workers running, and an orphan would go on writing the shards that the same
-    # command, run again, restores. The parent's end of this pipe closes only when the parent is gone.
-    parent = mp.parent_process()
-    if parent is not None:
-        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
-    try:
-        run_worker(cfg, k, facts, lambda rows: counts.__setitem__(k, rows))
-    except BaseException as err:  # noqa: BLE001 - the parent reports it
-        user_error = isinstance(err, (ValueError, TypeError, OSError))  # bad input or disk: a message, not a bug
-        errors.put((k, user_error, f"{type(err).__name__}: {err}", traceback.format_exc()))
-        raise SystemExit(1)
-
-
 def _check_manifest(root: Path, manifest: dict) -> None:
     old = read_manifest(root)
     clash = {key: (old.get(key), manifest[key]) for key in _IDENTITY if old.get(key) != manifest[key]}
@@ -305,17 +279,6 @@ def _check_manifest(root: Path, manifest: dict) -> None:
         said = ", ".join(f"{k}={v[0]!r} (now {v[1]!r})" for k, v in clash.items())
         raise ValueError(f"out={str(root)!r} holds a dataset collected with {said}: collect again with the same "
                          f"settings to continue it, or choose another out=")
-
-
-def _group():
-    """worldsim/train/dist.py's helpers when this process is one of several that torchrun started and that joined
-    its process group (`python -m worldsim.data collect`), else None. Never imports torch: one process collects
-    without it (~2 s of start-up, and a forked worker must not inherit its threads)."""
-    if "torch" not in sys.modules:
-        return None
-    from worldsim.train import dist
-
-    return dist if dist.world_size() > 1 else None
 
 
 def _prepare(root: Path, manifest: dict, quiet: bool) -> None:
@@ -331,35 +294,27 @@ def _prepare(root: Path, manifest: dict, quiet: bool) -> None:
 def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
     """Collect `cfg.steps` frames into `cfg.out` (continuing a dataset already there); returns the summary. Under
     torchrun every rank calls it with the same settings (refused otherwise) and plays its `cfg.workers` of them all."""
-    group, ours = _group(), range(cfg.workers)
-    if group:
-        if cfg.agent == "human":
-            raise ValueError(f"agent=human under torchrun ({group.world_size()} processes): one person plays at one "
-                             "keyboard, in one window; run `worldsim collect agent=human` without torchrun")
-        size, r = group.world_size(), group.rank()
-        ours = range(r * cfg.workers, (r + 1) * cfg.workers)
-        per_rank, cfg = cfg, dataclasses.replace(cfg, workers=size * cfg.workers)  # the dataset's workers: all
-        quiet = quiet or not group.is_main()
+    ranks, ours = join(cfg), range(cfg.workers)  # ranks: None unless torchrun started several processes
+    if ranks:
+        cfg, ours, quiet = ranks.dataset, ranks.ours, quiet or not ranks.is_main  # rank 0 alone prints
     if not quiet:
         print(show(cfg), end="")
-        if group:
-            print(f"# torchrun: {size} processes x workers={per_rank.workers}: the dataset of one process with "
-                  f"workers={cfg.workers}")
+        if ranks:
+            print(ranks.banner())
     facts = inspect_env(cfg)
     from worldsim.agents.base import make_agent
 
     make_agent(cfg.agent, gym.spaces.Discrete(len(facts.action_meanings)), cfg.env, **cfg.agent_options)  # check
-    if group:  # before anything is written: ranks that disagree would write two datasets into one directory
-        group.same_everywhere({**to_dict(per_rank), **{f"the env's {k}": v for k, v in vars(facts).items()}})
+    if ranks:
+        ranks.agree(facts)
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in to_dict(cfg).items() if k != "out"}  # the directory may move; its data won't
     manifest = dataset_manifest(**settings, action_meanings=facts.action_meanings, frame_shape=facts.frame_shape,
                                 native_frame_shape=facts.native_shape, captions=facts.has_captions,
                                 frame_source="observation" if facts.from_observation else "render")
-    if group:
-        _on_main(group, lambda: _prepare(root, manifest, quiet))  # no rank writes a shard before stale ones are gone
-        group.raise_together(None if (root / MANIFEST).exists() else _not_shared(root, group.rank()))
+    if ranks:
+        ranks.prepare(root, lambda: _prepare(root, manifest, quiet))
     else:
         _prepare(root, manifest, quiet)
 
@@ -369,33 +324,14 @@ def collect(cfg: CollectConfig, quiet: bool = False) -> dict:
         if cfg.workers == 1:  # (never under torchrun: there the dataset's workers are R*K >= 2)
             run_worker(cfg, 0, facts, lambda rows: progress and progress.update(rows))
         else:
-            _run_processes(cfg, facts, progress, ours, group)
+            run_processes(cfg, facts, progress, ours, ranks, work=run_worker, method=start_method())
     except KeyboardInterrupt:
         raise KeyboardInterrupt("collect interrupted: complete shards are kept; run the same command to "
                                 "continue") from None
     seconds = time.perf_counter() - start
-    if group:  # every rank's workers are done (the loop's end is agreed)
-        summary = _on_main(group, lambda: _finish(root, seconds, progress))
-        return summary if group.is_main() else json.loads((root / "summary.json").read_text())
+    if ranks:
+        return ranks.finish(root, lambda: _finish(root, seconds, progress))
     return _finish(root, seconds, progress)
-
-
-def _on_main(group, work: Callable[[], Any]) -> Any:
-    """`work()` on rank 0 while the others wait; the error it raises there is raised on every rank."""
-    result, error = None, None
-    if group.is_main():
-        try:
-            result = work()
-        except Exception as err:  # noqa: BLE001 -- re-raised below, on every rank
-            error = err
-    group.raise_together(error)
-    return result
-
-
-def _not_shared(root: Path, rank: int) -> ValueError:
-    return ValueError(f"out={str(root)!r}: rank {rank} does not see the manifest rank 0 has just written there: "
-                      "under torchrun every process writes into the same directory, so on many machines out= must "
-                      "be on a file system they all share, at the same path")
 
 
 def _finish(root: Path, seconds: float, progress: Progress | None) -> dict:
@@ -420,57 +356,3 @@ def start_method() -> str:
     if "fork" in mp.get_all_start_methods() and threading.active_count() == 1 and "torch" not in sys.modules:
         return "fork"
     return "spawn"
-
-
-def _run_processes(cfg: CollectConfig, facts: EnvFacts, progress: Progress | None, ours: range,
-                   group=None) -> None:
-    """Run workers `ours` of `cfg.workers` as processes, drawing the progress of all of them. Under torchrun
-    (`group`) the ranks agree at every tick on the frames held and on whether any worker still runs: the bar counts
-    every rank's, and no rank waits in a long collective while another has hours of work left (gloo times out)."""
-    ctx = mp.get_context(start_method())
-    counts = ctx.RawArray("q", cfg.workers)  # frames held by each worker (by its global number)
-    errors = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(cfg, k, facts, counts, errors), daemon=True) for k in ours]
-    for p in procs:
-        p.start()
-    reports = []
-    try:
-        while True:
-            while not errors.empty():  # read as they come: a worker blocks on a full queue until it is read
-                reports.append(errors.get())
-            alive, held = any(p.is_alive() for p in procs), sum(counts)
-            if group:
-                held = round(group.mean([held])[0] * group.world_size())  # exact: float64 sums of integers
-                alive = group.any_rank([alive])[0]
-            if progress:
-                progress.update(held)
-            if not alive:
-                break
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join()
-        raise
-    for p in procs:
-        p.join()
-    while not errors.empty():
-        reports.append(errors.get())
-    error = _failure(procs, reports)
-    if group:
-        group.raise_together(error)  # a worker's error stops every rank, each naming it
-    elif error:
-        raise error
-
-
-def _failure(procs: list, reports: list) -> Exception | None:
-    """The error of the workers that failed (a ValueError when all of them report bad input), else None."""
-    failed = [p for p in procs if p.exitcode != 0]
-    if not failed:
-        return None
-    msgs = [f"worker {k}: {msg}" for k, _, msg, _ in reports]
-    if reports and all(user for _, user, _, _ in reports):
-        return ValueError("; ".join(msgs))
-    detail = "\n".join(tb for _, _, _, tb in reports)
-    return RuntimeError("; ".join(msgs) or f"workers exited with codes {[p.exitcode for p in failed]}\n{detail}")
