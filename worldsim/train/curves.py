@@ -30,11 +30,16 @@ EPISODES = 50  # episodes in an agent's return's moving average
 PANEL = (720, 300)  # pixels (width, height) of each chart, stacked
 
 
+def log_path(run: str | Path) -> Path:
+    """A run's log: `run` itself where it is a file, else the log.jsonl in the run directory."""
+    return Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run)
+
+
 def read_logs(runs: list[str | Path]) -> tuple[list[dict], list[dict]]:
     """(training lines, evaluation lines) of `runs` chained: each run's steps start where the one before ended."""
     train, evals, offset = [], [], 0
     for run in runs:
-        path = Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run)
+        path = log_path(run)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no training log there; expected a run directory of `worldsim train`")
         last = 0
@@ -49,7 +54,7 @@ def read_logs(runs: list[str | Path]) -> tuple[list[dict], list[dict]]:
 
 def _agent_log(run: str | Path) -> list[dict] | None:
     """The lines of a `worldsim agent train` run's log, or None for another kind of run."""
-    path = Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run)
+    path = log_path(run)
     if not path.exists():
         return None
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -97,7 +102,7 @@ def _env_of(folder: Path) -> str:
 
 def _is_agent_run(run: str | Path) -> bool:
     """Whether `run` is a `worldsim agent train` run: its log's first line says what kind of line it is."""
-    path = Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run)
+    path = log_path(run)
     if not path.exists():
         return False
     with open(path) as f:

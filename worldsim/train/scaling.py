@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from worldsim.plot import Series, draw, figure, to_png
+from worldsim.train.curves import read_logs
 
 FAMILIES = ("permanence", "causality", "physics", "consistency", "control", "stability", "reward")
 PANEL = (720, 320)  # pixels (width, height) of each chart, stacked
@@ -111,10 +112,7 @@ def _data_frame_shape(data: str) -> list[int]:
 def read_run(path: str | Path, frame_shape: list[int] | None = None) -> ScalingRun:
     run = Path(path)
     config, meta = run_config(run)
-    log = run / "log.jsonl"
-    if not log.exists():
-        raise FileNotFoundError(f"{log}: no training log; expected a `worldsim train world` run directory")
-    evals = [(r["step"], r["eval"]) for r in map(json.loads, log.read_text().splitlines()) if "eval" in r]
+    evals = [(r["step"], r["eval"]) for r in read_logs([run])[1]]  # one run: its steps as logged
     if not any("heldout_loss" in e for _, e in evals):
         raise ValueError(f"{run}: its evaluations hold no heldout_loss (a run trained before it was measured); "
                          "train with loop.eval_every=N to get a curve")
