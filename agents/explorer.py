@@ -24,10 +24,12 @@ HOP = (JUMP, JUMP_RIGHT, JUMP_LEFT)  # the same for jumps
 MOVES = (LEFT, RIGHT, JUMP_LEFT, JUMP_RIGHT)  # the actions that should change x
 PLACEABLE_NAMES = tuple(ITEM_NAMES[item] for item in PLACEABLE)
 
-# What the planner strings together, with relative weights. "chase" needs an animal in view (else "loop"); "build"
-# and "pillar" need blocks in hand (else "dig", which is how the explorer gets them). Walks take most of the steps
-# anyway: a loop lasts ~10-240 steps, a dig or a build ~10.
-PLAN_WEIGHTS = {"loop": 2.0, "triangle": 1.0, "one_way": 1.0, "dig": 1.5, "build": 2.0, "pillar": 1.5, "chase": 0.5}
+# What the planner strings together, with relative weights. "chase" needs an animal in view (else "loop"); "build",
+# "pillar" and "tinker" need blocks in hand (else "dig", which is how the explorer gets them). Walks take most of the
+# steps anyway: a loop lasts ~10-240 steps, a dig or a build ~10. "forage" and "tinker" are off by default (the
+# recipe's data was collected without them); `plan_weights` turns them on (configs/collect/experiment/craft2d_work).
+PLAN_WEIGHTS = {"loop": 2.0, "triangle": 1.0, "one_way": 1.0, "dig": 1.5, "build": 2.0, "pillar": 1.5, "chase": 0.5,
+                "forage": 0.0, "tinker": 0.0}
 
 HURT = MAX_HEALTH // 2  # health at or below which the explorer keeps its falls short
 RESERVE = 4  # blocks in hand below which the planner often digs for more: they break falls (see _break_fall)
@@ -61,6 +63,12 @@ class ExplorerAgent:
             (0.8 in a pit it dug itself).
         stuck_limit: steps without a change of column before a target is given up.
         plan_weights: relative weights of the plans in `PLAN_WEIGHTS`, replacing them.
+        wait_steps: (min, max) steps "forage" and "tinker" stand still after each change, watching it stay.
+
+    Two plans change the world in place rather than go places, for data where actions have effects to learn: "forage"
+    edges along, mining ahead or above every few steps (tree trunks, ores, the ground's bumps, a tunnel into a
+    hill), and "tinker" places a block ahead, waits, mines it back, waits; both then walk away and come back past
+    the spot. Both wait after each change (`wait_steps`), so the data shows a change lasting.
     """
 
     name = "explorer"
@@ -70,7 +78,8 @@ class ExplorerAgent:
                  long_prob: float = 0.5, one_way: tuple[int, int] = (60, 160), dig_depth: tuple[int, int] = (2, 5),
                  pillar_height: tuple[int, int] = (2, 4), tower_height: tuple[int, int] = (1, 2),
                  chase_steps: tuple[int, int] = (20, 60), chase_prob: float = 0.3, hop_prob: float = 0.05,
-                 pillar_prob: float = 0.3, stuck_limit: int = 40, plan_weights: Mapping[str, float] | None = None):
+                 pillar_prob: float = 0.3, stuck_limit: int = 40, plan_weights: Mapping[str, float] | None = None,
+                 wait_steps: tuple[int, int] = (0, 8)):
         if env_id is not None and not is_craft2d(env_id):
             raise ValueError(f"agent=explorer plays Craft2D (worldsim/Craft2D-v<N>), not {env_id!r}: "
                              f"use agent=random for other envs")
@@ -85,6 +94,7 @@ class ExplorerAgent:
         if self.tower_height[1] > 2:
             raise ValueError(f"tower_height={tower_height}: at most 2 blocks, the height a jump reaches to place")
         self.chase_steps = _check_range("chase_steps", chase_steps)
+        self.wait_steps = _check_range("wait_steps", wait_steps, low=0)
         for key, p in (("long_prob", long_prob), ("chase_prob", chase_prob), ("hop_prob", hop_prob),
                        ("pillar_prob", pillar_prob)):
             if not 0.0 <= p <= 1.0:
@@ -286,7 +296,11 @@ class ExplorerAgent:
         blocks = sum(info["inventory"].get(name, 0) for name in PLACEABLE_NAMES)
         if plan == "chase" and not info["visible_entities"]:
             plan = "loop"
-        if blocks == 0 or (blocks < RESERVE and rng.random() < 0.5) or (plan == "build" and blocks < 3) or \
+        if plan == "forage":
+            return [("script", self._forage(d))] + self._away_and_back(x, d)
+        if plan == "tinker" and blocks:  # it mines back each block it places: one in hand will do
+            return [("script", self._tinker(d))] + self._away_and_back(x, d)
+        if blocks == 0 or (blocks < RESERVE and rng.random() < 0.5) or (plan in ("build", "tinker") and blocks < 3) or \
                 (plan == "pillar" and blocks < RESERVE + self.pillar_height[1]):
             plan = "dig"
         if plan == "loop":
@@ -322,3 +336,29 @@ class ExplorerAgent:
             d = -d
         return [("script", script), ("walk", x + d * self._between((20, 60))),
                 ("walk", x - d * self._between((10, 40)))]
+
+    def _wait(self) -> list[int]:
+        return [NOOP] * self._between(self.wait_steps)
+
+    def _forage(self, d: int) -> list[int]:
+        """Edge along towards d a few tiles at a time, mining ahead (or above) after each, then watching."""
+        script = []
+        for _ in range(self._between((4, 10))):
+            script += [STEP[d]] * self._between((1, 4))
+            script += [MINE if self.rng.random() < 0.7 else MINE_UP] + self._wait()
+        return script
+
+    def _tinker(self, d: int) -> list[int]:
+        """Place a block ahead, watch, mine it back, watch; two to five times, sometimes turning round between."""
+        script = []
+        for _ in range(self._between((2, 5))):
+            script += [STEP[d], SELECT, PLACE] + self._wait() + [MINE] + self._wait()
+            if self.rng.random() < 0.5:
+                d = -d
+        return script
+
+    def _away_and_back(self, x: int, d: int) -> list[tuple]:
+        """Walk off and back past column x, did the change last? Mostly a short leg (the spot stays near), a third of
+        the time a long one (out of view for longer than a model's context)."""
+        lo, hi = self.long_leg if self.rng.random() < 0.3 else self.short_leg
+        return [("walk", x + d * self._between((lo, hi))), ("walk", x - d * self._between((2, 6)))]

@@ -134,13 +134,57 @@ def test_explorer_refuses_other_envs_and_spaces():
         make_agent("explorer", gym.spaces.Discrete(2), env_id="CartPole-v1")
 
 
+def event_rates(episodes: int, steps: int, **options) -> dict[str, float]:
+    """Share of steps on which the explorer placed ahead, mined ahead or waited, over real Craft2D play."""
+    env = gym.make(ENV_ID)
+    agent = ExplorerAgent(env.action_space, env_id=ENV_ID, **options)
+    counts, total = {"place": 0, "mine": 0, "noop": 0}, 0
+    for ep in range(episodes):
+        obs, info = env.reset(seed=ep)
+        agent.reset(seed=ep)
+        for _ in range(steps):
+            a = agent.act(obs, info)
+            obs, _, terminated, truncated, info = env.step(a)
+            total += 1
+            done = bool(info["events"]) and info["events"][0].startswith("player")
+            counts["place"] += a == Action.PLACE and done
+            counts["mine"] += a == Action.MINE and done
+            counts["noop"] += a == Action.NOOP
+            if terminated or truncated:
+                break
+    env.close()
+    return {k: v / total for k, v in counts.items()}
+
+
+def test_explorer_work_plans_change_the_world_more():
+    """forage and tinker (off by default) make placing and mining ahead, and waiting after them, several times more
+    common: the data lever of configs/collect/experiment/craft2d_work.yaml."""
+    weights = {"loop": 0.5, "triangle": 0.5, "one_way": 0.25, "dig": 1.0, "build": 0.5, "pillar": 0.5, "chase": 0.5,
+               "forage": 4.0, "tinker": 4.0}
+    base = event_rates(4, 500)
+    work = event_rates(4, 500, plan_weights=weights, long_prob=0.25)
+    assert work["place"] > 2 * base["place"] and work["place"] > 0.003, (base, work)
+    assert work["mine"] > 1.2 * base["mine"], (base, work)
+    assert work["noop"] > 2 * base["noop"], (base, work)
+
+
+def test_explorer_defaults_never_forage_or_tinker(monkeypatch):
+    """Off by default, so the recipe's stage-1 data replays as it was collected."""
+    called = []
+    monkeypatch.setattr(ExplorerAgent, "_forage", lambda self, d: called.append("forage") or [])
+    monkeypatch.setattr(ExplorerAgent, "_tinker", lambda self, d: called.append("tinker") or [])
+    run_explorer(2, steps=1000)
+    assert not called
+
+
 def test_explorer_options():
     agent = ExplorerAgent(CRAFT2D_SPACE, env_id=ENV_ID, long_leg=(20, 30), stuck_limit=10)
     assert agent.long_leg == (20, 30) and agent.stuck_limit == 10
     with pytest.raises(TypeError):
         ExplorerAgent(CRAFT2D_SPACE, leg_length=(1, 2))
     for bad in (dict(short_leg=(10, 4)), dict(hop_prob=1.5), dict(tower_height=(1, 3)),
-                dict(plan_weights={"fly": 1.0}), dict(plan_weights={"loop": 0.0})):
+                dict(plan_weights={"fly": 1.0}), dict(plan_weights={"loop": 0.0}), dict(wait_steps=(-1, 4)),
+                dict(wait_steps=(5, 2))):
         with pytest.raises(ValueError):
             ExplorerAgent(CRAFT2D_SPACE, **bad)
 
