@@ -34,6 +34,7 @@ BUDGETS = {("collect",): TINY_DATA, ("train", "ae"): TINY_AE, ("train", "world")
            ("restyle",): {"length": "3", "steps": "1"}, ("connect",): {"length": "2", "transition": "2", "steps": "1"},
            ("extend",): {"length": "2", "transition": "2", "steps": "1"},
            ("features",): {"seeds": "1", "clips": "2", "length": "3", "transition": "1"},
+           ("events",): {"episodes": "1", "steps": "60", "per_kind": "4"},
            ("agent", "train"): {"total_steps": "64", "num_envs": "2", "num_steps": "32", "update_epochs": "1",
                                 "eval_episodes": "0"},  # a dream episode is up to 1,000 world-model steps
            ("agent", "eval"): {"episodes": "2", "num_envs": "2"}}

@@ -186,6 +186,9 @@ COMMANDS = {
                       "each stage resumes", _config("worldsim.recipe", "RecipeConfig"),
                       _runner("worldsim.recipe", "run", "the recipe's model is {}"),
                       "[stages=[collect,ae,world,world_ft,ship] \"world=['optim.steps=500']\" ship=PATH]"),
+    "events": Command("one step after each kind of event in real Craft2D play (mined, placed, moved, still): the "
+                      "share of the changed cells a model gets right", _config("worldsim.probes.events", "EventsConfig"),
+                      _runner("worldsim.probes.events", "run"), "[checkpoint=CKPT episodes=16 per_kind=64 out=events]"),
     "features": Command("measure a Craft2D model's Sora features: prompt adherence, restyle, connect, extend",
                         _config("worldsim.probes.features", "FeaturesConfig"),
                         _runner("worldsim.probes.features", "run"), "[checkpoint=CKPT seeds=4 clips=8 out=features]"),
