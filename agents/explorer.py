@@ -300,7 +300,7 @@ class ExplorerAgent:
             return [("script", self._forage(d))] + self._away_and_back(x, d)
         if plan == "tinker" and blocks:  # it mines back each block it places: one in hand will do
             return [("script", self._tinker(d))] + self._away_and_back(x, d)
-        if blocks == 0 or (blocks < RESERVE and rng.random() < 0.5) or (plan in ("build", "tinker") and blocks < 3) or \
+        if blocks == 0 or (blocks < RESERVE and rng.random() < 0.5) or (plan == "build" and blocks < 3) or \
                 (plan == "pillar" and blocks < RESERVE + self.pillar_height[1]):
             plan = "dig"
         if plan == "loop":
