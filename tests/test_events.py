@@ -54,6 +54,7 @@ def test_scores_against_known_predictors(found):
 
 def test_kind_names_the_action_behind_a_change():
     assert _kind({"events": ["player mined stone"], "player_pos": (3, 4)}, (3, 4), "mine_up") == "mined (mine_up)"
+    assert _kind({"events": ["player mined stone"], "player_pos": (3, 5)}, (3, 4), "mine") == "mined (mine), falling"
     assert _kind({"events": ["pig moved", "player placed dirt"], "player_pos": (3, 4)}, (3, 4), "place") == \
         "placed (place)"
     assert _kind({"events": ["player took fall damage"], "player_pos": (3, 5)}, (3, 4), "noop") == "took fall"

@@ -4,8 +4,8 @@ right? Writes events.json and events.md.
 An agent (the explorer by default, with its forage and tinker plans on, so every kind turns up) plays the real
 Craft2D in worlds of its own; before each step its last `context` frames and actions are a context, the model makes
 the next frame from them (teacher-forced: one step, the real history), and the engine's frame is the truth. Steps are
-sorted by what the engine did: what the player mined or placed and with which action, a move, or nothing (a still
-step). Per kind, two scores over the decoded cells (`worldsim.envs.craft2d.decoder`): the share of the cells the step
+sorted by what the engine did: what the player mined or placed and with which action (apart when the player dropped
+in the same step), a move, or nothing (a still step). Per kind, two scores over the decoded cells (`worldsim.envs.craft2d.decoder`): the share of the cells the step
 changed that the model gets right (copying the last frame gets none of them), and the share of all cells.
 
 The probes ask the same question of hand-built scenarios after a short warm-up (causality, physics); this asks it of
@@ -87,14 +87,17 @@ def play(cfg: EventsConfig, env_id: str = "worldsim/Craft2D-v0") -> dict[str, li
 
 
 def _kind(info: dict, before: tuple[int, int], action: str) -> str:
-    """What the step did: 'mined (mine_up)', 'placed (place)', 'took fall damage', 'moved' or 'still'."""
+    """What the step did: 'mined (mine_up)', 'placed (place)', either with ', falling' when the player moved in the
+    same step (mining mid-jump, then dropping: the view scrolls, and its cells outnumber the mined one), 'took fall'
+    damage, 'fell into' lava, 'moved' or 'still'."""
+    moved = tuple(info["player_pos"]) != tuple(before)
     for event in info["events"]:
         words = event.split()
         if words[0] == "player" and words[1] in ("mined", "placed"):
-            return f"{words[1]} ({action})"
+            return f"{words[1]} ({action})" + (", falling" if moved else "")
         if words[0] == "player":
             return " ".join(words[1:3])
-    return "moved" if tuple(info["player_pos"]) != tuple(before) else "still"
+    return "moved" if moved else "still"
 
 
 def score(predictor, found: dict[str, list[tuple]]) -> dict[str, dict]:
