@@ -42,3 +42,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_results(out: str | os.PathLike, stem: str, results: dict, markdown: str) -> Path:
+    """A measuring command's output: `out`/`stem`.json (the figures) and `stem`.md (the report), each written
+    atomically; the folder is made. Returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / f"{stem}.json", json.dumps(results, indent=1).encode())
+    atomic_write_bytes(out / f"{stem}.md", markdown.encode())
+    return out

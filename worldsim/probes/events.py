@@ -15,16 +15,14 @@ here too) from a situation it has not seen (high here, low in the probe).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from worldsim.config import check
-from worldsim.io import atomic_write_bytes
+from worldsim.io import write_results
 
 WORK_PLANS = {"forage": 4.0, "tinker": 4.0}  # the explorer's plans that change the world in place, on beside its own
 
@@ -132,10 +130,7 @@ def run(cfg: EventsConfig) -> dict:
               "the older ones leave it at once")
     results = {"checkpoint": meta["checkpoint"], "denoise_steps": meta["denoise_steps"], "config": asdict(cfg),
                "kinds": score(predictor, play(cfg))}
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "events.json", json.dumps(results, indent=1).encode())
-    atomic_write_bytes(out / "events.md", report(results).encode())
+    write_results(cfg.out, "events", results, report(results))
     print(report(results))
     return results
 

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from worldsim.config import check
-from worldsim.io import atomic_write_bytes
+from worldsim.io import write_results
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,7 @@ def run(cfg: FeaturesConfig) -> dict:
         results["restyle"] = score_restyle(sim, clips, cfg.strength, cfg.guidance)
     if "connect" in cfg.only:
         results["connect"] = score_connect(sim, clips, cfg.transition)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "features.json", json.dumps(results, indent=1).encode())
-    atomic_write_bytes(out / "features.md", report(results).encode())
+    write_results(cfg.out, "features", results, report(results))
     print(report(results))
     return results
 
