@@ -74,7 +74,7 @@ def test_events_command_writes_its_table(tmp_path, capsys):
     assert "| moved |" in (out / "events.md").read_text() and "of those, right" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("bad", ["per_kind=0", "episodes=0", "context=0"])
+@pytest.mark.parametrize("bad", ["per_kind=0", "episodes=0", "context=0", "agent=human"])
 def test_events_refuses_bad_settings(bad, tmp_path, capsys):
     assert main(["events", bad, f"out={tmp_path}"]) == 2
     assert bad.split("=")[0] in capsys.readouterr().err

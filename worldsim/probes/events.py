@@ -25,6 +25,7 @@ from worldsim.config import check
 from worldsim.io import write_results
 
 WORK_PLANS = {"forage": 4.0, "tinker": 4.0}  # the explorer's plans that change the world in place, on beside its own
+AGENTS = ("explorer", "random", "mixture")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class EventsConfig:
               "episodes >= 1 and steps >= 2")
         check(self.per_kind >= 1, "per_kind", self.per_kind, "steps >= 1")
         check(self.context >= 1, "context", self.context, "frames >= 1")
+        check(self.agent in AGENTS, "agent", self.agent, f"one of {AGENTS} (an agent that plays by itself)")
 
 
 def play(cfg: EventsConfig, env_id: str = "worldsim/Craft2D-v0") -> dict[str, list[tuple]]:
