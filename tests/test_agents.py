@@ -27,12 +27,13 @@ class Rollouts:
     xs: list[np.ndarray]  # per episode, (T + 1,) player columns, the reset's included
     actions: list[list[int]]
     moved: float  # fraction of steps after which player_pos changed
+    done: list[bool]  # per step, all episodes in a row: the step's first event is the player's (mined, placed...)
 
 
-def run_explorer(episodes: int, steps: int | None = None, agent_seed: int = 100) -> Rollouts:
+def run_explorer(episodes: int, steps: int | None = None, agent_seed: int = 100, **options) -> Rollouts:
     env = gym.make(ENV_ID)
-    agent = ExplorerAgent(env.action_space, env_id=ENV_ID)
-    xs, actions, moved, total = [], [], 0, 0
+    agent = ExplorerAgent(env.action_space, env_id=ENV_ID, **options)
+    xs, actions, moved, total, done = [], [], 0, 0, []
     for ep in range(episodes):
         obs, info = env.reset(seed=ep)
         agent.reset(seed=agent_seed + ep)
@@ -44,13 +45,14 @@ def run_explorer(episodes: int, steps: int | None = None, agent_seed: int = 100)
             ep_xs.append(info["player_pos"][0])
             moved += info["player_pos"] != pos
             pos = info["player_pos"]
+            done.append(bool(info["events"]) and info["events"][0].startswith("player"))
             if terminated or truncated:
                 break
         xs.append(np.array(ep_xs))
         actions.append(ep_actions)
         total += len(ep_actions)
     env.close()
-    return Rollouts(xs, actions, moved / total)
+    return Rollouts(xs, actions, moved / total, done)
 
 
 @pytest.fixture(scope="module")
@@ -136,24 +138,10 @@ def test_explorer_refuses_other_envs_and_spaces():
 
 def event_rates(episodes: int, steps: int, **options) -> dict[str, float]:
     """Share of steps on which the explorer placed ahead, mined ahead or waited, over real Craft2D play."""
-    env = gym.make(ENV_ID)
-    agent = ExplorerAgent(env.action_space, env_id=ENV_ID, **options)
-    counts, total = {"place": 0, "mine": 0, "noop": 0}, 0
-    for ep in range(episodes):
-        obs, info = env.reset(seed=ep)
-        agent.reset(seed=ep)
-        for _ in range(steps):
-            a = agent.act(obs, info)
-            obs, _, terminated, truncated, info = env.step(a)
-            total += 1
-            done = bool(info["events"]) and info["events"][0].startswith("player")
-            counts["place"] += a == Action.PLACE and done
-            counts["mine"] += a == Action.MINE and done
-            counts["noop"] += a == Action.NOOP
-            if terminated or truncated:
-                break
-    env.close()
-    return {k: v / total for k, v in counts.items()}
+    run = run_explorer(episodes, steps, agent_seed=0, **options)
+    actions, done = np.concatenate(run.actions), np.array(run.done)
+    return {"place": float(np.mean(done & (actions == Action.PLACE))),
+            "mine": float(np.mean(done & (actions == Action.MINE))), "noop": float(np.mean(actions == Action.NOOP))}
 
 
 def test_explorer_work_plans_change_the_world_more():

@@ -20,7 +20,6 @@ class Known:
 
     def __init__(self, found: dict, truth: bool):
         self.answers = {id(f): (o if truth else f[-1]) for items in found.values() for f, _, _, o in items}
-        self.found = found
 
     def predict(self, contexts, actions, seeds, on_step=None):
         frames = np.stack([self.answers[id(c.frames)] for c in contexts])[:, None]

@@ -1,12 +1,13 @@
 """`worldsim events`: one step after each kind of thing a player does, how much of what changed does the model get
 right? Writes events.json and events.md.
 
-An agent (the explorer by default, with its forage and tinker plans on, so every kind turns up) plays the real
-Craft2D in worlds of its own; before each step its last `context` frames and actions are a context, the model makes
-the next frame from them (teacher-forced: one step, the real history), and the engine's frame is the truth. Steps are
-sorted by what the engine did: what the player mined or placed and with which action (apart when the player dropped
-in the same step), a move, or nothing (a still step). Per kind, two scores over the decoded cells (`worldsim.envs.craft2d.decoder`): the share of the cells the step
-changed that the model gets right (copying the last frame gets none of them), and the share of all cells.
+An agent (the explorer by default, with its forage and tinker plans on, so every kind turns up) plays the real Craft2D
+in worlds of its own; before each step its last `context` frames and actions are a context, the model makes the next
+frame from them (teacher-forced: one step, the real history), and the engine's frame is the truth. Steps are sorted by
+what the engine did: what the player mined or placed and with which action (apart when the player dropped in the same
+step), a move, or nothing (a still step). Per kind, two scores over the decoded cells (`worldsim.envs.craft2d.decoder`):
+the share of the cells the step changed that the model gets right (copying the last frame gets none of them), and the
+share of all cells.
 
 The probes ask the same question of hand-built scenarios after a short warm-up (causality, physics); this asks it of
 ordinary play with a full context, so a low probe score can be told apart: a law the model has not learnt (low
@@ -15,7 +16,7 @@ here too) from a situation it has not seen (high here, low in the probe).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,17 +70,16 @@ def play(cfg: EventsConfig, env_id: str = "worldsim/Craft2D-v0") -> dict[str, li
     for e in range(cfg.episodes):
         obs, info = env.reset(seed=cfg.seed + e)
         agent.reset(cfg.seed + e)
-        frames, actions = [obs], [-1]
+        frames, actions = deque([obs], maxlen=cfg.context), deque([-1], maxlen=cfg.context)  # the last `context`
         for _ in range(cfg.steps):
             a = int(agent.act(obs, info))
             pos = info["player_pos"]
             obs, _, terminated, truncated, info = env.step(a)
             kind = _kind(info, pos, ACTION_MEANINGS[a])
             if len(frames) >= cfg.context and len(found[kind]) < cfg.per_kind:
-                found[kind].append((np.stack(frames[-cfg.context:]), np.array(actions[-cfg.context:]), a, obs))
+                found[kind].append((np.stack(frames), np.array(actions), a, obs))
             frames.append(obs)
             actions.append(a)
-            del frames[:-cfg.context], actions[:-cfg.context]
             if terminated or truncated:
                 break
     env.close()
@@ -132,8 +132,9 @@ def run(cfg: EventsConfig) -> dict:
               "the older ones leave it at once")
     results = {"checkpoint": meta["checkpoint"], "denoise_steps": meta["denoise_steps"], "config": asdict(cfg),
                "kinds": score(predictor, play(cfg))}
-    write_results(cfg.out, "events", results, report(results))
-    print(report(results))
+    text = report(results)
+    write_results(cfg.out, "events", results, text)
+    print(text)
     return results
 
 

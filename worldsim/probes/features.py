@@ -67,8 +67,9 @@ def run(cfg: FeaturesConfig) -> dict:
         results["restyle"] = score_restyle(sim, clips, cfg.strength, cfg.guidance)
     if "connect" in cfg.only:
         results["connect"] = score_connect(sim, clips, cfg.transition)
-    write_results(cfg.out, "features", results, report(results))
-    print(report(results))
+    text = report(results)
+    write_results(cfg.out, "features", results, text)
+    print(text)
     return results
 
 
