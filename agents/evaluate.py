@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldsim.agents.ppo import (Args, documented, finished, image_layout, load_policy, make_envs, read_policy_meta,
-                                 train)
+from worldsim.agents.policy import image_layout
+from worldsim.agents.ppo import Args, documented, make_envs, train
+from worldsim.agents.ppo_state import finished, load_policy, read_policy_meta
 from worldsim.config import check, check_out
 
 SCRIPTED = ("random", "explorer", "mixture")  # the registry's agents that need no person

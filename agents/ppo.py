@@ -20,7 +20,8 @@ form of the update, so the update is the schedule's position (raising total_step
 saved: a resumed run resets them with seeds derived from the run's seed and the update it resumes at, drops the episodes
 that were under way, and drops the log lines past its save. So a resumed run is not the run that was never stopped, but
 it is deterministic given where it stopped. One process trains a run directory at a time (out/train.lock), and a resumed
-run keeps its settings: a change is refused by name, except those in RESUMABLE.
+run keeps its settings: a change is refused by name, except those in ppo_state.RESUMABLE. The network is in
+worldsim.agents.policy, the files a run writes in worldsim.agents.ppo_state.
 """
 
 from __future__ import annotations
@@ -40,18 +41,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn as nn
 from gymnasium.vector import AutoresetMode
-from torch.distributions.categorical import Categorical
 
-from worldsim.config import check, check_out, show, to_dict
-
-POLICY_FORMAT = 1  # of policy.safetensors; bump when the network or its metadata change
-MIN_SIDE = 36  # the Nature CNN's three convolutions need at least 36 pixels a side
-# settings a resumed run may change: its budget, its bookkeeping and the evaluation after it, never what it learns
-# from or how (env_kwargs.device: where Dream-v0's world model runs, as `device` is where the policy does)
-RESUMABLE = ("total_steps", "stop_after", "save_every", "save_every_s", "device", "out", "eval_env",
-             "eval_env_kwargs", "eval_episodes", "env_kwargs.device")
+from worldsim.agents.policy import Policy, image_layout, pick_device
+from worldsim.agents.ppo_state import load_state, restore_state, resume_seed, rng_states, save_policy, save_state
+from worldsim.config import check, check_out, show
 
 
 def documented(cls: type) -> type:
@@ -185,18 +179,6 @@ def make_envs(env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = No
     return envs
 
 
-def image_layout(space: gym.Space, what: str) -> bool:
-    """True for (H, W, C) frames, False for (C, H, W) (frame stacks of Atari wrappers); refuses anything else."""
-    ok = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-    channels_last = ok and space.shape[-1] in (1, 3, 4)
-    ok = ok and (channels_last or space.shape[0] in (1, 3, 4))
-    side = min(space.shape[:2] if channels_last else space.shape[1:]) if ok else 0
-    if not ok or side < MIN_SIDE:
-        raise ValueError(f"{what} observes {space}: expected uint8 images (H, W, C) or (C, H, W) with 1, 3 or 4 "
-                         f"channels and sides of at least {MIN_SIDE} pixels")
-    return channels_last
-
-
 def action_meanings(envs: gym.vector.VectorEnv) -> list[str]:
     base = envs.unwrapped
     try:
@@ -206,53 +188,6 @@ def action_meanings(envs: gym.vector.VectorEnv) -> list[str]:
         meanings = None
     n = int(envs.single_action_space.n)
     return [str(m) for m in meanings] if meanings is not None and len(meanings) == n else [str(i) for i in range(n)]
-
-
-def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class Policy(nn.Module):
-    """The Nature-CNN actor-critic (Mnih et al. 2015) over uint8 frames, CleanRL's Atari agent."""
-
-    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, channels_last: bool):
-        super().__init__()
-        self.channels_last = channels_last
-        c, h, w = (obs_shape[2], *obs_shape[:2]) if channels_last else obs_shape
-        self.network = nn.Sequential(
-            layer_init(nn.Conv2d(c, 32, 8, stride=4)), nn.ReLU(),
-            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
-            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
-            nn.Flatten(),
-        )
-        with torch.no_grad():  # 1024 features at 64x64, 3136 at 84x84
-            n = self.network(torch.zeros(1, c, h, w)).shape[1]
-        self.network.append(layer_init(nn.Linear(n, 512)))
-        self.network.append(nn.ReLU())
-        self.actor = layer_init(nn.Linear(512, n_actions), std=0.01)  # near-uniform first policy
-        self.critic = layer_init(nn.Linear(512, 1), std=1)
-
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() / 255.0
-        if self.channels_last:
-            x = x.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
-        return self.network(x)
-
-    def get_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.hidden(x)).flatten()
-
-    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None, greedy: bool = False):
-        hidden = self.hidden(x)
-        probs = Categorical(logits=self.actor(hidden))
-        if action is None:
-            action = probs.logits.argmax(-1) if greedy else probs.sample()
-        return action, probs.log_prob(action), probs.entropy(), self.critic(hidden).flatten()
-
-
-def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
 @dataclass
@@ -359,7 +294,7 @@ def learn(args: Args, policy: Policy, optimizer: torch.optim.Optimizer, buf: Rol
             loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
             optimizer.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
             optimizer.step()
         if args.target_kl is not None and approx_kl > args.target_kl:
             break
@@ -479,127 +414,3 @@ def _train(args: Args, out: Path, quiet: bool) -> Path:
         say(f"stopped at update {end:,} of {args.num_updates:,} (stop_after={args.stop_after}): the same command "
             "continues")
     return path
-
-
-def finished(args: Args, path: str | Path) -> bool:
-    """Whether the policy file is the end of the run `args` describes (not one stop_after stopped part way)."""
-    return read_policy_meta(path)["steps"] >= args.num_updates * args.batch_size
-
-
-# ---- the run's state, which a killed run resumes from ------------------------------------------------------------
-def rng_states(rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
-    """Every RNG a run draws from, as they are now: torch's (the actions), the device's, the minibatch order's and
-    python's."""
-    return {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def resume_seed(seed: int, update: int) -> int:
-    """The envs' reset seed of a run resumed after `update` updates (sub-env i: it + i): one of its own for each
-    update, so a run resumed twice does not meet the same worlds again."""
-    return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])
-
-
-def save_state(out: Path, policy: Policy, optimizer: torch.optim.Optimizer, args: Args, update: int, step: int,
-               rngs: dict[str, Any]) -> None:
-    """`out/last.state.safetensors`, written atomically: the policy, Adam's moments, the RNGs, the update and step."""
-    from worldsim.checkpoint import prefixed, save_checkpoint
-    from worldsim.train.state import STATE, optimizer_tensors
-
-    tensors, groups = optimizer_tensors(optimizer)
-    tensors.update(prefixed(policy.state_dict(), "policy"))
-    tensors["rng.torch"] = rngs["torch"]
-    if rngs["cuda"] is not None:
-        tensors["rng.cuda"] = rngs["cuda"]
-    save_checkpoint(out / STATE, tensors, config=to_dict(args), update=update, step=step, param_groups=groups,
-                    rng_numpy=rngs["numpy"], rng_python=rngs["python"])
-
-
-def load_state(out: Path, args: Args) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """(tensors, metadata) of the run saved in `out`, or None for a new run. Refuses, naming the setting, a run saved
-    with other settings than `args` (except RESUMABLE ones), and a policy whose training state is missing."""
-    from worldsim.checkpoint import load_checkpoint
-    from worldsim.train.state import STATE, flatten
-
-    if not (out / STATE).exists():
-        if (out / "policy.safetensors").exists():
-            raise ValueError(f"{out} holds policy.safetensors but no {STATE}: a run saved without its training state "
-                             f"(by a worldsim before resuming) or whose state was deleted cannot continue; choose "
-                             f"another out= (or move the policy away to train it again)")
-        return None
-    tensors, meta = load_checkpoint(out / STATE)
-    if "update" not in meta:
-        raise ValueError(f"{out / STATE} is not the state of a PPO run (a world model's run?): choose another out=")
-
-    def kept(config: dict) -> dict[str, Any]:
-        return {k: v for k, v in flatten(config).items() if k not in RESUMABLE and k.split(".")[0] not in RESUMABLE}
-
-    before, now = kept(meta["config"]), kept(to_dict(args))
-    diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    if diff:
-        said = ", ".join(f"{k}={before.get(k)!r} (now {now.get(k)!r})" for k in diff[:6])
-        raise ValueError(f"{out} holds a run with other settings: {said}; resume it with the same settings (only "
-                         f"{', '.join(RESUMABLE)} may change) or choose another out=")
-    return tensors, meta
-
-
-def restore_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], policy: Policy,
-                  optimizer: torch.optim.Optimizer, rng: np.random.Generator, device: torch.device) -> None:
-    from worldsim.checkpoint import component
-    from worldsim.train.state import load_optimizer
-
-    policy.load_state_dict(component(tensors, "policy"))
-    load_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items() if k.startswith("opt.")},
-                   meta["param_groups"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    rng.bit_generator.state = meta["rng_numpy"]
-    version, internal, gauss = meta["rng_python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-# ---- the policy file ---------------------------------------------------------------------------------------------
-def save_policy(path: Path, policy: Policy, args: Args, meta: dict[str, Any], steps: int) -> Path:
-    """Weights and metadata in one safetensors file, written under a temporary name and renamed over `path`."""
-    from worldsim.checkpoint import save_checkpoint
-
-    return save_checkpoint(path, policy.state_dict(), config=to_dict(args), policy_format=POLICY_FORMAT,
-                           steps=steps, **meta)
-
-
-def read_policy_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata of a policy file, checked; reads no weights. A clear ValueError for anything else."""
-    from worldsim.checkpoint import read_metadata
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"policy={str(path)!r}: no such file (train one with `worldsim agent train`, which "
-                                f"writes OUT/policy.safetensors)")
-    meta = read_metadata(path)  # a truncated or foreign file: CheckpointError (a ValueError) naming the file
-    if "policy_format" not in meta:
-        raise ValueError(f"policy={str(path)!r} is a worldsim checkpoint but not a policy (a world model? it plays as "
-                         f"Dream-v0's checkpoint=): expected a file of `worldsim agent train`")
-    if meta["policy_format"] != POLICY_FORMAT:
-        raise ValueError(f"policy={str(path)!r} has policy_format {meta['policy_format']}: this worldsim reads "
-                         f"{POLICY_FORMAT}; train it again")
-    return meta
-
-
-def load_policy(path: str | Path, device: str = "cpu") -> tuple[Policy, dict[str, Any]]:
-    """(policy in eval mode, metadata), the network rebuilt from the metadata and checked against the weights."""
-    from worldsim.checkpoint import load_checkpoint
-
-    meta = read_policy_meta(path)
-    try:
-        policy = Policy(tuple(meta["obs_shape"]), int(meta["n_actions"]), bool(meta["channels_last"]))
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"policy={str(path)!r}: its metadata does not describe a network ({err}): the file is "
-                         "damaged or was edited; train it again") from None
-    tensors, _ = load_checkpoint(path)
-    try:
-        policy.load_state_dict(tensors)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ValueError(f"policy={str(path)!r}: its weights do not fit the network its metadata describes ({first})"
-                         f": the file is damaged or was edited; train it again") from None
-    return policy.to(pick_device(device)).eval(), meta

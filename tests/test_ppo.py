@@ -15,7 +15,9 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 from worldsim.agents.evaluate import EvalConfig, evaluate, info_of
-from worldsim.agents.ppo import Args, Policy, Rollout, collect, flatten, gae, load_policy, read_policy_meta, train
+from worldsim.agents.policy import Policy
+from worldsim.agents.ppo import Args, Rollout, collect, flatten, gae, train
+from worldsim.agents.ppo_state import load_policy, read_policy_meta
 from worldsim.checkpoint import load_checkpoint
 from worldsim.cli import main
 from worldsim.config import parse_overrides

@@ -92,7 +92,7 @@ def agent_curves(runs: list[str | Path], title: str = "") -> Figure:
 
 def _env_of(folder: Path) -> str:
     """The env a PPO run trained in, from its policy's metadata (or its folder name when that is not there)."""
-    from worldsim.agents.ppo import read_policy_meta
+    from worldsim.agents.ppo_state import read_policy_meta
 
     try:
         return str(read_policy_meta(folder / "policy.safetensors")["config"]["env"])
