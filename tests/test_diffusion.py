@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,6 +99,7 @@ def test_x0_training_targets_the_clean_latents():
     ("clean_prob", 1.5, r"clean_prob=1.5: expected a probability"),
     ("reward_weight", -0.1, r"reward_weight, terminated_weight=\(-0.1, 0.1\): expected weights >= 0"),
     ("self_history", 0.5, r"self_history=0.5: expected a probability in \[0, 1\], above 0 only with history='clean'"),
+    ("action_balance", 2.0, r"action_balance=2.0: expected an exponent in \[0, 1\]"),
 ])
 def test_bad_settings_are_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -162,3 +164,56 @@ def test_self_history_shows_the_next_chunk_the_models_own_sample_of_its_history(
     training_loss(Model(), x0, torch.zeros(4, 6, dtype=torch.long), z, z,
                   DiffusionConfig(history="clean", prediction=prediction), torch.Generator().manual_seed(0))
     assert len(calls) == 1 and torch.equal(calls[0][2], x0)
+
+
+def test_action_dropout_hides_a_share_of_the_actions_and_nothing_else():
+    seen = {}
+
+    def model(x, sigma, actions):
+        seen["actions"] = actions
+        b, n = sigma.shape
+        return SimpleNamespace(out=torch.zeros_like(x), reward=torch.zeros(b, n), terminated_logit=torch.zeros(b, n))
+
+    actions = torch.randint(0, 12, (64, 50), generator=torch.Generator().manual_seed(0))
+    x0 = torch.zeros(64, 50, 1, 2, 2)
+    for p, low, high in ((0.0, 0.0, 0.0), (0.2, 0.17, 0.23)):
+        training_loss(model, x0, actions, torch.zeros(64, 50), torch.zeros(64, 50), DiffusionConfig(action_dropout=p),
+                      torch.Generator().manual_seed(1))
+        hidden = seen["actions"] == -1
+        assert low <= hidden.float().mean().item() <= high
+        assert torch.equal(seen["actions"][~hidden], actions[~hidden])  # the others are the real ones
+    with pytest.raises(ValueError, match=r"action_dropout=1.0: expected a probability in \[0, 1\)"):
+        DiffusionConfig(action_dropout=1.0)
+    with pytest.raises(ValueError, match=r"action_guidance=-1.0: expected a finite scale >= 0"):
+        DiffusionConfig(action_guidance=-1.0)
+
+
+def test_action_balance_weighs_each_frame_by_its_actions_rarity():
+    from worldsim.train.world import action_weights_of
+
+    shard = SimpleNamespace(arrays={"actions": np.array([-1, 0, 0, 0, 1, -1, 0, 0, 0, 0])})  # 7 x action 0, 1 x 1
+    data = [SimpleNamespace(shards=[shard])]
+    w = action_weights_of(data, 3, 1.0)
+    freq = np.array([7, 1, 0]) / 8
+    assert torch.allclose(w[:2], torch.tensor([1 / 7, 1.0]) / (2 / 8))  # every action alike in all ...
+    assert np.isclose((freq * w.numpy()).sum(), 1.0) and w[2] == w[1]  # ... a frame 1 on average; unseen: the rarest
+    assert torch.allclose(action_weights_of(data, 3, 0.0), torch.ones(3))
+
+    errs = {}
+
+    def model(x, sigma, actions):  # the same error on every frame: the weights alone make the loss
+        b, n = sigma.shape
+        return SimpleNamespace(out=torch.ones_like(x), reward=torch.zeros(b, n), terminated_logit=torch.zeros(b, n))
+
+    x0 = torch.zeros(1, 4, 1, 2, 2)
+    actions = torch.tensor([[-1, 0, 1, 1]])
+    for name, table in (("plain", None), ("weighted", torch.tensor([1.0, 3.0, 1.0]))):
+        _, logs = training_loss(model, x0, actions, torch.zeros(1, 4), torch.zeros(1, 4), DiffusionConfig(),
+                                torch.Generator().manual_seed(0), action_weights=table)
+        errs[name] = logs["denoise_loss"]
+    assert errs["weighted"] == pytest.approx(errs["plain"])  # normalised to mean 1 over the batch
+
+    x0[0, 2:] = 1.0  # the model is now right on the frames of action 1, which weigh 3 + 3 of the 8 parts
+    _, logs = training_loss(model, x0, actions, torch.zeros(1, 4), torch.zeros(1, 4), DiffusionConfig(),
+                            torch.Generator().manual_seed(0), action_weights=torch.tensor([1.0, 3.0, 1.0]))
+    assert logs["denoise_loss"] == pytest.approx(2 / 8)

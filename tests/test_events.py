@@ -16,10 +16,16 @@ from test_dream import write_world
 
 
 class Known:
-    """A predictor that makes, for each row, the given frame (the truth) or the context's last frame (copy-last)."""
+    """A predictor that makes, for each row, the given frame (the truth) or the context's last frame (copy-last), or
+    the truth with the last frame's HUD (the bottom 8 pixels: a model that never counts)."""
 
-    def __init__(self, found: dict, truth: bool):
-        self.answers = {id(f): (o if truth else f[-1]) for items in found.values() for f, _, _, o in items}
+    def __init__(self, found: dict, truth: bool, hud_kept: bool = False):
+        def answer(f, o):
+            if hud_kept:
+                return np.concatenate([o[:-8], f[-1][-8:]])
+            return o if truth else f[-1]
+
+        self.answers = {id(f): answer(f, o) for items in found.values() for f, _, _, o in items}
 
     def predict(self, contexts, actions, seeds, on_step=None):
         frames = np.stack([self.answers[id(c.frames)] for c in contexts])[:, None]
@@ -49,6 +55,12 @@ def test_scores_against_known_predictors(found):
             assert copy[kind]["changed_right"] == 0.0 and copy[kind]["all_right"] < 1.0, (kind, copy[kind])
     assert truth["still"]["changed_cells"] == 0 or truth["still"]["changed_right"] == 1.0
     assert truth["moved"]["changed_cells"] > 0  # the view scrolls
+    counted = score(Known(found, True, hud_kept=True), found)
+    mined = next(k for k in found if k.startswith("mined ("))
+    row = counted[mined]
+    assert row["hud_changed"] > 0 and row["world_changed"] > 0  # a mined block leaves the world and joins the HUD
+    assert row["world_changed"] + row["hud_changed"] == row["changed_cells"]
+    assert row["world_right"] == 1.0 and row["hud_right"] == 0.0 and 0 < row["changed_right"] < 1
 
 
 def test_kind_names_the_action_behind_a_change():

@@ -147,3 +147,32 @@ def test_a_device_this_machine_lacks_is_refused_with_a_message():
             resolve_device("cuda")
         with pytest.raises(ValueError, match="CUDA is not available"):
             WorldSimulator(*_models(), DiffusionConfig(), device="cuda")
+
+
+def test_action_guidance_contrasts_the_action_with_none():
+    """out = none + g (action - none) on the network's prediction: g = 0 is the step under no action, g = 1 the plain
+    step, and a larger g moves the frame further along the action's own effect. A first frame (no action) is left
+    alone, with no extra pass."""
+    ae, dit = _models()
+    frames, history = _clip(), np.array([[-1, 3, 4], [-1, 1, 2]])
+
+    def step(guidance, actions):
+        sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2, action_guidance=guidance), seed=3)
+        sim.reset(frames, history)
+        return sim.step(np.array(actions)).latents
+
+    plain, none = step(1.0, [5, 7]), step(1.0, [-1, -1])
+    assert np.allclose(step(0.0, [5, 7]), none, atol=1e-5)
+    assert not np.allclose(plain, none, atol=1e-3)
+    # 2 solver steps of a linear-in-guidance prediction: further from `none` than the plain step
+    assert np.abs(step(3.0, [5, 7]) - none).mean() > 1.5 * np.abs(plain - none).mean()
+
+    calls = []
+    sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2, action_guidance=3.0), seed=3)
+    sim.reset(frames, history)
+    forward = sim.dit.forward_chunk
+    sim.dit.forward_chunk = lambda *args, **kw: calls.append(kw.get("write")) or forward(*args, **kw)
+    sim.step(np.array([-1, -1]))
+    assert calls == [False, False, True]  # two solver passes and the cache write: none to contrast with
+    sim.step(np.array([5, -1]))
+    assert calls[3:] == [False, False, False, False, True]

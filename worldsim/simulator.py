@@ -146,13 +146,7 @@ class WorldSimulator:
         c, h, w = self._latent_shape
         noise = self._noise((1, c, h, w))  # (B, 1, C, h, w)
         # each solver pass attends to the cached history and does not write to it
-        prediction = self.diffusion.prediction
-
-        def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            out = self.dit.forward_chunk(x, s, a, self.t, self.cache, write=False).out
-            return to_velocity(out, x, s, prediction)
-
-        z = sample(velocity, noise, self.denoise_steps, self.diffusion.shift)
+        z = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -240,17 +234,25 @@ class WorldSimulator:
     def _denoise(self, x: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None, guidance: float,
                  steps: int, cache, t_index: int, start: float = 1.0) -> torch.Tensor:
         """The new chunk (absolute index t_index) from x (B, 1, C, h, w) at noise level `start`, against `cache`,
-        optionally under captions `text` (B, L) with classifier-free guidance."""
-        guided = text is not None and guidance != 1.0
+        optionally under captions `text` (B, L) with classifier-free guidance `guidance`, and with guidance on the
+        action at diffusion.action_guidance. Guidance is on the network's prediction (x0 or v: both affine in it),
+        each contrast with the pass that drops its one condition and meets the same history:
+            out = cond + (guidance - 1) (cond - no caption) + (action_guidance - 1) (cond - no action)."""
+        text_scale = guidance - 1 if text is not None else 0.0
+        action_scale = self.diffusion.action_guidance - 1 if bool((actions >= 0).any()) else 0.0
+        none = torch.full_like(actions, -1)
         prediction = self.diffusion.prediction
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             out = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False, text=text).out
-            if guided:  # classifier-free guidance on the network's prediction (x0 or v: both affine in it); the
-                #         unconditioned pass meets the same history
+            guided = out
+            if text_scale:
                 uncond = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False).out
-                out = uncond + guidance * (out - uncond)
-            return to_velocity(out, x, s, prediction)
+                guided = guided + text_scale * (out - uncond)
+            if action_scale:
+                unacted = self.dit.forward_chunk(x, s, none, t_index, cache, write=False, text=text).out
+                guided = guided + action_scale * (out - unacted)
+            return to_velocity(guided, x, s, prediction)
 
         return sample(velocity, x, steps, self.diffusion.shift, start)
 
@@ -296,9 +298,11 @@ class WorldSimulator:
 
 def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, context: int | None,
                    device: str | torch.device, batch_size: int,
-                   history_sigma: float | None = None) -> tuple[WorldSimulator, Path]:
+                   history_sigma: float | None = None,
+                   action_guidance: float | None = None) -> tuple[WorldSimulator, Path]:
     """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
-    that names it. `history_sigma` overrides the noise level the history is shown at (the checkpoint's by default)."""
+    that names it. `history_sigma` overrides the noise level the history is shown at, `action_guidance` the scale of
+    guidance on the action (the checkpoint's by default)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():
         raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
@@ -310,9 +314,15 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
     if history_sigma is not None and not (isinstance(history_sigma, (int, float)) and 0 <= history_sigma < 1):
         raise ValueError(f"history_sigma={history_sigma!r}: expected a noise level in [0, 1), or None for the "
                          "checkpoint's")
+    if action_guidance is not None and not (isinstance(action_guidance, (int, float)) and
+                                            math.isfinite(action_guidance) and action_guidance >= 0):
+        raise ValueError(f"action_guidance={action_guidance!r}: expected a finite scale >= 0 (1: none), or None for "
+                         "the checkpoint's")
     sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
     if history_sigma is not None:
         sim.diffusion = replace(sim.diffusion, history_sigma=float(history_sigma))
+    if action_guidance is not None:
+        sim.diffusion = replace(sim.diffusion, action_guidance=float(action_guidance))
     trained = sim.dit.config.context
     if context is not None:
         if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:

@@ -17,6 +17,7 @@ the world-model issue): each solver step is one transformer pass, the dominant c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,6 +48,14 @@ class DiffusionConfig:
     #                            prediction of it (error recycling against drift: the next chunk is then learnt
     #                            against the kind of mistakes play feeds back; one more no-grad pass a step)
     change_weight: float = 0.0  # extra loss weight on the patches whose clean latents changed since the last frame
+    action_balance: float = 0.0  # a frame's loss weight goes as its action's frequency in the training data to the
+    #                              power -action_balance (1: every action weighs alike in all; 0: every frame alike):
+    #                              the rare actions, which make the rare changes, count for more
+    action_dropout: float = 0.0  # chance a chunk's action is replaced by "none" (-1) in training: the model also
+    #                              learns the frame no matter the action, which action guidance contrasts with
+    action_guidance: float = 1.0  # play: classifier-free guidance on the action, out = none + g * (action - none)
+    #                               (1: the conditioned model alone; more makes the action's own effect stronger;
+    #                               one more pass per solver step, and only for a model trained with action_dropout)
     caption_dropout: float = 0.5  # chance a chunk's caption is dropped in training: the unconditioned model, which
     #                               plays every step after a prompt's first frame and which classifier-free guidance
     #                               contrasts with, is trained as much as the conditioned one
@@ -60,6 +69,11 @@ class DiffusionConfig:
         check(0.0 <= self.self_history <= 1.0 and (self.self_history == 0 or self.history == "clean"),
               "self_history", self.self_history, "a probability in [0, 1], above 0 only with history='clean'")
         check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
+        check(0.0 <= self.action_balance <= 1.0, "action_balance", self.action_balance,
+              "an exponent in [0, 1] (0: every frame alike, 1: every action alike)")
+        check(0.0 <= self.action_dropout < 1.0, "action_dropout", self.action_dropout, "a probability in [0, 1)")
+        check(math.isfinite(self.action_guidance) and self.action_guidance >= 0, "action_guidance",
+              self.action_guidance, "a finite scale >= 0 (1: none)")
         check(0.0 <= self.caption_dropout <= 1.0, "caption_dropout", self.caption_dropout, "a probability in [0, 1]")
         check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
         check(0.0 <= self.clean_prob <= 1.0, "clean_prob", self.clean_prob, "a probability in [0, 1]")
@@ -94,13 +108,16 @@ def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch
 def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
                   cfg: DiffusionConfig,
                   generator: torch.Generator | None = None,
-                  rows: slice = slice(None), text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  rows: slice = slice(None), text: torch.Tensor | None = None,
+                  action_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """One diffusion-forcing loss on a clip.
 
     x0 (B, T, C, h, w) clean latents; actions (B, n_chunks) int64 (-1: no action); rewards, terminated (B, n_chunks).
     `rows`: the rows of the batch whose loss this process computes (distributed training: its share of the global
     batch); the noise is drawn for the whole batch and sliced, so N processes draw exactly what one does.
     `text` (B, n_chunks, L): each chunk's caption as word ids (DiT.tokenize), dropped with cfg.caption_dropout.
+    `action_weights` (n_actions,): each action's frame loss weight (action_weights_of; an unknown action, -1,
+    weighs 1), normalised over the batch to mean 1.
     """
     b = x0.shape[0]
     n_chunks = actions.shape[1]
@@ -113,11 +130,21 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
             own = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.self_history
             own[:, 0] = False  # a clip's first chunk has no history to be predicted from: it stays real
             start = torch.randn(x0.shape, generator=generator, device=x0.device)
+    # normalised over the whole batch, as one process does
+    weights = change_weights(x0, model.config.patch, cfg.change_weight) if cfg.change_weight > 0 else None
+    if action_weights is not None:  # before action dropout: a frame weighs as the action that made it
+        pt = x0.shape[1] // n_chunks
+        by_action = torch.where(actions >= 0, action_weights.to(x0.device)[actions.clamp_min(0)], 1.0)  # (B, n)
+        by_action = by_action.repeat_interleave(pt, dim=1).view(b, -1, 1, 1, 1)
+        weights = by_action if weights is None else weights * by_action
+        weights = weights / weights.mean()
+    weights = None if weights is None else weights[rows]
+    if cfg.action_dropout > 0:
+        unknown = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.action_dropout
+        actions = actions.masked_fill(unknown, -1)  # as an episode's first frame: no action known
     if text is not None:
         dropped = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.caption_dropout
         text = text.masked_fill(dropped[..., None], 0)[rows]  # all padding: no caption
-    # normalised over the whole batch, as one process does
-    weights = change_weights(x0, model.config.patch, cfg.change_weight)[rows] if cfg.change_weight > 0 else None
     x0, actions, rewards, terminated, sigma, eps = (t[rows] for t in (x0, actions, rewards, terminated, sigma, eps))
     history = {}
     if cfg.history == "clean":

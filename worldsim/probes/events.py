@@ -42,6 +42,8 @@ class EventsConfig:
     seed: int = field(default=20_000, metadata={"help": "episode e plays world seed + e (the recipe collects "
                                                            "from derived seeds: other worlds)"})
     denoise_steps: int | None = field(default=None, metadata={"help": "solver steps (default: the checkpoint's)"})
+    action_guidance: float | None = field(default=None, metadata={
+        "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
     out: str = field(default="events", metadata={"help": "directory of events.json and events.md"})
 
     def __post_init__(self):
@@ -49,6 +51,8 @@ class EventsConfig:
               "episodes >= 1 and steps >= 2")
         check(self.per_kind >= 1, "per_kind", self.per_kind, "steps >= 1")
         check(self.context >= 1, "context", self.context, "frames >= 1")
+        check(self.action_guidance is None or 0 <= self.action_guidance <= 100, "action_guidance",
+              self.action_guidance, "null (the checkpoint's) or a scale in [0, 100] (1: none)")
         check(self.agent in AGENTS, "agent", self.agent, f"one of {AGENTS} (an agent that plays by itself)")
 
 
@@ -101,7 +105,8 @@ def _kind(info: dict, before: tuple[int, int], action: str) -> str:
 
 
 def score(predictor, found: dict[str, list[tuple]]) -> dict[str, dict]:
-    """Per kind: steps, changed cells, and the share of changed cells and of all cells the model gets right."""
+    """Per kind: steps, changed cells, and the share of changed cells and of all cells the model gets right; the
+    changed cells also apart, in the world and in the HUD (its last row: the inventory's counts)."""
     from worldsim.envs.craft2d.decoder import cells_right, decode_cells
     from worldsim.probes.predictors import Context
 
@@ -116,21 +121,30 @@ def score(predictor, found: dict[str, list[tuple]]) -> dict[str, dict]:
         cells, distance = decode_cells(made)
         right = cells_right(cells, distance, truth)
         changed = truth != last
-        out[kind] = {"steps": len(items), "changed_cells": int(changed.sum()),
-                     "changed_right": float(right[changed].mean()) if changed.any() else None,
+        hud = np.zeros_like(changed)
+        hud[:, -1] = True
+        out[kind] = {"steps": len(items), "changed_cells": int(changed.sum()), "changed_right": _share(right, changed),
+                     "world_changed": int((changed & ~hud).sum()), "world_right": _share(right, changed & ~hud),
+                     "hud_changed": int((changed & hud).sum()), "hud_right": _share(right, changed & hud),
                      "all_right": float(right.mean())}
     return out
+
+
+def _share(right: np.ndarray, where: np.ndarray) -> float | None:
+    return float(right[where].mean()) if where.any() else None
 
 
 def run(cfg: EventsConfig) -> dict:
     from worldsim.probes.predictors import load_model
     from worldsim.probes.scenarios import DEFAULT_VIEW
 
-    predictor, meta = load_model(cfg.checkpoint, DEFAULT_VIEW, denoise_steps=cfg.denoise_steps, device="cpu")
+    predictor, meta = load_model(cfg.checkpoint, DEFAULT_VIEW, denoise_steps=cfg.denoise_steps,
+                                 action_guidance=cfg.action_guidance, device="cpu")
     if meta["context"] - 1 < cfg.context:
         print(f"context={cfg.context}: the model's window holds {meta['context'] - 1} frames beside the new one; "
               "the older ones leave it at once")
-    results = {"checkpoint": meta["checkpoint"], "denoise_steps": meta["denoise_steps"], "config": asdict(cfg),
+    results = {"checkpoint": meta["checkpoint"], "denoise_steps": meta["denoise_steps"],
+               "action_guidance": meta["action_guidance"], "config": asdict(cfg),
                "kinds": score(predictor, play(cfg))}
     text = report(results)
     write_results(cfg.out, "events", results, text)
@@ -143,9 +157,11 @@ def report(results: dict) -> str:
         return "-" if x is None else f"{x:.1%}"
 
     lines = [f"# One step after each kind of event: {results['checkpoint']}", "",
-             "| what the step did | steps | cells it changed | of those, right | all cells right |",
-             "|---|---|---|---|---|"]
+             "| what the step did | steps | cells it changed | of those, right | in the world: changed, right | "
+             "in the HUD: changed, right | all cells right |",
+             "|---|---|---|---|---|---|---|"]
     for kind, row in results["kinds"].items():
         lines.append(f"| {kind} | {row['steps']} | {row['changed_cells']} | {pct(row['changed_right'])} | "
-                     f"{pct(row['all_right'])} |")
+                     f"{row['world_changed']}, {pct(row['world_right'])} | {row['hud_changed']}, "
+                     f"{pct(row['hud_right'])} | {pct(row['all_right'])} |")
     return "\n".join(lines) + "\n"

@@ -52,6 +52,8 @@ class ProbeConfig:
     history_sigma: float | None = field(default=None, metadata={
         "help": "noise level the history is shown at, in [0, 1) (default: the checkpoint's): a little can steady a "
                 "long rollout"})
+    action_guidance: float | None = field(default=None, metadata={
+        "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
     batch: int = field(default=64, metadata={"help": "rows stepped together (at most a model's max_batch)"})
     collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
@@ -71,11 +73,13 @@ class ProbeConfig:
               "null (the checkpoint's) or an integer >= 1")
         check(self.history_sigma is None or 0 <= self.history_sigma < 1, "history_sigma", self.history_sigma,
               "null (the checkpoint's) or a noise level in [0, 1)")
+        check(self.action_guidance is None or 0 <= self.action_guidance <= 100, "action_guidance",
+              self.action_guidance, "null (the checkpoint's) or a scale in [0, 100] (1: none)")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
         check(not (self.model and self.checkpoint), "model", self.model, f"a model or a checkpoint, not both "
               f"(checkpoint={self.checkpoint})")
         check(self.model or not self.model_kwargs, "model_kwargs", self.model_kwargs, "model=MODULE:NAME with them")
-        for key in ("denoise_steps", "history_sigma"):  # a checkpoint's settings: never silently ignored
+        for key in ("denoise_steps", "history_sigma", "action_guidance"):  # a checkpoint's settings: never silently ignored
             check(not self.model or getattr(self, key) is None, key, getattr(self, key),
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
@@ -178,7 +182,7 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     if cfg.model:
         return protocol.load(cfg.model, cfg.model_kwargs, cfg.batch), {}
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
-                      device=cfg.device, batch=cfg.batch)
+                      action_guidance=cfg.action_guidance, device=cfg.device, batch=cfg.batch)
 
 
 def _case(probe: Probe, index: int) -> _Case:

@@ -148,6 +148,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     train_set, buckets = sets[0], ViewBuckets(sets)
     c, h, w = train_set.latent_shape
     values = reward_values(sets, cfg.reward_classes)
+    n_actions = len(train_set.manifest["action_meanings"])
+    by_action = action_weights_of(sets, n_actions, cfg.diffusion.action_balance) \
+        if cfg.diffusion.action_balance > 0 else None
     vocab = vocabulary(c for s in sets for shard in s.captions or [] for c in shard)  # () without captions
     if cfg.init:
         init_dit = read_metadata(cfg.init).get("dit_config", {})
@@ -155,7 +158,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         values = tuple(init_dit.get("reward_values", values))
         if vocab:  # and every caption word it knew, learning the data's new ones
             vocab = tuple(sorted(set(vocab) | set(init_dit.get("vocab", ()))))
-    dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=len(train_set.manifest["action_meanings"]),
+    dit_cfg = dit_config(cfg.model, latent_channels=c, n_actions=n_actions,
                          reward_values=values, vocab=vocab, **cfg.dit)
     torch.manual_seed(cfg.loop.seed)
     model = DiT(dit_cfg)
@@ -181,7 +184,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         device = next(m.parameters()).device
         (x0, actions, rewards, terminated, *text), starts = [t.to(device) for t in b[0]], b[1]
         out = training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows,
-                            text=text[0] if text else None)
+                            text=text[0] if text else None, action_weights=by_action)
         if starts is None:
             return out
         # the first frames' loss joins the clips' in proportion to their frames (each a token set of the same size)
@@ -406,6 +409,19 @@ def reward_values(datasets: list[LatentClipDataset], max_classes: int) -> tuple[
     values = np.unique(np.concatenate([shard.arrays["rewards"] for data in datasets for shard in data.shards])
                        .astype(np.float64))
     return tuple(values.tolist()) if 2 <= len(values) <= max_classes else ()
+
+
+def action_weights_of(datasets: list[LatentClipDataset], n_actions: int, exponent: float) -> torch.Tensor:
+    """(n_actions,) frame loss weights: each action's frequency in the training data (every view's) to the power
+    -exponent, scaled so that a frame of the data weighs 1 on average; an action the data never shows weighs as the
+    rarest one that it does."""
+    actions = np.concatenate([shard.arrays["actions"] for data in datasets for shard in data.shards])
+    counts = np.bincount(actions[actions >= 0], minlength=n_actions)[:n_actions].astype(np.float64)
+    freq = counts / max(counts.sum(), 1)
+    seen = freq > 0
+    w = np.where(seen, np.where(seen, freq, 1) ** -exponent, 0)
+    w[~seen] = w[seen].max() if seen.any() else 1
+    return torch.tensor(w / max((freq * w).sum(), 1e-12) if seen.any() else w, dtype=torch.float32)
 
 
 def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, more_steps: list[int],
