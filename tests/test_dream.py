@@ -171,6 +171,10 @@ def test_bad_actions_and_arguments_are_named(ckpt, tmp_path):
         DreamEnv(checkpoint=ckpt, denoise_steps=0)
     with pytest.raises(ValueError, match=r"history_sigma=1.0: expected a noise level in \[0, 1\)"):
         DreamEnv(checkpoint=ckpt, history_sigma=1.0)
+    with pytest.raises(ValueError, match=r"action_guidance=-1.0: expected a finite scale >= 0"):
+        DreamEnv(checkpoint=ckpt, action_guidance=-1.0)
+    assert DreamEnv(checkpoint=ckpt, action_guidance=2).sim.diffusion.action_guidance == 2.0  # else the checkpoint's
+    assert DreamEnv(checkpoint=ckpt).sim.diffusion.action_guidance == 1.0
     cartpole = DreamEnv(checkpoint=write_world(tmp_path / "cp.safetensors", env="CartPole-v1"))
     with pytest.raises(ValueError, match=r"scenario.*Craft2D checkpoint.*'CartPole-v1'"):
         cartpole.reset(options={"scenario": Scenario("....>....\nGGGGGGGGG")})
