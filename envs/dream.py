@@ -82,9 +82,9 @@ class DreamEnv(RendersFrames, gym.Env):
     per frame (default: the checkpoint's). `context`: frames in the sliding window (default and maximum: the
     checkpoint's). `history_sigma`: the noise level the history is shown at, in [0, 1) (default: the
     checkpoint's). `action_guidance`: classifier-free guidance on the action, a scale >= 0 (1: none; more makes each
-    action's own effect stronger, at one more model pass per solver step; only for a model trained with
-    `diffusion.action_dropout`; default: the checkpoint's). `device`: "auto" (CUDA when present), "cpu" or "cuda". The same seed and actions give the same
-    frames on the same device.
+    action's own effect stronger, at one more model pass per solver step; measured in the README's fidelity
+    ladder; default: the checkpoint's). `device`: "auto" (CUDA when present), "cpu" or "cuda". The same seed and
+    actions give the same frames on the same device.
 
     ## Version History
     * v0: initial release; `view=` added with models trained on several frame sizes (same version: the default is

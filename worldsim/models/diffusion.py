@@ -55,7 +55,8 @@ class DiffusionConfig:
     #                              learns the frame no matter the action, which action guidance contrasts with
     action_guidance: float = 1.0  # play: classifier-free guidance on the action, out = none + g * (action - none)
     #                               (1: the conditioned model alone; more makes the action's own effect stronger;
-    #                               one more pass per solver step, and only for a model trained with action_dropout)
+    #                               one more pass per solver step; "none" is the row of an episode's first frame,
+    #                               which action_dropout trains on more frames)
     caption_dropout: float = 0.5  # chance a chunk's caption is dropped in training: the unconditioned model, which
     #                               plays every step after a prompt's first frame and which classifier-free guidance
     #                               contrasts with, is trained as much as the conditioned one

@@ -79,7 +79,7 @@ class ProbeConfig:
         check(not (self.model and self.checkpoint), "model", self.model, f"a model or a checkpoint, not both "
               f"(checkpoint={self.checkpoint})")
         check(self.model or not self.model_kwargs, "model_kwargs", self.model_kwargs, "model=MODULE:NAME with them")
-        for key in ("denoise_steps", "history_sigma", "action_guidance"):  # a checkpoint's settings: never silently ignored
+        for key in ("denoise_steps", "history_sigma", "action_guidance"):  # a checkpoint's: never silently ignored
             check(not self.model or getattr(self, key) is None, key, getattr(self, key),
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
