@@ -159,7 +159,7 @@ BAD = {
     "a KV cache of 3 GiB a world": (lambda m: (_set("dit_config", "context", 4096)(m), m.update(
         frame_shape=[1024, 1024, 3], latent_shape=[4, 128, 128])), None,
                                     r"frame_shape = \[1024, 1024, 3\]: expected a KV cache of at most 1,024 MiB a "
-                                    r"world \(depth x context x tokens x width\), not 3,072 MiB"),
+                                    r"world \(depth x \(context \+ memory\) x tokens x width\), not 3,072 MiB"),
     "a billion parameters": (lambda m: m["dit_config"].update(width=32768, heads=512), None,
                              r"the models of its configs = [\d,]+ parameters: expected <= 500,000,000"),
     "heads 0": (_set("dit_config", "heads", 0), None, r"dit_config: heads=0: expected an integer >= 1"),

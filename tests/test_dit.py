@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -182,6 +184,57 @@ def test_reset_rows_starts_a_row_afresh():
     torch.testing.assert_close(got.out, full.out[:, :1], atol=1e-4, rtol=0)
 
 
+def test_reach_is_the_window_and_the_strided_memory_before_it():
+    from worldsim.models.attend import reach
+
+    q = torch.tensor(20)
+    seen = [k for k in range(21) if reach(q, torch.tensor(k), context=4, memory=3, stride=3)]
+    assert seen == [9, 12, 15, 17, 18, 19, 20]  # 3 multiples of 3 that left the window (17-20), then the window
+    assert [k for k in range(21) if reach(q, torch.tensor(k), context=4)] == [17, 18, 19, 20]
+
+
+@pytest.mark.parametrize("t_start", [0, 2])
+def test_kv_cache_with_a_memory_matches_full_forward(t_start):
+    """The cache keeps, beyond the window, the latest `memory` chunks that left it whose absolute index is a multiple
+    of the stride: exactly what the full forward's mask lets each chunk see, at any phase of the stride."""
+    cfg = tiny(context=3, memory=2, memory_stride=3)
+    model = randomized(cfg)
+    chunks = 16  # the memory fills, then evicts its oldest
+    x, sigma, actions = inputs(cfg, chunks=chunks)
+    with torch.no_grad():
+        full = model(x, sigma, actions, t_start=t_start)
+        windowed = DiT(replace(cfg, memory=0)).eval()
+        windowed.load_state_dict(model.state_dict())
+        plain = windowed(x, sigma, actions, t_start=t_start)
+    cache = model.new_cache(2)
+    for i in range(chunks):
+        model.forward_chunk(torch.randn_like(x[:, i:i + 1]), torch.rand(2), actions[:, i], t_start + i, cache)
+        got = model.forward_chunk(x[:, i:i + 1], sigma[:, i], actions[:, i], t_start + i, cache, write=True)
+        torch.testing.assert_close(got.out, full.out[:, i:i + 1], atol=1e-4, rtol=0)
+    assert cache.memory_lengths.tolist() == [2, 2]
+    n = (4 // 2) * (6 // 2)
+    assert cache.k[0].shape == (2, cfg.heads, (cfg.context + cfg.memory) * n, cfg.width // cfg.heads)
+    assert (full.out[:, 3:] - plain.out[:, 3:]).abs().amax() > 1e-3  # the memory is seen once it holds a chunk
+    torch.testing.assert_close(full.out[:, :3], plain.out[:, :3], atol=1e-5, rtol=0)  # and not before
+
+
+def test_reset_rows_empties_a_rows_memory():
+    cfg = tiny(context=2, memory=2, memory_stride=2)
+    model = randomized(cfg)
+    x, sigma, actions = inputs(cfg, chunks=12)
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        full = model(x, sigma, actions)
+        fresh = model(x[:1, 5:], sigma[:1, 5:], actions[:1, 5:], t_start=5)  # row 0 restarted at chunk 5
+    for i in range(12):
+        if i == 5:
+            cache.reset_rows(np.array([True, False]))
+        got = model.forward_chunk(x[:, i:i + 1], sigma[:, i], actions[:, i], i, cache, write=True)
+        if i >= 5:
+            torch.testing.assert_close(got.out[0], fresh.out[0, i - 5:i - 4], atol=1e-4, rtol=0)
+        torch.testing.assert_close(got.out[1], full.out[1, i:i + 1], atol=1e-4, rtol=0)
+
+
 def test_cache_refuses_other_batch_and_size_until_cleared():
     cfg = tiny()
     model = randomized(cfg)
@@ -282,22 +335,23 @@ def test_actions_and_noise_levels_are_checked():
 
 # --- training against a clean history, the previous frame as input, reward classes ---------------------------------
 
-@pytest.mark.parametrize("prev_frame", [False, True])
-def test_training_on_a_clean_history_is_what_play_computes(prev_frame):
+@pytest.mark.parametrize("prev_frame, memory, t_start", [(False, 0, 0), (True, 0, 0), (True, 2, 1)])
+def test_training_on_a_clean_history_is_what_play_computes(prev_frame, memory, t_start):
     """forward(x, ..., history=h): each noisy chunk against the history chunks before it equals play time, where the
-    history is cached chunk by chunk and a solver pass attends to it; also past the window, where the ring evicts."""
-    cfg = tiny(context=3, prev_frame=prev_frame, reward_values=(-1.0, 0.0, 1.0))
+    history is cached chunk by chunk and a solver pass attends to it; also past the window, where the ring evicts,
+    and with a memory beyond it."""
+    cfg = tiny(context=3, prev_frame=prev_frame, reward_values=(-1.0, 0.0, 1.0), memory=memory, memory_stride=2)
     model = randomized(cfg)
-    chunks = 6
+    chunks = 6 + 4 * memory
     x, sigma, actions = inputs(cfg, chunks=chunks)
     history, h_sigma, _ = inputs(cfg, chunks=chunks, seed=2)
     with torch.no_grad():
-        full = model(x, sigma, actions, history=history, history_sigma=h_sigma)
+        full = model(x, sigma, actions, history=history, history_sigma=h_sigma, t_start=t_start)
     cache = model.new_cache(2)
     for i in range(chunks):
-        got = model.forward_chunk(x[:, i:i + 1], sigma[:, i], actions[:, i], i, cache)
+        got = model.forward_chunk(x[:, i:i + 1], sigma[:, i], actions[:, i], t_start + i, cache)
         torch.testing.assert_close(got.out, full.out[:, i:i + 1], atol=1e-4, rtol=0)
-        kept = model.forward_chunk(history[:, i:i + 1], h_sigma[:, i], actions[:, i], i, cache, write=True)
+        kept = model.forward_chunk(history[:, i:i + 1], h_sigma[:, i], actions[:, i], t_start + i, cache, write=True)
         torch.testing.assert_close(kept.reward, full.reward[:, i:i + 1], atol=1e-4, rtol=0)
         torch.testing.assert_close(kept.terminated_logit, full.terminated_logit[:, i:i + 1], atol=1e-4, rtol=0)
     assert full.reward.shape == (2, chunks, 3)

@@ -16,10 +16,11 @@ from worldsim.simulator import WorldSimulator
 CONTEXT = 4
 
 
-def _models():
+def _models(memory: int = 0):
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(downsample=8, latent_channels=4, width=16))
-    dit = DiT(DiTConfig(latent_channels=4, width=48, depth=2, heads=2, n_actions=12, context=CONTEXT))
+    dit = DiT(DiTConfig(latent_channels=4, width=48, depth=2, heads=2, n_actions=12, context=CONTEXT, memory=memory,
+                        memory_stride=2))
     for p in dit.parameters():  # adaLN-Zero starts as the identity: perturb so the test sees real attention
         p.data.add_(torch.randn_like(p) * 0.02)
     return ae.eval(), dit.eval()
@@ -29,17 +30,19 @@ def _clip(b=2, t=3, h=64, w=96):
     return np.random.default_rng(0).integers(0, 256, (b, t, h, w, 3), dtype=np.uint8)
 
 
-def test_cached_steps_equal_recomputing_the_whole_history():
+@pytest.mark.parametrize("memory", [0, 2])
+def test_cached_steps_equal_recomputing_the_whole_history(memory):
     """The cache is exact for sliding-window attention as the DiT defines it: at every layer a chunk attends to the
-    `context` chunks ending at itself, so deeper layers see further back (as in Mistral). Brute force: the whole
-    history through dit.forward (whose mask has the same window) at every solver pass."""
-    ae, dit = _models()
+    `context` chunks ending at itself (and its strided memory beyond them), so deeper layers see further back (as in
+    Mistral). Brute force: the whole history through dit.forward (whose mask has the same reach) at every solver
+    pass."""
+    ae, dit = _models(memory)
     diffusion = DiffusionConfig(denoise_steps=2)
     frames = _clip()
     actions = np.array([[-1, 3, 4], [-1, 1, 2]])
     sim = WorldSimulator(ae, dit, diffusion, seed=7)
     sim.reset(frames, actions)
-    plan = np.random.default_rng(1).integers(0, 12, (7, 2))  # more steps than the context: the window slides
+    plan = np.random.default_rng(1).integers(0, 12, (12, 2))  # more steps than the context: the window slides
     cached = [sim.step(a).latents for a in plan]
 
     gens = [torch.Generator().manual_seed(7 + b) for b in range(2)]  # seed=7: world b draws from seed 7 + b

@@ -111,8 +111,9 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 
 
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
-    """history=clean, the previous frame as input, change-weighted loss, the model's own samples as history
-    (self_history), reward classes and extra first frames (start_frames), end to end; and
+    """history=clean, the previous frame as input, change-weighted and action-balanced loss, action dropout, a strided
+    memory beyond the window, the model's own samples as history (self_history), reward classes and extra first
+    frames (start_frames), end to end; and
     loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there."""
     ae = tmp_path / "ae"
     assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
@@ -121,6 +122,7 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     args = ["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
             "diffusion.history_noise=0.1", "diffusion.change_weight=2", "diffusion.self_history=0.5", "clip_len=6",
+            "diffusion.action_balance=1.0", "diffusion.action_dropout=0.2", "dit.memory=1", "dit.memory_stride=2",
             "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1", "start_frames=3",
             f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6", "loop.log_every=1"]
     capsys.readouterr()
@@ -134,6 +136,7 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     sim = WorldSimulator.from_checkpoint(run / "last.safetensors", device="cpu", seed=0)
     rewards = np.concatenate([np.load(p / "rewards.npy") for p in data.glob("shard-*")])
     assert sim.dit.config.prev_frame and sim.dit.config.reward_values == tuple(np.unique(rewards).tolist())
+    assert sim.dit.config.memory == 1 and sim.diffusion.action_balance == 1.0
     sim.reset(np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]]))
     out = sim.step([2])
     assert out.frames.shape == (1, 64, 64, 3) and out.rewards[0] in sim.dit.config.reward_values

@@ -432,10 +432,11 @@ def view_problem(shape: Any, ae: AutoencoderConfig, dit: DiTConfig) -> str | Non
     tokens = (shape[0] // (f * ph)) * (shape[1] // (f * pw))
     if tokens > MAX_TOKENS:
         return f"at most {MAX_TOKENS} tokens a frame, not {tokens}"
-    cache = 2 * dit.depth * dit.context * tokens * dit.width * 4  # K and V, every layer, the whole window, float32
+    # K and V, every layer, the whole window and the memory, float32
+    cache = 2 * dit.depth * (dit.context + dit.memory) * tokens * dit.width * 4
     if cache > MAX_CACHE_BYTES:
-        return (f"a KV cache of at most {MAX_CACHE_BYTES / 2 ** 20:,.0f} MiB a world (depth x context x tokens x "
-                f"width), not {cache / 2 ** 20:,.0f} MiB")
+        return (f"a KV cache of at most {MAX_CACHE_BYTES / 2 ** 20:,.0f} MiB a world (depth x (context + memory) x "
+                f"tokens x width), not {cache / 2 ** 20:,.0f} MiB")
     return None
 
 

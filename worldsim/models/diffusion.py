@@ -146,14 +146,18 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     if text is not None:
         dropped = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.caption_dropout
         text = text.masked_fill(dropped[..., None], 0)[rows]  # all padding: no caption
+    memory = getattr(getattr(model, "config", None), "memory", 0)
+    # a model with a memory keeps the chunks whose absolute index is a multiple of its stride: the clip starts at any
+    # phase of it, as a world reset mid-way through a vector env's steps does
+    at = {"t_start": int(torch.randint(0, model.config.memory_stride, (1,), generator=generator))} if memory else {}
     x0, actions, rewards, terminated, sigma, eps = (t[rows] for t in (x0, actions, rewards, terminated, sigma, eps))
     history = {}
     if cfg.history == "clean":
         level, noise = level[rows], noise[rows]
-        shown = own_history(model, x0, start[rows], own[rows], actions, cfg.prediction, text) \
+        shown = own_history(model, x0, start[rows], own[rows], actions, cfg.prediction, text, at) \
             if cfg.self_history > 0 else x0
         history = {"history": add_noise(shown, level, noise), "history_sigma": level}
-    out = model(add_noise(x0, sigma, eps), sigma, actions, **history, **({} if text is None else {"text": text}))
+    out = model(add_noise(x0, sigma, eps), sigma, actions, **history, **at, **({} if text is None else {"text": text}))
     target = eps - x0 if cfg.prediction == "velocity" else x0
     err = (out.out.float() - target.float()) ** 2  # (B, T, C, h, w)
     if weights is not None:
@@ -173,13 +177,13 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
 
 @torch.no_grad()
 def own_history(model, x0: torch.Tensor, start: torch.Tensor, own: torch.Tensor, actions: torch.Tensor,
-                prediction: str = "x0", text: torch.Tensor | None = None) -> torch.Tensor:
+                prediction: str = "x0", text: torch.Tensor | None = None, at: dict | None = None) -> torch.Tensor:
     """x0 (B, T, C, h, w) with each chunk where `own` (B, n_chunks) is true replaced by the model's own prediction of
     it: one pass from the noise `start` at sigma 1 against the real history before it, a one-step sample as play
-    makes them."""
+    makes them. `at`: the clip's t_start, for a model with a memory."""
     b, t = x0.shape[:2]
     ones = torch.ones(own.shape, device=x0.device)
-    out = model(start, ones, actions, history=x0, history_sigma=torch.zeros_like(ones),
+    out = model(start, ones, actions, history=x0, history_sigma=torch.zeros_like(ones), **(at or {}),
                 **({} if text is None else {"text": text})).out.to(x0.dtype)  # (B, T, C, h, w)
     pred = out if prediction == "x0" else start - out  # velocity: x0 = x_sigma - sigma * v, at sigma 1
     mask = own.repeat_interleave(t // own.shape[1], dim=1).view(b, t, 1, 1, 1)  # (B, T, 1, 1, 1)

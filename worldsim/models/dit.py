@@ -3,10 +3,13 @@
 Tokens are (pt, ph, pw) patches of the latents; the pt latent frames of a chunk are one simulator step. Attention is
 full inside a chunk, causal across chunks and limited to a sliding window of `context` chunks at every layer (as in
 Mistral): a chunk's layer-l keys already summarise its own window, so deeper layers reach further back than `context`,
-and the KV cache is exact for it (the window alone, recomputed, is not the same function). Positions are 3-axis
-rotary (absolute chunk index, row, column): one set of weights runs at any frame size and episode length, attention
-depends only on relative time, and cached keys stay valid as the window slides. Each chunk is conditioned on its own
-noise level and action by adaLN-Zero, and on its caption where the model has a text encoder (worldsim/models/text.py).
+and the KV cache is exact for it (the window alone, recomputed, is not the same function). With `memory` > 0 a chunk
+also sees a strided memory beyond its window: the latest `memory` older chunks whose absolute index is a multiple of
+`memory_stride`, kept by the cache as they leave the window (a memory for any env: what is kept depends on time
+alone, never on the env's state). Positions are 3-axis rotary (absolute chunk index, row, column): one set of weights
+runs at any frame size and episode length, attention depends only on relative time, and cached keys stay valid as
+the window slides. Each chunk is conditioned on its own noise level and action by adaLN-Zero, and on its caption where
+the model has a text encoder (worldsim/models/text.py).
 `out` is a raw prediction: worldsim/models/diffusion.py says what it means.
 """
 
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from worldsim.config import check
+from worldsim.models.attend import KVCache, block_causal_mask, history_mask
 from worldsim.models.text import TextEncoder, tokenize
 
 
@@ -37,6 +41,9 @@ class DiTConfig:
     mlp_ratio: float = 4.0  # as in GPT and DiT
     n_actions: int = 12  # Craft2D's; the table has one more row, for -1 (no action, an episode's first frame)
     context: int = 16  # chunks in the sliding window, the new one included: 15 of history
+    memory: int = 0  # chunks kept beyond the window: the latest `memory` that left it whose absolute index is a
+    #                  multiple of memory_stride, at their true distance (a strided memory; 0: the window alone)
+    memory_stride: int = 8  # one chunk in this many is kept in the memory once it leaves the window
     rope_base: float = 10000.0  # positions stay small (window, grid): any base >= 100 resolves them
     prev_frame: bool = False  # the previous chunk's latents are an input of each new token (channel-concatenated),
     #                           and `out` is the change from them: copying the last frame is the starting point
@@ -65,6 +72,8 @@ class DiTConfig:
             raise ValueError(f"width={self.width}, heads={self.heads}: head_dim = width / heads must be an even "
                              "integer >= 6 (rotary splits it in pairs over t, h, w)")
         check(self.context >= 1, "context", self.context, "an integer >= 1")
+        check(self.memory >= 0 and self.memory_stride >= 1, "memory, memory_stride", (self.memory, self.memory_stride),
+              "memory >= 0 chunks, kept one in memory_stride >= 1")
         check(self.n_actions >= 1, "n_actions", self.n_actions, "an integer >= 1")
         check(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "> 0")
         check(self.rope_base > 1, "rope_base", self.rope_base, "> 1")
@@ -154,106 +163,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2).to(x.dtype)  # (B, nh, L, hs)
 
 
-def block_causal_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
-    """(L, L) bool, True = may attend, from each token's chunk index.
-
-    Chunk i sees chunks i - context < j <= i. Stacked, the layers reach further: the output of chunk i depends on
-    chunks down to i - depth * (context - 1).
-    """
-    q, k = chunk_ids[:, None], chunk_ids[None, :]
-    return (k <= q) & (k > q - context)
-
-
-def history_mask(chunk_ids: torch.Tensor, context: int) -> torch.Tensor:
-    """(2L, 2L) bool for a clip run as two streams, its history then its noisy chunks, from each stream's chunk indices.
-
-    The history stream is block-causal, as the passes that wrote the cache were; noisy chunk i sees history chunks
-    i - context < j < i and itself, as a solver pass sees the cache at play time (so training and play agree exactly).
-    """
-    q, k = chunk_ids[:, None], chunk_ids[None, :]
-    window = k > q - context
-    top = torch.cat([(k <= q) & window, torch.zeros_like(window)], 1)  # history queries never see noisy chunks
-    bottom = torch.cat([(k < q) & window, k == q], 1)
-    return torch.cat([top, bottom], 0)
-
-
 def previous_chunks(x: torch.Tensor, pt: int) -> torch.Tensor:
     """(B, T, C, h, w) latents shifted one chunk of pt frames later: each chunk's previous one, zeros for the first."""
     return torch.cat([torch.zeros_like(x[:, :pt]), x[:, :-pt]], 1)
-
-
-# --- KV cache ---------------------------------------------------------------------------------------------------
-
-class KVCache:
-    """Per-layer K/V of the last context - 1 finished chunks, in preallocated ring buffers; batch rows independent.
-
-    Layout per layer: (B, heads, context * N, head_dim): a ring of `context` chunk slots. The slot at `head` holds
-    the chunk in flight (written on every call, so no copies); the cached chunks of row b sit in the lengths[b] slots
-    before it. A write advances `head`, evicting the oldest chunk once context - 1 are held. Rows share the ring and
-    step together; `reset_rows` empties single rows (a vector env resetting one sub-env) by setting their length to 0.
-    Buffers are allocated on the first call (N is unknown before). `prev` holds each row's last written chunk (zeros
-    for an empty row): the previous-frame input of a `prev_frame` model.
-    """
-
-    def __init__(self, config: DiTConfig, batch_size: int):
-        self.config, self.batch_size = config, batch_size
-        self.k: list[torch.Tensor] | None = None
-        self.v: list[torch.Tensor] | None = None
-        self.n_tokens = 0  # N per chunk, fixed at allocation
-        self.head = 0  # ring slot of the chunk in flight
-        self.lengths = torch.zeros(batch_size, dtype=torch.long)  # cached chunks per row, <= context - 1
-        self.prev: torch.Tensor | None = None  # (B, pt, C, h, w) the last chunk written, zeros for an empty row
-
-    def reset(self) -> None:
-        """Forget every row's history; keeps the buffers."""
-        self.lengths.zero_()
-        self.head = 0
-        self.prev = None
-
-    def clear(self) -> None:
-        """Forget everything and free the buffers (the next call may use another frame size)."""
-        self.reset()
-        self.k = self.v = None
-        self.n_tokens = 0
-
-    def reset_rows(self, rows) -> None:
-        """Forget the history of some rows: `rows` a (B,) bool mask (numpy or torch) or indices."""
-        rows = torch.as_tensor(rows, device=self.lengths.device)
-        self.lengths[rows] = 0
-        if self.prev is not None:
-            self.prev[rows.to(self.prev.device)] = 0
-
-    def _prepare(self, b: int, n: int, device: torch.device) -> torch.Tensor:
-        """Check sizes; the attention mask (B, 1, N, S) of this call's chunk queries over the buffers."""
-        cfg = self.config
-        if b != self.batch_size:
-            raise ValueError(f"a batch of {b} for a cache of batch size {self.batch_size}: make one with "
-                             f"model.new_cache({b})")
-        if self.k is not None and n != self.n_tokens:
-            raise ValueError(f"chunks of {n} tokens for a cache holding chunks of {self.n_tokens}: call cache.clear() "
-                             "to change the frame size")
-        self.n_tokens, self.lengths = n, self.lengths.to(device)
-        age = (self.head - torch.arange(cfg.context, device=device)) % cfg.context  # (R,) 0 = in flight
-        ring = (age[None, :] <= self.lengths[:, None]).repeat_interleave(n, dim=1)  # (B, R*N)
-        return ring[:, None, None].expand(b, 1, n, -1)  # (B, 1, N, S): the cached chunks and itself, every query
-
-    def _insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this call's k, v (B, nh, N, hs) into the buffers; returns them whole (B, nh, S, hs)."""
-        cfg, n = self.config, self.n_tokens
-        if self.k is None:  # allocated here, where the dtype (autocast or not) is known
-            shape = (self.batch_size, cfg.heads, cfg.context * n, cfg.width // cfg.heads)
-            # zeros, not empty: masked slots still meet V in the matmul, and 0 * NaN garbage would be NaN
-            self.k = [k.new_zeros(shape) for _ in range(cfg.depth)]
-            self.v = [v.new_zeros(shape) for _ in range(cfg.depth)]
-        kb, vb = self.k[layer], self.v[layer]
-        at = self.head * n
-        kb[:, :, at:at + n], vb[:, :, at:at + n] = k, v
-        return kb, vb
-
-    def _advance(self) -> None:
-        """Keep the chunk in flight: it becomes history, the oldest beyond context - 1 is dropped."""
-        self.head = (self.head + 1) % self.config.context
-        self.lengths = (self.lengths + 1).clamp_(max=self.config.context - 1)
 
 
 # --- the network ------------------------------------------------------------------------------------------------
@@ -411,17 +323,18 @@ class DiT(nn.Module):
         tokens, cond = self._inputs(x, sigma, actions, text)  # (B, T', N, P), (B, T', D), T' = n_chunks
         t, n = tokens.shape[1:3]
         chunk = torch.arange(t, device=x.device)
-        ids = chunk.repeat_interleave(n)  # (T'*N,) the chunk of each token
+        ids = chunk.repeat_interleave(n) + t_start  # (T'*N,) the absolute chunk of each token
+        span = (cfg.context, cfg.memory, cfg.memory_stride)
         if history is None:
             prev = previous_chunks(x, pt) if cfg.prev_frame else None
-            return self._run(x, tokens, cond, chunk + t_start, block_causal_mask(ids, cfg.context), prev=prev)
+            return self._run(x, tokens, cond, chunk + t_start, block_causal_mask(ids, *span), prev=prev)
         if history.shape != x.shape or history_sigma is None:
             raise ValueError(f"history of shape {tuple(history.shape)} with history_sigma {history_sigma is not None}: "
                              f"expected latents shaped like x {tuple(x.shape)} and their noise levels (B, n_chunks)")
         h_tokens, h_cond = self._inputs(history, history_sigma, actions, text)
         prev = previous_chunks(history, pt) if cfg.prev_frame else None
         both = self._run(torch.cat([history, x], 1), torch.cat([h_tokens, tokens], 1), torch.cat([h_cond, cond], 1),
-                         torch.cat([chunk, chunk]) + t_start, history_mask(ids, cfg.context),
+                         torch.cat([chunk, chunk]) + t_start, history_mask(ids, *span),
                          prev=None if prev is None else torch.cat([prev, prev], 1))
         return DiTOutput(both.out[:, t * pt:], both.reward[:, :t], both.terminated_logit[:, :t])
 
@@ -449,7 +362,7 @@ class DiT(nn.Module):
             prev = cache.prev.to(x_chunk.dtype)
         out = self._run(x_chunk, tokens, cond, torch.tensor([t_index], device=dev), mask, cache, prev)
         if write:
-            cache._advance()
+            cache._advance(t_index)
             if prev is not None:
                 cache.prev = x_chunk.clone()  # as committed: the next chunk's previous frame
         return out
