@@ -419,9 +419,12 @@ def action_weights_of(datasets: list[LatentClipDataset], n_actions: int, exponen
     counts = np.bincount(actions[actions >= 0], minlength=n_actions)[:n_actions].astype(np.float64)
     freq = counts / max(counts.sum(), 1)
     seen = freq > 0
-    w = np.where(seen, np.where(seen, freq, 1) ** -exponent, 0)
-    w[~seen] = w[seen].max() if seen.any() else 1
-    return torch.tensor(w / max((freq * w).sum(), 1e-12) if seen.any() else w, dtype=torch.float32)
+    w = np.ones(n_actions)
+    if seen.any():
+        w[seen] = freq[seen] ** -exponent
+        w[~seen] = w[seen].max()
+        w /= (freq * w).sum()
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, more_steps: list[int],
