@@ -94,3 +94,16 @@ def test_compare_times_a_second_model_in_the_same_runs(tmp_path):
     first = f"Dream-v0 step, {default_checkpoint().name}, 1 solver step(s)"
     second = "Dream-v0 step, previous.safetensors (compare=), 1 solver step(s)"
     assert len(rows[first]["runs"]) == len(rows[second]["runs"]) == 2 and f"{second}, FPS" in rows
+
+
+def test_a_steps_flop_count_includes_the_memory_beyond_the_window(tmp_path):
+    """The bench steps from a history that fills the window and the strided memory: a model that attends to 3 memory
+    chunks counts more FLOPs a step than the same weights without them (attention's share), and no more than the
+    window's full cost again."""
+    from test_dream import write_world
+
+    from worldsim.bench_dream import count_step_flops
+
+    plain = count_step_flops(str(write_world(tmp_path / "plain.safetensors")), 0)
+    memory = count_step_flops(str(write_world(tmp_path / "memory.safetensors", memory=3)), 0)
+    assert plain < memory < 2 * plain

@@ -23,14 +23,14 @@ DREAM = "worldsim/Dream-v0"
 
 
 def write_world(path, env: str = "worldsim/Craft2D-v0", n_actions: int = 12, starts: int = 3, context: int = 4,
-                vocab: tuple[str, ...] = (), views: list[list[int]] | None = None):
+                vocab: tuple[str, ...] = (), views: list[list[int]] | None = None, memory: int = 0):
     """A tiny world-model checkpoint in the format `worldsim train world` writes, with perturbed random weights
     (`vocab`: caption words, for a model with a text encoder; `views`: frame shapes it says it was trained on besides
-    64x64)."""
+    64x64; `memory`: chunks of strided memory beyond the window, one in 2)."""
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, head_width=16))
     dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=n_actions, context=context,
-                        vocab=vocab))
+                        vocab=vocab, memory=memory, memory_stride=2))
     for p in dit.parameters():  # adaLN-Zero starts as the identity: perturb so rewards and frames vary
         p.data.add_(torch.randn_like(p) * 0.05)
     dit.terminated_head[-1].bias.data.fill_(-30.0)  # episodes end by the time limit, as a trained model's mostly do

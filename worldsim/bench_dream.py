@@ -66,8 +66,10 @@ def _label(args: DreamBenchArgs, path: str) -> str:
 
 
 def _full_window(sim) -> np.ndarray:
-    """(1, context - 1, H, W, 3): the first bank frame repeated, a full window of history to step from."""
-    return sim.start_frames[:1, None].repeat(sim.dit.config.context - 1, 1)
+    """(1, T, H, W, 3): the first bank frame repeated, a history that fills the window and the strided memory beyond it
+    (T = context - 1 + memory * memory_stride), so a step attends to all it ever will."""
+    cfg = sim.dit.config
+    return sim.start_frames[:1, None].repeat(cfg.context - 1 + cfg.memory * cfg.memory_stride, 1)
 
 
 def _timed_steps(step, calls: int) -> list[float]:
@@ -127,9 +129,10 @@ def bench_cache(args: DreamBenchArgs) -> list[dict]:
         ckpt = dream_checkpoint(args, tmp)
         sim = WorldSimulator.from_checkpoint(ckpt, device="cpu", seed=args.seed)
     dit, window = sim.dit, sim.dit.config.context
-    frames = _full_window(sim)  # (1, window - 1, H, W, 3)
+    frames = _full_window(sim)  # (1, window - 1 + memory's reach, H, W, 3)
     with torch.no_grad():
-        start = sim.ae.encode(torch.from_numpy(np.ascontiguousarray(frames)))  # (1, window - 1, C, h, w)
+        # (1, window - 1, C, h, w): the recomputed step sees the window alone, not a memory beyond it
+        start = sim.ae.encode(torch.from_numpy(np.ascontiguousarray(frames[:, -(window - 1):])))
     actions = torch.full((1, window), -1, dtype=torch.long)
     hist_sigma = torch.full((1, window - 1), sim.diffusion.history_sigma)
     rows = []
@@ -158,6 +161,8 @@ def bench_cache(args: DreamBenchArgs) -> list[dict]:
         recomputed = [statistics.median(_timed_steps(recompute_step, args.step_calls)) for _ in range(args.repeats)]
         c, r = statistics.median(cached), statistics.median(recomputed)
         name = f"{_label(args, ckpt)}, {steps} solver step(s), window {window}"
+        if dit.config.memory:
+            name += f" (the cached step also attends to {dit.config.memory} memory chunks)"
         rows += [{"name": f"step with KV cache, {name}", "unit": "ms", "median": c, "runs": cached, "target": 0},
                  {"name": f"step recomputing the window, {name}", "unit": "ms", "median": r, "runs": recomputed,
                   "target": 0},
@@ -206,13 +211,18 @@ def bench_flops(args: DreamBenchArgs) -> list[dict]:
 
 def count_step_flops(checkpoint: str, seed: int) -> int:
     """FLOPs of one cached step of `checkpoint` at its default solver steps, from a full window of history."""
-    from torch.utils.flop_counter import FlopCounterMode
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     from worldsim.simulator import WorldSimulator
 
     sim = WorldSimulator.from_checkpoint(checkpoint, device="cpu", seed=seed)
     sim.reset(_full_window(sim))
-    counter = FlopCounterMode(display=False)
+    # torch's counter knows the GPU kernels of scaled_dot_product_attention, not the CPU one (it counts 0): count
+    # attention as they are counted (QK^T and AV over every key, masked ones too: the kernel computes them)
+    cpu_sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    counter = FlopCounterMode(display=False, custom_mapping={
+        cpu_sdpa: lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v)})  # shapes (B, nh, N, hs)
     with counter:
         sim.step([0])
     return int(counter.get_total_flops())
