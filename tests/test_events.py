@@ -53,6 +53,7 @@ def test_scores_against_known_predictors(found):
         assert row["all_right"] == 1.0 and row["changed_right"] in (1.0, None), (kind, row)
         if row["changed_cells"]:
             assert copy[kind]["changed_right"] == 0.0 and copy[kind]["all_right"] < 1.0, (kind, copy[kind])
+            assert row["changed_kept"] == 0.0 and copy[kind]["changed_kept"] == 1.0, (kind, row, copy[kind])
     assert truth["still"]["changed_cells"] == 0 or truth["still"]["changed_right"] == 1.0
     assert truth["moved"]["changed_cells"] > 0  # the view scrolls
     counted = score(Known(found, True, hud_kept=True), found)
@@ -61,6 +62,7 @@ def test_scores_against_known_predictors(found):
     assert row["hud_changed"] > 0 and row["world_changed"] > 0  # a mined block leaves the world and joins the HUD
     assert row["world_changed"] + row["hud_changed"] == row["changed_cells"]
     assert row["world_right"] == 1.0 and row["hud_right"] == 0.0 and 0 < row["changed_right"] < 1
+    assert row["world_kept"] == 0.0 and row["hud_kept"] == 1.0  # the HUD kept as it was, the world's change drawn
 
 
 def test_kind_names_the_action_behind_a_change():

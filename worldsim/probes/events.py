@@ -5,9 +5,10 @@ An agent (the explorer by default, with its forage and tinker plans on, so every
 in worlds of its own; before each step its last `context` frames and actions are a context, the model makes the next
 frame from them (teacher-forced: one step, the real history), and the engine's frame is the truth. Steps are sorted by
 what the engine did: what the player mined or placed and with which action (apart when the player dropped in the same
-step), a move, or nothing (a still step). Per kind, two scores over the decoded cells (`worldsim.envs.craft2d.decoder`):
-the share of the cells the step changed that the model gets right (copying the last frame gets none of them), and the
-share of all cells.
+step), a move, or nothing (a still step). Per kind, scores over the decoded cells (`worldsim.envs.craft2d.decoder`):
+the share of the cells the step changed that the model gets right (copying the last frame gets none of them), the
+share of them it kept as they were (a model that ignores the change keeps them all; one that draws it wrong keeps
+few), and the share of all cells.
 
 The probes ask the same question of hand-built scenarios after a short warm-up (causality, physics); this asks it of
 ordinary play with a full context, so a low probe score can be told apart: a law the model has not learnt (low
@@ -105,8 +106,9 @@ def _kind(info: dict, before: tuple[int, int], action: str) -> str:
 
 
 def score(predictor, found: dict[str, list[tuple]]) -> dict[str, dict]:
-    """Per kind: steps, changed cells, and the share of changed cells and of all cells the model gets right; the
-    changed cells also apart, in the world and in the HUD (its last row: the inventory's counts)."""
+    """Per kind: steps, changed cells, the share of changed cells the model gets right and the share it keeps as the
+    last frame had them, and the share of all cells right; the changed cells also apart, in the world and in the HUD
+    (its last row: the inventory's counts)."""
     from worldsim.envs.craft2d.decoder import cells_right, decode_cells
     from worldsim.probes.predictors import Context
 
@@ -120,13 +122,15 @@ def score(predictor, found: dict[str, list[tuple]]) -> dict[str, dict]:
         last, _ = decode_cells(np.stack([f[-1] for f, *_ in items]))
         cells, distance = decode_cells(made)
         right = cells_right(cells, distance, truth)
+        kept = cells_right(cells, distance, last)  # the last frame's sprite, clearly drawn: the change ignored
         changed = truth != last
         hud = np.zeros_like(changed)
         hud[:, -1] = True
         out[kind] = {"steps": len(items), "changed_cells": int(changed.sum()), "changed_right": _share(right, changed),
                      "world_changed": int((changed & ~hud).sum()), "world_right": _share(right, changed & ~hud),
                      "hud_changed": int((changed & hud).sum()), "hud_right": _share(right, changed & hud),
-                     "all_right": float(right.mean())}
+                     "changed_kept": _share(kept, changed), "world_kept": _share(kept, changed & ~hud),
+                     "hud_kept": _share(kept, changed & hud), "all_right": float(right.mean())}
     return out
 
 
@@ -157,11 +161,12 @@ def report(results: dict) -> str:
         return "-" if x is None else f"{x:.1%}"
 
     lines = [f"# One step after each kind of event: {results['checkpoint']}", "",
-             "| what the step did | steps | cells it changed | of those, right | in the world: changed, right | "
-             "in the HUD: changed, right | all cells right |",
-             "|---|---|---|---|---|---|---|"]
+             "| what the step did | steps | cells it changed | of those, right | of those, kept as before | "
+             "in the world: changed, right | in the HUD: changed, right | all cells right |",
+             "|---|---|---|---|---|---|---|---|"]
     for kind, row in results["kinds"].items():
         lines.append(f"| {kind} | {row['steps']} | {row['changed_cells']} | {pct(row['changed_right'])} | "
+                     f"{pct(row['changed_kept'])} | "
                      f"{row['world_changed']}, {pct(row['world_right'])} | {row['hud_changed']}, "
                      f"{pct(row['hud_right'])} | {pct(row['all_right'])} |")
     return "\n".join(lines) + "\n"
