@@ -210,7 +210,8 @@ def bench_flops(args: DreamBenchArgs) -> list[dict]:
 
 
 def count_step_flops(checkpoint: str, seed: int) -> int:
-    """FLOPs of one cached step of `checkpoint` at its default solver steps, from a full window of history."""
+    """FLOPs of one cached step of `checkpoint` at its default solver steps, from a history that fills its window (and
+    its strided memory, if it has one)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
