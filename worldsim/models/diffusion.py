@@ -146,10 +146,11 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     if text is not None:
         dropped = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.caption_dropout
         text = text.masked_fill(dropped[..., None], 0)[rows]  # all padding: no caption
-    memory = getattr(getattr(model, "config", None), "memory", 0)
+    dit = getattr(model, "config", None)  # a DiT's config (a stand-in model may have none: no memory)
     # a model with a memory keeps the chunks whose absolute index is a multiple of its stride: the clip starts at any
     # phase of it, as a world reset mid-way through a vector env's steps does
-    at = {"t_start": int(torch.randint(0, model.config.memory_stride, (1,), generator=generator))} if memory else {}
+    at = {"t_start": int(torch.randint(0, dit.memory_stride, (1,), generator=generator))} \
+        if getattr(dit, "memory", 0) else {}
     x0, actions, rewards, terminated, sigma, eps = (t[rows] for t in (x0, actions, rewards, terminated, sigma, eps))
     history = {}
     if cfg.history == "clean":
