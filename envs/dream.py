@@ -43,7 +43,9 @@ class DreamEnv(RendersFrames, gym.Env):
     poor frames.
 
     ## Rewards
-    The reward head's prediction for the new frame (float).
+    The reward head's prediction for the step (float): a step pays only past the threshold fitted on held-out data.
+    A model trained with `dit.heads_read=action` reads it from the solver's first pass, before the frame is drawn
+    (what the history and the action imply); the default reads it from the frame drawn.
 
     ## Starting State
     By default a real start frame, drawn with the env's RNG from the bank stored in the checkpoint (reset frames of

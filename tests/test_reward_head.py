@@ -90,3 +90,65 @@ def test_reward_agreement_of_a_head_that_never_pays_is_zero_and_without_rewards_
     _head_says(monkeypatch, p)
     assert reward_agreement(model, x, a, rewards) == {"reward_events": 2.0, "reward_f1": 0.0, "reward_r": 0.0}
     assert reward_agreement(model, x, a, torch.zeros(4, 5)) == {}  # held-out clips without a reward: nothing to say
+
+
+def _heads_model(heads_read: str) -> DiT:
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(latent_channels=4, width=32, depth=2, heads=2, n_actions=3, context=4, prev_frame=True,
+                          heads_read=heads_read)).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # adaLN-Zero starts as the identity: perturb so the streams differ
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_heads_read_action_read_the_pass_from_pure_noise_against_the_clean_history():
+    """In training's two streams, a heads_read="action" model's reward for chunk i is what a solver pass from pure
+    noise against the cached clean history gives at play time, and it does not see chunk i's own frame."""
+    model = _heads_model("action")
+    x, a = _clips(n=2, t=5)
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    ones, zeros = torch.ones(a.shape), torch.zeros(a.shape)
+    with torch.no_grad():
+        both = model(eps, ones, a, history=x, history_sigma=zeros)
+        cache = model.new_cache(2)
+        for i in range(5):
+            step = model.forward_chunk(eps[:, i:i + 1], 1.0, a[:, i], i, cache)
+            assert torch.allclose(step.reward[:, 0], both.reward[:, i], atol=1e-5)
+            model.forward_chunk(x[:, i:i + 1], 0.0, a[:, i], i, cache, write=True)
+        other = x.clone()
+        other[:, 3] = torch.randn_like(other[:, 3])  # chunk 3's own frame changes: its reward does not
+        moved = model(eps, ones, a, history=other, history_sigma=zeros).reward
+        framed = _heads_model("frame")(eps, ones, a, history=other, history_sigma=zeros).reward
+    assert torch.allclose(moved[:, :4], both.reward[:, :4], atol=1e-6) and not torch.allclose(moved[:, 4],
+                                                                                                both.reward[:, 4])
+    assert not torch.allclose(framed, both.reward)  # the same weights reading the history stream: another output
+
+
+def test_heads_read_action_learn_on_the_chunks_given_pure_noise_alone():
+    from worldsim.models.diffusion import DiffusionConfig, sample_sigma, training_loss
+    cfg = DiffusionConfig(history="clean", noise_prob=0.5)
+    sigma = sample_sigma(cfg, (64, 8), torch.Generator().manual_seed(0))
+    assert 0.4 < float((sigma == 1).float().mean()) < 0.6 and float((sigma == 0).float().mean()) > 0.05
+    assert torch.equal(sample_sigma(DiffusionConfig(), (64, 8), torch.Generator().manual_seed(0)) == 0, sigma == 0)
+    model = _heads_model("action").train()
+    x, a = _clips(n=2, t=5)
+    drawn = sample_sigma(cfg, (2, 5), torch.Generator().manual_seed(3))  # training_loss's first draw, same seed
+    assert 0 < int((drawn == 1).sum()) < 10
+    rewards = torch.zeros(2, 5)
+
+    def reward_loss(rewards):
+        return training_loss(model, x, a, rewards, torch.zeros(2, 5), cfg,
+                             generator=torch.Generator().manual_seed(3))[1]["reward_loss"]
+
+    base = reward_loss(rewards)
+    assert reward_loss(torch.where(drawn < 1, 1.0, rewards)) == pytest.approx(base)  # rewards where it is not read
+    assert reward_loss(torch.where(drawn == 1, 1.0, rewards)) != pytest.approx(base)
+
+
+def test_a_heads_read_action_model_needs_chunks_of_pure_noise_in_training():
+    from worldsim.train.world import TrainWorldConfig
+    with pytest.raises(ValueError, match="noise_prob"):
+        TrainWorldConfig(data="d", ae="a", dit={"heads_read": "action"})
+    with pytest.raises(ValueError, match="heads_read"):
+        DiTConfig(heads_read="noise")

@@ -179,3 +179,28 @@ def test_action_guidance_contrasts_the_action_with_none():
     assert calls == [False, False, True]  # two solver passes and the cache write: none to contrast with
     sim.step(np.array([5, -1]))
     assert calls[3:] == [False, False, False, False, True]
+
+
+@pytest.mark.parametrize("heads_read", ["frame", "action"])
+def test_heads_read_action_pay_from_the_first_solver_pass_whatever_the_frame_drawn(heads_read):
+    """A heads_read="action" model's reward and termination come from the first solver pass (pure noise, the same
+    draw): from the same history, the same for 1 or 3 solver steps, though the frames differ; a "frame" model's
+    follow the frame drawn."""
+    torch.manual_seed(0)
+    ae = Autoencoder(AutoencoderConfig(downsample=8, latent_channels=4, width=16)).eval()
+    dit = DiT(DiTConfig(latent_channels=4, width=48, depth=2, heads=2, n_actions=12, context=CONTEXT,
+                        heads_read=heads_read)).eval()
+    for p in dit.parameters():
+        p.data.add_(torch.randn_like(p) * 0.05)
+    out = {}
+    for steps in (1, 3):
+        sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=steps), seed=0)
+        sim.reset(_clip(b=2, t=2))
+        out[steps] = sim.step(np.array([3, 7]))  # from the same real clip
+    assert not np.array_equal(out[1].frames, out[3].frames)
+    assert np.array_equal(out[1].rewards, out[3].rewards) == (heads_read == "action")
+    sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2), seed=0)
+    sim.reset(_clip(b=2, t=2))
+    target = sim.step(np.array([3, 7])).frames
+    kept = sim.guided_step(np.array([3, 7]), target=target, strength=0.0)  # no solver pass: the heads still read
+    assert kept.rewards.shape == (2,) and np.isfinite(kept.rewards).all()

@@ -25,6 +25,7 @@ from worldsim.checkpoint import default_checkpoint, load_world, trained_views, v
 from worldsim.config import check
 from worldsim.device import resolve_device
 from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, to_velocity
+from worldsim.models.dit import DiTOutput
 
 
 @dataclass
@@ -146,7 +147,7 @@ class WorldSimulator:
         c, h, w = self._latent_shape
         noise = self._noise((1, c, h, w))  # (B, 1, C, h, w)
         # each solver pass attends to the cached history and does not write to it
-        z = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
+        z, drafted = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -160,7 +161,7 @@ class WorldSimulator:
             self.cache.reset_rows(idx)
             for row in rows if restart_seeds is not None else ():  # after this step's draw: as reset() then step()
                 self.generators[row].manual_seed(int(restart_seeds[row]) % 2 ** 64)
-        result = self._result(z, self._commit(z, a))
+        result = self._result(z, self._commit(z, a), drafted)
         if rows is not None:
             result.frames[rows], result.rewards[rows], result.terminated[rows] = start_frames[rows], 0.0, False
         return result
@@ -210,13 +211,16 @@ class WorldSimulator:
             x = add_noise(z_target, torch.full((b, 1), float(strength), device=self.device), x)
         if target is not None and strength == 0:
             z = z_target  # nothing to denoise: the target as it encodes
+            drafted = self._from_noise(a, text, self.cache, self.t) if self.dit.config.heads_read == "action" else None
         else:
-            z = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
-                              start=1.0 if target is None else strength)
-        return self._result(z, self._commit(z, a, text))
+            z, drafted = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
+                                       start=1.0 if target is None else strength)
+        return self._result(z, self._commit(z, a, text), drafted)
 
-    def _result(self, z: torch.Tensor, out) -> StepResult:
-        """What a step returns for the finished chunk z (B, 1, C, h, w) and the output of the pass that cached it."""
+    def _result(self, z: torch.Tensor, committed, drafted=None) -> StepResult:
+        """What a step returns for the finished chunk z (B, 1, C, h, w), its heads read from the pass that cached it
+        (`committed`) or, for dit.heads_read="action", from the solver pass on pure noise (`drafted`)."""
+        out = committed if drafted is None else drafted
         return StepResult(frames=self.ae.decode_uint8(z[:, 0]).cpu().numpy(),  # (B, H, W, 3)
                           rewards=self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy(),
                           terminated=(out.terminated_logit[:, 0] > 0).cpu().numpy(),
@@ -232,20 +236,25 @@ class WorldSimulator:
         return tuple(shape)
 
     def _denoise(self, x: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None, guidance: float,
-                 steps: int, cache, t_index: int, start: float = 1.0) -> torch.Tensor:
-        """The new chunk (absolute index t_index) from x (B, 1, C, h, w) at noise level `start`, against `cache`,
-        optionally under captions `text` (B, L) with classifier-free guidance `guidance`, and with guidance on the
-        action at diffusion.action_guidance. Guidance is on the network's prediction (x0 or v: both affine in it),
-        each contrast with the pass that drops its one condition and meets the same history:
-            out = cond + (guidance - 1) (cond - no caption) + (action_guidance - 1) (cond - no action)."""
+                 steps: int, cache, t_index: int, start: float = 1.0) -> tuple[torch.Tensor, DiTOutput | None]:
+        """(the new chunk, the pass its heads read): the chunk (absolute index t_index) from x (B, 1, C, h, w) at
+        noise level `start`, against `cache`, optionally under captions `text` (B, L) with classifier-free guidance
+        `guidance`, and with guidance on the action at diffusion.action_guidance. Guidance is on the network's
+        prediction (x0 or v: both affine in it), each contrast with the pass that drops its one condition and meets
+        the same history:
+            out = cond + (guidance - 1) (cond - no caption) + (action_guidance - 1) (cond - no action).
+        A model with dit.heads_read="action" reads its reward and termination from the first conditioned pass, from
+        pure noise (one more pass when `start` < 1); the returned pass is None for heads_read="frame"."""
         text_scale = guidance - 1 if text is not None else 0.0
         action_scale = self.diffusion.action_guidance - 1 if bool((actions >= 0).any()) else 0.0
         none = torch.full_like(actions, -1)
         prediction = self.diffusion.prediction
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            out = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False, text=text).out
-            guided = out
+            full = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False, text=text)
+            if not first:
+                first.append(full)
+            out = guided = full.out
             if text_scale:
                 uncond = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False).out
                 guided = guided + text_scale * (out - uncond)
@@ -254,7 +263,15 @@ class WorldSimulator:
                 guided = guided + action_scale * (out - unacted)
             return to_velocity(guided, x, s, prediction)
 
-        return sample(velocity, x, steps, self.diffusion.shift, start)
+        first = []  # the first conditioned pass: pure noise when start is 1, what heads_read="action" reads
+        z = sample(velocity, x, steps, self.diffusion.shift, start)
+        if self.dit.config.heads_read == "frame":
+            return z, None
+        return z, first[0] if start == 1.0 else self._from_noise(actions, text, cache, t_index)
+
+    def _from_noise(self, actions: torch.Tensor, text: torch.Tensor | None, cache, t_index: int):
+        """A solver pass on a new chunk of pure noise: where a model with dit.heads_read="action" reads its heads."""
+        return self.dit.forward_chunk(self._noise((1, *self._latent_shape)), 1.0, actions, t_index, cache, text=text)
 
     @torch.no_grad()
     def imagine(self, captions: Sequence[str], *, steps: int = 16, guidance: float = 10.0,
@@ -279,8 +296,8 @@ class WorldSimulator:
         noise = torch.stack([torch.randn((1, *shape), generator=torch.Generator(self.device).manual_seed(base + i),
                                          device=self.device) for i in range(n)])  # (N, 1, C, h, w)
         # an empty cache of its own (no history: chunk 0), so the worlds in play keep theirs
-        z = self._denoise(noise, torch.full((n,), -1, device=self.device), ids, float(guidance), int(steps),
-                          self.dit.new_cache(n), 0)
+        z, _ = self._denoise(noise, torch.full((n,), -1, device=self.device), ids, float(guidance), int(steps),
+                             self.dit.new_cache(n), 0)
         return self.ae.decode_uint8(z[:, 0]).cpu().numpy()
 
     def _commit(self, z: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None = None):

@@ -32,6 +32,9 @@ class DiffusionConfig:
     sigma_mean: float = 0.0  # logit-normal sigma in training: most samples mid-way, where learning is hardest
     sigma_std: float = 1.0  # spread of that logit-normal: larger puts more samples near clean and near pure noise
     clean_prob: float = 0.1  # chance a chunk is given sigma 0 in training: clean history, as at play time
+    noise_prob: float = 0.0  # chance a chunk is given sigma 1 in training: pure noise, as the first solver pass sees
+    #                          it; the pass a model with dit.heads_read="action" reads its reward from, so its heads
+    #                          learn on these chunks alone
     history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
     denoise_steps: int = 2  # Euler steps per new chunk at play time
     shift: float = 1.0  # > 1 spends more of the steps at high noise (sigma' = shift*s / (1 + (shift-1)*s))
@@ -78,6 +81,8 @@ class DiffusionConfig:
         check(0.0 <= self.caption_dropout <= 1.0, "caption_dropout", self.caption_dropout, "a probability in [0, 1]")
         check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
         check(0.0 <= self.clean_prob <= 1.0, "clean_prob", self.clean_prob, "a probability in [0, 1]")
+        check(0.0 <= self.noise_prob <= 1.0 and self.clean_prob + self.noise_prob <= 1.0, "noise_prob",
+              self.noise_prob, f"a probability in [0, 1 - clean_prob = {1 - self.clean_prob:g}]")
         check(0.0 <= self.history_sigma < 1.0, "history_sigma", self.history_sigma, "a noise level in [0, 1)")
         check(self.sigma_std > 0, "sigma_std", self.sigma_std, "> 0")
         check(self.shift > 0, "shift", self.shift, "> 0 (1: no shift)")
@@ -91,11 +96,12 @@ HISTORIES = ("noisy", "clean")
 
 def sample_sigma(cfg: DiffusionConfig, shape: tuple[int, ...], generator: torch.Generator | None = None,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """Per-chunk training noise levels (B, n_chunks): logit-normal, with some chunks clean."""
+    """Per-chunk training noise levels (B, n_chunks): logit-normal, with some chunks clean and some pure noise."""
     z = torch.randn(shape, generator=generator, device=device) * cfg.sigma_std + cfg.sigma_mean
     sigma = torch.sigmoid(z)
-    clean = torch.rand(shape, generator=generator, device=device) < cfg.clean_prob
-    return sigma.masked_fill(clean, 0.0)
+    u = torch.rand(shape, generator=generator, device=device)
+    sigma = sigma.masked_fill(u < cfg.clean_prob, 0.0)
+    return sigma.masked_fill((u >= cfg.clean_prob) & (u < cfg.clean_prob + cfg.noise_prob), 1.0)
 
 
 def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -164,13 +170,20 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     if weights is not None:
         err = err * weights  # (B, T, 1, h, w)
     denoise_loss = err.mean()
-    values = getattr(getattr(model, "config", None), "reward_values", ())
+    values = getattr(dit, "reward_values", ())
     if values:  # classes: the index of the nearest value
         classes = (rewards.float()[..., None] - torch.tensor(values, device=x0.device)).abs().argmin(-1)
-        r_loss = F.cross_entropy(out.reward.float().flatten(0, 1), classes.flatten())
+        r_loss = F.cross_entropy(out.reward.float().flatten(0, 1), classes.flatten(), reduction="none")
     else:
-        r_loss = F.mse_loss(out.reward.float(), rewards.float())
-    d_loss = F.binary_cross_entropy_with_logits(out.terminated_logit.float(), terminated.float())
+        r_loss = F.mse_loss(out.reward.float(), rewards.float(), reduction="none").flatten()
+    d_loss = F.binary_cross_entropy_with_logits(out.terminated_logit.float(), terminated.float(),
+                                                reduction="none").flatten()
+    if getattr(dit, "heads_read", "frame") == "action":
+        # the heads are read where the new chunk is pure noise: they learn there alone, from the history and the action
+        read = (sigma == 1.0).flatten().float()  # (B * n_chunks,)
+        r_loss, d_loss = ((l * read).sum() / read.sum().clamp_min(1) for l in (r_loss, d_loss))
+    else:
+        r_loss, d_loss = r_loss.mean(), d_loss.mean()
     loss = denoise_loss + cfg.reward_weight * r_loss + cfg.terminated_weight * d_loss
     return loss, {"loss": loss.item(), "denoise_loss": denoise_loss.item(), "reward_loss": r_loss.item(),
                   "terminated_loss": d_loss.item()}

@@ -48,6 +48,10 @@ class DiTConfig:
     prev_frame: bool = False  # the previous chunk's latents are an input of each new token (channel-concatenated),
     #                           and `out` is the change from them: copying the last frame is the starting point
     reward_values: tuple[float, ...] = ()  # () regresses the reward; K values: the reward head classifies among them
+    heads_read: str = "frame"  # the pass the reward and termination heads read: "frame", the one that caches the
+    #                            new frame (the reward of what the model drew); "action", the first solver pass, the
+    #                            new frame still pure noise (the reward the history and the action imply, whatever the
+    #                            model then draws, as a Dreamer reads its reward from the prior)
     vocab: tuple[str, ...] = ()  # caption words (the training data's); () : no text encoder, no captions
     caption_words: int = 32  # words of a caption the text encoder reads (Craft2D's have 3-12)
     text_depth: int = 2  # layers of the text encoder
@@ -64,6 +68,7 @@ class DiTConfig:
         values = self.reward_values
         check(len(values) != 1 and list(values) == sorted(set(values)) and all(map(math.isfinite, values)),
               "reward_values", list(values), "() or >= 2 distinct finite values in increasing order")
+        check(self.heads_read in HEADS_READ, "heads_read", self.heads_read, f"one of {HEADS_READ}")
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"patch={self.patch}: expected three positive sizes (pt, ph, pw)")
         for name in ("latent_channels", "width", "depth", "heads"):
@@ -78,6 +83,8 @@ class DiTConfig:
         check(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "> 0")
         check(self.rope_base > 1, "rope_base", self.rope_base, "> 1")
 
+
+HEADS_READ = ("frame", "action")
 
 # Compute per token ~ width^2 * depth (attention and MLP matmuls): 1x / 4.2x / 16.6x, head_dim 64 throughout and
 # width/depth ~32-37, so a larger model is both wider and deeper.
@@ -315,8 +322,8 @@ class DiT(nn.Module):
         earlier chunks as noisy as they are in x (diffusion forcing). With `history` (B, T, C, h, w), the clip's clean
         (or lightly noised) latents at levels `history_sigma` (B, n_chunks), the clip runs as two streams
         (history_mask): chunk i of x is denoised against history chunks before it, exactly as a solver pass against
-        the cache at play time; the reward and termination heads read the history stream, as the simulator reads them
-        on the pass that caches a chunk.
+        the cache at play time; the reward and termination heads read the stream the simulator reads them on
+        (config.heads_read): the history stream, as the pass that caches a chunk, or the noisy one, as a solver pass.
         `text` (B, n_chunks, L): each chunk's caption as word ids (DiT.tokenize; all zeros: none), or None.
         """
         cfg, pt = self.config, self.config.patch[0]
@@ -336,7 +343,8 @@ class DiT(nn.Module):
         both = self._run(torch.cat([history, x], 1), torch.cat([h_tokens, tokens], 1), torch.cat([h_cond, cond], 1),
                          torch.cat([chunk, chunk]) + t_start, history_mask(ids, *span),
                          prev=None if prev is None else torch.cat([prev, prev], 1))
-        return DiTOutput(both.out[:, t * pt:], both.reward[:, :t], both.terminated_logit[:, :t])
+        heads = slice(0, t) if cfg.heads_read == "frame" else slice(t, 2 * t)  # (history, noisy) chunks
+        return DiTOutput(both.out[:, t * pt:], both.reward[:, heads], both.terminated_logit[:, heads])
 
     @torch.no_grad()
     def forward_chunk(self, x_chunk: torch.Tensor, sigma, actions, t_index: int, cache: KVCache,

@@ -94,6 +94,9 @@ class TrainWorldConfig:
         check(not dit.prev_frame or self.diffusion.prediction == "x0", "dit.prev_frame", dit.prev_frame,
               f"false with diffusion.prediction={self.diffusion.prediction!r}: its output is a change of the clean "
               "frame, so it needs diffusion.prediction=x0")
+        check(dit.heads_read == "frame" or self.diffusion.noise_prob > 0, "diffusion.noise_prob",
+              self.diffusion.noise_prob, "> 0 with dit.heads_read=action: its heads learn on the chunks given pure "
+              "noise, the solver pass they are read on (e.g. diffusion.noise_prob=0.2)")
         check(self.clip_len >= 1 and self.clip_len % pt == 0, "clip_len", self.clip_len,
               f"frames >= 1, a multiple of the patch's pt={pt}")
         check(self.clip_len >= dit.context * pt, "clip_len", self.clip_len,
@@ -331,16 +334,25 @@ def _heldout_latent_clips(latents_dir: str, cfg: TrainWorldConfig) -> tuple[np.n
 
 @torch.no_grad()
 def reward_logits(dit: DiT, latents: torch.Tensor, actions: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """The reward head's output on clips (B, T, C, h, w) with their actions (B, T), run clean, as the pass that
-    caches a chunk sees them at play time (a clean clip under the block-causal mask is exactly the history stream):
-    (B, T), or (B, T, K) logits over dit.config.reward_values."""
+    """The reward head's output on clips (B, T, C, h, w) with their actions (B, T), on the pass the simulator reads
+    it from at play time: the clip run clean, as the pass that caches a chunk sees it (a clean clip under the
+    block-causal mask is exactly the history stream), or, for dit.config.heads_read="action", each chunk from pure
+    noise (seeded) against its clean history, as the first solver pass sees it: (B, T), or (B, T, K) logits over
+    dit.config.reward_values."""
     was_training = dit.training
     dit.eval()
     device = next(dit.parameters()).device
+    noise = torch.Generator().manual_seed(0)  # the same draw at every evaluation: scores that move are the model's
     out = []
     for i in range(0, len(latents), batch_size):
         x, a = latents[i:i + batch_size].to(device), actions[i:i + batch_size].to(device)
-        out.append(dit(x, torch.zeros(a.shape, device=device), a).reward.float().cpu())
+        clean = torch.zeros(a.shape, device=device)
+        if dit.config.heads_read == "action":
+            eps = torch.randn(x.shape, generator=noise).to(device)
+            reward = dit(eps, torch.ones(a.shape, device=device), a, history=x, history_sigma=clean).reward
+        else:
+            reward = dit(x, clean, a).reward
+        out.append(reward.float().cpu())
     dit.train(was_training)
     return torch.cat(out)
 
