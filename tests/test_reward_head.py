@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import worldsim.train.world as world
+from worldsim.models.diffusion import DiffusionConfig, sample_sigma, training_loss
 from worldsim.models.dit import DiT, DiTConfig
-from worldsim.train.world import fit_reward_threshold, reward_agreement
+from worldsim.train.world import TrainWorldConfig, fit_reward_threshold, reward_agreement
 
 
 def _model() -> DiT:
@@ -126,7 +127,6 @@ def test_heads_read_action_read_the_pass_from_pure_noise_against_the_clean_histo
 
 
 def test_heads_read_action_learn_on_the_chunks_given_pure_noise_alone():
-    from worldsim.models.diffusion import DiffusionConfig, sample_sigma, training_loss
     cfg = DiffusionConfig(history="clean", noise_prob=0.5)
     sigma = sample_sigma(cfg, (64, 8), torch.Generator().manual_seed(0))
     assert 0.4 < float((sigma == 1).float().mean()) < 0.6 and float((sigma == 0).float().mean()) > 0.05
@@ -147,8 +147,9 @@ def test_heads_read_action_learn_on_the_chunks_given_pure_noise_alone():
 
 
 def test_a_heads_read_action_model_needs_chunks_of_pure_noise_in_training():
-    from worldsim.train.world import TrainWorldConfig
     with pytest.raises(ValueError, match="noise_prob"):
         TrainWorldConfig(data="d", ae="a", dit={"heads_read": "action"})
     with pytest.raises(ValueError, match="heads_read"):
         DiTConfig(heads_read="noise")
+    with pytest.raises(ValueError, match="noise_prob"):  # with clean_prob 0.1, at most 0.9 of the chunks
+        DiffusionConfig(noise_prob=0.95)
