@@ -122,8 +122,10 @@ def restore_rngs(state: dict[str, torch.Tensor], state_meta: dict, sampler_rng: 
 
 
 # settings that may change between invocations of one run: the budget and the bookkeeping, never the model or data
-RESUMABLE_CHANGES = ("optim.steps", "loop.stop_after", "loop.save_every_s", "loop.eval_every", "loop.log_every",
-                     "loop.device", "loop.compile", "loop.precision", "eval_denoise_steps")
+# (loop.out too: a run directory copied or moved elsewhere continues from what it holds)
+RESUMABLE_CHANGES = ("optim.steps", "loop.stop_after", "loop.max_minutes", "loop.out", "loop.save_every_s",
+                     "loop.eval_every", "loop.log_every", "loop.device", "loop.compile", "loop.precision",
+                     "eval_denoise_steps")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
