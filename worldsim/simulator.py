@@ -147,7 +147,8 @@ class WorldSimulator:
         c, h, w = self._latent_shape
         noise = self._noise((1, c, h, w))  # (B, 1, C, h, w)
         # each solver pass attends to the cached history and does not write to it
-        z, drafted = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
+        z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
+        drafted = self._action_heads(first, a, None)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -210,12 +211,11 @@ class WorldSimulator:
             z_target = self.ae.encode(torch.from_numpy(target).to(self.device))[:, None]  # (B, 1, C, h, w)
             x = add_noise(z_target, torch.full((b, 1), float(strength), device=self.device), x)
         if target is not None and strength == 0:
-            z = z_target  # nothing to denoise: the target as it encodes
-            drafted = self._from_noise(a, text, self.cache, self.t) if self.dit.config.heads_read == "action" else None
+            z, first = z_target, None  # nothing to denoise: the target as it encodes
         else:
-            z, drafted = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
-                                       start=1.0 if target is None else strength)
-        return self._result(z, self._commit(z, a, text), drafted)
+            z, first = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
+                                     start=1.0 if target is None else strength)
+        return self._result(z, self._commit(z, a, text), self._action_heads(first, a, text))
 
     def _result(self, z: torch.Tensor, committed, drafted=None) -> StepResult:
         """What a step returns for the finished chunk z (B, 1, C, h, w), its heads read from the pass that cached it
@@ -237,14 +237,13 @@ class WorldSimulator:
 
     def _denoise(self, x: torch.Tensor, actions: torch.Tensor, text: torch.Tensor | None, guidance: float,
                  steps: int, cache, t_index: int, start: float = 1.0) -> tuple[torch.Tensor, DiTOutput | None]:
-        """(the new chunk, the pass its heads read): the chunk (absolute index t_index) from x (B, 1, C, h, w) at
+        """(the new chunk, its first conditioned pass): the chunk (absolute index t_index) from x (B, 1, C, h, w) at
         noise level `start`, against `cache`, optionally under captions `text` (B, L) with classifier-free guidance
         `guidance`, and with guidance on the action at diffusion.action_guidance. Guidance is on the network's
         prediction (x0 or v: both affine in it), each contrast with the pass that drops its one condition and meets
         the same history:
             out = cond + (guidance - 1) (cond - no caption) + (action_guidance - 1) (cond - no action).
-        A model with dit.heads_read="action" reads its reward and termination from the first conditioned pass, from
-        pure noise (one more pass when `start` < 1); the returned pass is None for heads_read="frame"."""
+        The first pass is returned when it ran on pure noise (`start` 1), else None: what _action_heads reads."""
         text_scale = guidance - 1 if text is not None else 0.0
         action_scale = self.diffusion.action_guidance - 1 if bool((actions >= 0).any()) else 0.0
         none = torch.full_like(actions, -1)
@@ -263,15 +262,21 @@ class WorldSimulator:
                 guided = guided + action_scale * (out - unacted)
             return to_velocity(guided, x, s, prediction)
 
-        first = []  # the first conditioned pass: pure noise when start is 1, what heads_read="action" reads
+        first = []  # the first conditioned pass
         z = sample(velocity, x, steps, self.diffusion.shift, start)
-        if self.dit.config.heads_read == "frame":
-            return z, None
-        return z, first[0] if start == 1.0 else self._from_noise(actions, text, cache, t_index)
+        return z, first[0] if start == 1.0 else None
 
-    def _from_noise(self, actions: torch.Tensor, text: torch.Tensor | None, cache, t_index: int):
-        """A solver pass on a new chunk of pure noise: where a model with dit.heads_read="action" reads its heads."""
-        return self.dit.forward_chunk(self._noise((1, *self._latent_shape)), 1.0, actions, t_index, cache, text=text)
+    def _action_heads(self, first: DiTOutput | None, actions: torch.Tensor,
+                      text: torch.Tensor | None) -> DiTOutput | None:
+        """Where this step's reward and termination are read, decided here alone and before the cache write: None for
+        dit.heads_read="frame" (the pass that caches the frame, `_commit`'s); for "action", the solver's first pass
+        when it ran on pure noise (`first`), else one more pass on a new chunk of pure noise against the history."""
+        if self.dit.config.heads_read == "frame":
+            return None
+        if first is not None:
+            return first
+        noise = self._noise((1, *self._latent_shape))
+        return self.dit.forward_chunk(noise, 1.0, actions, self.t, self.cache, text=text)
 
     @torch.no_grad()
     def imagine(self, captions: Sequence[str], *, steps: int = 16, guidance: float = 10.0,
