@@ -20,6 +20,13 @@ from worldsim.envs.craft2d.tiles import EMPTY, KIND_NAMES  # noqa: E402
 ENV_ID = "worldsim/Craft2D-v0"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logs_in_a_test_folder(tmp_path_factory):
+    """SB3 makes a log folder in the system's temporary directory at every learn() that has no logger of its own:
+    the suite's go where pytest keeps (and prunes) its own."""
+    os.environ.setdefault("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3-logs")))
+
+
 def random_craft2d(out, steps: int, max_episode_steps: int, shard_steps: int):
     """A small Craft2D dataset at `out` (a narrow 64-column world, the random agent, short episodes): what the data,
     training and distributed tests train on. Returns `out`."""

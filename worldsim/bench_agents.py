@@ -85,11 +85,13 @@ def _native_runs(args: AgentBenchArgs, env_kwargs: dict, out: Path) -> list[floa
 def _sb3_runs(args: AgentBenchArgs, make_env: Callable) -> list[float]:
     """SB3's PPO("CnnPolicy"), one learn() of one rollout per run, after one of warm-up."""
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     env = make_env()
     batch = args.agent_steps * args.agent_envs
     model = PPO("CnnPolicy", env, n_steps=args.agent_steps, batch_size=max(2, batch // MINIBATCHES), n_epochs=EPOCHS,
                 seed=args.seed, device="cpu", verbose=0)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # logs nowhere (its default makes a folder a learn())
     model.learn(batch)  # warm-up: the first reset, rollout and allocations
     runs = []
     for _ in range(args.repeats):
