@@ -196,6 +196,19 @@ def test_latent_clips_match_frame_clips_and_never_cross_episodes(data, ae, cache
     assert (batch.actions[:, 0] == -1).any() and (batch.truncated[:, -1] | batch.terminated[:, -1]).any()
 
 
+def test_event_clips_are_those_that_pay_or_end_after_their_first_frame_and_event_share_draws_them(cache):
+    clips = LatentClipDataset(cache, T, split="all")
+    every = clips.get(np.arange(len(clips)))
+    shows = ((every.rewards[:, 1:] != 0) | every.terminated[:, 1:]).any(1)  # (N,) what an action in the clip led to
+    assert 0 < shows.sum() < len(clips)
+    assert clips.event_clips().tolist() == np.flatnonzero(shows).tolist()
+    uniform = clips.draw(64, np.random.default_rng(3))
+    assert np.array_equal(clips.draw(64, np.random.default_rng(3), 0.0), uniform)  # 0: the same draws as before
+    assert shows[clips.draw(64, np.random.default_rng(3), 1.0)].all()
+    share = shows[clips.draw(4000, np.random.default_rng(4), 0.25)].mean()
+    assert 0.2 < share < 0.3 and shows[uniform].mean() < 0.1  # the share asked for, plus the few uniform ones
+
+
 def test_train_and_val_episodes_are_disjoint(cache):
     train = LatentClipDataset(cache, T, split="train", holdout=0.3)
     val = LatentClipDataset(cache, T, split="val", holdout=0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import torch
@@ -76,6 +77,13 @@ def test_train_ae_then_world_then_step(data, tmp_path, capsys):
     assert main([*base, f"init={world_run / 'last.safetensors'}", "dit.width=32", f"loop.out={tmp_path / 'x'}"]) == 2
 
 
+def test_an_event_share_beyond_the_batch_is_refused_naming_it():
+    from worldsim.train.world import TrainWorldConfig
+
+    with pytest.raises(ValueError, match="event_share"):
+        TrainWorldConfig(data="d", ae="a", event_share=1.5)
+
+
 def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):
     assert main(["train", "world", "data=/nonexistent", "ae=/nonexistent.safetensors"]) == 2
 
@@ -113,8 +121,9 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
     """history=clean, the previous frame as input, change-weighted and action-balanced loss, action dropout, a strided
     memory beyond the window, the model's own samples as history (self_history), reward classes and extra first
-    frames (start_frames), end to end; and
-    loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there."""
+    frames (start_frames), clips that pay or end drawn more often (event_share), end to end; and
+    loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there (and from a
+    copy of the run directory, with another time budget)."""
     ae = tmp_path / "ae"
     assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
                  "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
@@ -123,7 +132,8 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
             "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
             "diffusion.history_noise=0.1", "diffusion.change_weight=2", "diffusion.self_history=0.5", "clip_len=6",
             "diffusion.action_balance=1.0", "diffusion.action_dropout=0.2", "dit.memory=1", "dit.memory_stride=2",
-            "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50", "optim.warmup=1", "start_frames=3",
+            "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50",
+            "optim.warmup=1", "start_frames=3", "event_share=0.5",
             f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6", "loop.log_every=1"]
     capsys.readouterr()
     assert main(args) == 0
@@ -133,6 +143,11 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     assert all(np.isfinite(line["start_loss"]) for line in lines if "loss" in line)  # first frames trained too
     assert main(args) == 0  # the same command continues
     assert [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["step"] == 2
+    moved = tmp_path / "moved"  # a run directory copied elsewhere goes on, with another time budget
+    shutil.copytree(run, moved)
+    assert main([*args[:-4], f"loop.out={moved}", "loop.eval_every=0", "loop.max_minutes=2e-6",
+                 "loop.log_every=1"]) == 0
+    assert [json.loads(line) for line in (moved / "log.jsonl").read_text().splitlines()][-1]["step"] == 3
     sim = WorldSimulator.from_checkpoint(run / "last.safetensors", device="cpu", seed=0)
     rewards = np.concatenate([np.load(p / "rewards.npy") for p in data.glob("shard-*")])
     assert sim.dit.config.prev_frame and sim.dit.config.reward_values == tuple(np.unique(rewards).tolist())

@@ -231,8 +231,8 @@ class LatentClipDataset(ClipIndex):
         parts = self._gather(indices, ("latents", "actions", "rewards", "terminated", "truncated"))
         return LatentBatch(**{**parts, "latents": parts["latents"].astype(np.float32)})  # (B, T, C, h, w)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
-        return self.get(rng.integers(len(self), size=batch_size))
+    def sample(self, batch_size: int, rng: np.random.Generator, event_share: float = 0.0) -> LatentBatch:
+        return self.get(self.draw(batch_size, rng, event_share))
 
 
 class ViewBuckets:
@@ -251,6 +251,6 @@ class ViewBuckets:
         clips = np.array([len(d) for d in self.datasets], np.float64)
         self.p = clips / clips.sum()  # (K,) chance of each bucket
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> LatentBatch:
+    def sample(self, batch_size: int, rng: np.random.Generator, event_share: float = 0.0) -> LatentBatch:
         k = int(rng.choice(len(self.datasets), p=self.p)) if len(self.datasets) > 1 else 0
-        return self.datasets[k].sample(batch_size, rng)
+        return self.datasets[k].sample(batch_size, rng, event_share)

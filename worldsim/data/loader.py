@@ -98,6 +98,7 @@ class ClipIndex:
         self._shard = np.concatenate(shard_ids)  # (N,) shard of each clip start
         self._start = np.concatenate(starts)  # (N,) first row of each clip
         self.episode_starts = np.asarray(firsts, np.int64)  # (E,) index of the clip at the start of each episode
+        self._events = None  # event_clips(), found at the first call
         self._captions = [shard.captions() for shard in shards] if captions and manifest.get("captions") else None
 
     def __len__(self) -> int:
@@ -107,6 +108,30 @@ class ClipIndex:
     def captions(self) -> list[list[str]] | None:
         """Every frame's caption, shard by shard (read with captions=True from a dataset that has them), else None."""
         return self._captions
+
+    def event_clips(self) -> np.ndarray:
+        """(M,) sorted indices of the clips where the env pays or ends after their first frame: a non-zero reward or a
+        termination at frames 1..clip_len-1, what an action inside the clip led to."""
+        if self._events is None:
+            found = []
+            for i, shard in enumerate(self.shards):
+                mine = np.flatnonzero(self._shard == i)  # (n,) this shard's clips
+                event = (np.asarray(shard.arrays["rewards"]) != 0) | np.asarray(shard.arrays["terminated"], bool)
+                before = np.concatenate([[0], np.cumsum(event)])  # events in rows [0, r)
+                starts = self._start[mine]
+                found.append(mine[before[starts + self.clip_len] > before[starts + 1]])
+            self._events = np.concatenate(found)
+        return self._events
+
+    def draw(self, batch_size: int, rng: np.random.Generator, event_share: float = 0.0) -> np.ndarray:
+        """(batch_size,) clip indices, uniform over the clips; with `event_share`, each one in that share drawn from
+        event_clips() instead (uniform when there are none). With 0 the draws are exactly the uniform ones."""
+        picks = rng.integers(len(self), size=batch_size)
+        events = self.event_clips() if event_share else ()
+        if len(events):
+            chosen = np.flatnonzero(rng.random(batch_size) < event_share)  # (k,) rows that show an event
+            picks[chosen] = events[rng.integers(len(events), size=len(chosen))]
+        return picks
 
     def _gather(self, indices: np.ndarray, keys: tuple[str, ...]) -> dict:
         """Stacked arrays `keys` (B, T, ...) of the clips with these indices, their episode ids and captions."""
@@ -138,5 +163,5 @@ class ClipDataset(ClipIndex):
         """The clips with these indices (0 <= i < len(self))."""
         return Batch(**self._gather(indices, ("frames", "actions", "rewards", "terminated", "truncated")))
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        return self.get(rng.integers(len(self), size=batch_size))
+    def sample(self, batch_size: int, rng: np.random.Generator, event_share: float = 0.0) -> Batch:
+        return self.get(self.draw(batch_size, rng, event_share))

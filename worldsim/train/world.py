@@ -39,6 +39,9 @@ from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
 
+# settings added after runs were made with this config, left out of the stored config at their default (a run resumes
+# only under the settings it was stored with)
+ADDED_LATER = {"views": [], "event_share": 0.0}
 START_BANK = 64  # episode-start frames kept in the checkpoint (64x64: 768 KiB): where a simulator's worlds begin
 
 
@@ -70,6 +73,10 @@ class TrainWorldConfig:
     reward_classes: int = field(default=8, metadata={
         "help": "classify the reward among the training data's distinct values when it has 2 to this many (sparse "
                 "rewards stay sparse: an idle step pays exactly 0); else, or 0, regress it"})
+    event_share: float = field(default=0.0, metadata={
+        "help": "share of a batch's clips drawn from the clips where the env pays or ends after their first frame "
+                "(a non-zero reward or a termination), the rest from all: rare events, and the changes that cause "
+                "them, trained on more often, by the denoiser and the heads alike (0: every clip equally likely)"})
     holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
     eval_clips: int = field(default=4, metadata={"help": "held-out rollouts per evaluation"})
     eval_context: int = field(default=8, metadata={"help": "real frames a rollout starts from"})
@@ -105,6 +112,8 @@ class TrainWorldConfig:
         check(self.reward_classes >= 0, "reward_classes", self.reward_classes, "an integer >= 0 (0: regress)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
         check(self.start_frames >= 0, "start_frames", self.start_frames, "frames a step >= 0 (0: none)")
+        check(0.0 <= self.event_share <= 1.0, "event_share", self.event_share, "a fraction of the batch in [0, 1] "
+                                                                               "(0: clips drawn uniformly)")
         check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): evaluation needs held-out "
                                                                  "episodes, training the rest")
         check(self.eval_clips >= 1, "eval_clips", self.eval_clips, "held-out rollouts >= 1")
@@ -149,6 +158,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     # one size is never trained on at another
     sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
     train_set, buckets = sets[0], ViewBuckets(sets)
+    if cfg.event_share:
+        check(any(len(s.event_clips()) for s in sets), "event_share", cfg.event_share,
+              "0 for this data: none of its training clips holds a reward or a termination after its first frame")
     c, h, w = train_set.latent_shape
     values = reward_values(sets, cfg.reward_classes)
     n_actions = len(train_set.manifest["action_meanings"])
@@ -175,7 +187,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     start_diffusion = replace(cfg.diffusion, change_weight=0.0)  # a first frame has no change to weigh
 
     def batch(r: np.random.Generator):
-        b = buckets.sample(cfg.batch_size, r)  # (B, T, C, h, w) latents of one view, drawn alike on every rank
+        # (B, T, C, h, w) latents of one view, drawn alike on every rank
+        b = buckets.sample(cfg.batch_size, r, cfg.event_share)
         arrays = tuple(torch.from_numpy(a) for a in (b.latents, b.actions, b.rewards, b.terminated))
         clips = arrays + ((model.tokenize(b.captions),) if vocab else ())  # + (B, T, L) caption word ids
         if starts_set is None:
@@ -252,8 +265,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
     # checked as a loader will check the file, so a model that could not be played is refused before training
     config = to_dict(cfg)
-    if not cfg.views:  # stored as before the key existed, so runs started then still resume
-        del config["views"]
+    for key, default in ADDED_LATER.items():  # stored as before the key existed, so runs started then still resume
+        if config[key] == default:
+            del config[key]
     metadata = world_metadata(config, ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
                               train_set.manifest["frame_shape"], env=train_set.manifest.get("env"),
                               views=[s.manifest["frame_shape"] for s in sets[1:]])
