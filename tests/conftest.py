@@ -8,6 +8,11 @@ import os
 os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# Under pytest-xdist (`pytest -n auto`, the README's test command) each worker takes its share of the cores, as do the
+# processes its tests start: torch's default, every core in each worker, would have them fight over the same cores.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402

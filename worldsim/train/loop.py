@@ -97,8 +97,9 @@ class LoopConfig:
                                                          "(0: run to optim.steps); the same command continues"})
     max_minutes: float = field(default=0.0, metadata={"help": "evaluate, save and stop after this many minutes in "
                                                               "this invocation (0: no limit); the same command "
-                                                              "continues. With optim.min_lr_ratio=1 (no decay) a "
-                                                              "run trains for a fixed time"})
+                                                              "continues, with this budget or another. With "
+                                                              "optim.min_lr_ratio=1 (no decay) a run trains for a "
+                                                              "fixed time"})
 
     def __post_init__(self):
         check(bool(self.out) and not Path(self.out).is_file(), "loop.out", self.out, "a run directory (not a file)")
