@@ -151,6 +151,11 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                          f"frames of one held-out episode; {err} (or lower eval_context or horizons)") from None
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     _check_views(cfg, ae)  # before anything is encoded
+    if cfg.event_share:  # the same clips as the caches will give: their rewards are the frame datasets'
+        check(any(len(ClipDataset(d, cfg.clip_len, "train", cfg.holdout).event_clips())
+                  for d in (cfg.data, *cfg.views)),
+              "event_share", cfg.event_share, "0 for this data: none of its training clips holds a reward or a "
+                                              "termination after its first frame")
     latents_dir = cfg.latents or _cache_dir(cfg.data, ae)
     caches = [(cfg.data, latents_dir)] + [(d, _cache_dir(d, ae)) for d in cfg.views]
     _encode(ae, caches, str(cfg.ae))
@@ -158,9 +163,6 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     # one size is never trained on at another
     sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
     train_set, buckets = sets[0], ViewBuckets(sets)
-    if cfg.event_share:
-        check(any(len(s.event_clips()) for s in sets), "event_share", cfg.event_share,
-              "0 for this data: none of its training clips holds a reward or a termination after its first frame")
     c, h, w = train_set.latent_shape
     values = reward_values(sets, cfg.reward_classes)
     n_actions = len(train_set.manifest["action_meanings"])
