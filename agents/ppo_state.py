@@ -62,7 +62,7 @@ def load_state(out: Path, args: Args) -> tuple[dict[str, torch.Tensor], dict[str
     """(tensors, metadata) of the run saved in `out`, or None for a new run. Refuses, naming the setting, a run saved
     with other settings than `args` (except RESUMABLE ones), and a policy whose training state is missing."""
     from worldsim.checkpoint import load_checkpoint
-    from worldsim.train.state import STATE, flatten
+    from worldsim.train.state import STATE, settings_diff
 
     if not (out / STATE).exists():
         if (out / "policy.safetensors").exists():
@@ -74,13 +74,8 @@ def load_state(out: Path, args: Args) -> tuple[dict[str, torch.Tensor], dict[str
     if "update" not in meta:
         raise ValueError(f"{out / STATE} is not the state of a PPO run (a world model's run?): choose another out=")
 
-    def kept(config: dict) -> dict[str, Any]:
-        return {k: v for k, v in flatten(config).items() if k not in RESUMABLE and k.split(".")[0] not in RESUMABLE}
-
-    before, now = kept(meta["config"]), kept(to_dict(args))
-    diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    if diff:
-        said = ", ".join(f"{k}={before.get(k)!r} (now {now.get(k)!r})" for k in diff[:6])
+    said = settings_diff(meta["config"], to_dict(args), RESUMABLE, defaults=to_dict(type(args)))
+    if said:
         raise ValueError(f"{out} holds a run with other settings: {said}; resume it with the same settings (only "
                          f"{', '.join(RESUMABLE)} may change) or choose another out=")
     return tensors, meta

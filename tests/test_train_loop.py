@@ -95,6 +95,23 @@ def test_resuming_under_another_config_is_refused(tmp_path):
         train(other, OptimConfig(steps=20, warmup=2), LoopConfig(out=str(run)), torch.device("cpu"), quiet=True)
 
 
+
+@pytest.mark.parametrize("now, refused", [(0.0, None), (0.5, r"noise\.prob=0\.0 \(now 0\.5\)")])
+def test_a_setting_added_since_the_run_started_resumes_only_at_its_default(tmp_path, now, refused):
+    """A run saved before `noise.prob` existed continues where the setting keeps its default (the code's behaviour
+    before it), and is refused where it is set to anything else."""
+    run = tmp_path / "run"
+    train(_task(), OptimConfig(steps=10, warmup=2), LoopConfig(out=str(run), stop_after=5), CPU, quiet=True)
+    later = _task()
+    later.metadata["config"]["noise"] = {"prob": now}  # nested: a section's new key, as diffusion.noise_prob was
+    later.defaults = {"optim": {"steps": 1}, "width": 8, "noise": {"prob": 0.0}}  # only the added key's default counts
+    if refused:
+        with pytest.raises(ValueError, match=refused):
+            train(later, OptimConfig(steps=10, warmup=2), LoopConfig(out=str(run)), CPU, quiet=True)
+    else:
+        train(later, OptimConfig(steps=10, warmup=2), LoopConfig(out=str(run)), CPU, quiet=True)
+        assert _weights(run)[2]["step"] == 10
+
 def test_lr_warms_up_then_decays_to_the_floor():
     cfg = OptimConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
     assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)

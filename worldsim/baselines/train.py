@@ -106,7 +106,7 @@ def build_task(cfg: TrainPixelConfig) -> Task:
 
     config = to_dict(cfg)
     return Task(name=f"pixel {cfg.model.objective}", model=model, batch=batch, loss=loss, evaluate=evaluate,
-                export=export, report=report, data_id=dist.fingerprint(train_set.manifest),
+                export=export, report=report, data_id=dist.fingerprint(train_set.manifest), defaults=to_dict(type(cfg)),
                 metadata={"config": config, "pixel_config": to_dict(net_cfg),
                           "action_meanings": train_set.action_meanings, "frame_shape": list(train_set.frame_shape),
                           "env": train_set.manifest.get("env")},

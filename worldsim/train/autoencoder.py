@@ -95,6 +95,7 @@ def build_task(cfg: TrainAEConfig) -> Task:
     return Task(name="ae", model=model, batch=batch,
                 loss=lambda m, x, g, rows: m(x.to(next(m.parameters()).device), rows),  # forward: DDP's hooks
                 evaluate=evaluate, export=export, report=report, data_id=dist.fingerprint(train_set.manifest),
+                defaults=to_dict(type(cfg)),
                 metadata={"config": to_dict(cfg), "action_meanings": train_set.action_meanings,
                           "frame_shape": list(train_set.frame_shape), "env": train_set.manifest.get("env")},
                 tokens_per_batch=cfg.batch_size * h * w)

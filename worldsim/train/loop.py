@@ -137,6 +137,9 @@ class Task:
     tokens_per_batch: int = 0
     report: Callable[[dict[str, float]], str] | None = None  # an evaluation as printed (default: key value, ...)
     data_id: str = ""  # a fingerprint of the training data (its manifest): the processes of a run must agree on it
+    # the config class's defaults (to_dict(type(cfg))): on resume, a setting added since the run was saved compares as
+    # its default, so runs started before it still continue
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 class NonFiniteLoss(ValueError):
@@ -172,7 +175,7 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
             (run / LOG).unlink(missing_ok=True)  # no state: the lines of a run killed before its first save go
     else:
         state, state_meta = resumed
-        same_config(state_meta["config"], task.metadata["config"], run)
+        same_config(state_meta["config"], task.metadata["config"], run, defaults=task.defaults)
         step = saved = int(state_meta["step"])
         model.load_state_dict({k: v.to(device) for k, v in component(state, "train").items()})
         load_optimizer(opt, {k: v.to(device) for k, v in state.items()}, state_meta["param_groups"])

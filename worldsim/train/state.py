@@ -137,12 +137,30 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def same_config(saved: dict, current: dict, run_dir: Path, ignore: tuple[str, ...] = RESUMABLE_CHANGES) -> None:
-    """Refuse to resume a run under another config, except for settings that may change (the step budget...)."""
-    a = {k: v for k, v in flatten(saved).items() if k not in ignore}
-    b = {k: v for k, v in flatten(current).items() if k not in ignore}
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if diff:
-        said = ", ".join(f"{k}={a.get(k)!r} (now {b.get(k)!r})" for k in diff[:6])
+def settings_diff(saved: dict, current: dict, ignore: tuple[str, ...], defaults: dict | None = None) -> str:
+    """The settings of two nested configs that differ, as `key=saved (now current), ...` ("" where none does), but
+    for the `ignore`d keys (dotted, or a top-level section). `defaults` (the config class's, nested alike): a setting
+    the saved config lacks was added since it was saved, and compares as its default, the value that behaves as the
+    code did before the setting existed."""
+    missing = object()
+
+    def kept(config: dict) -> dict[str, Any]:
+        return {k: v for k, v in flatten(config).items() if k not in ignore and k.split(".")[0] not in ignore}
+
+    before, a, b = flatten(defaults or {}), kept(saved), kept(current)
+    a.update({k: before.get(k, missing) for k in b.keys() - a.keys()})
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k, missing) != b.get(k, missing))
+
+    def shown(d: dict, k: str) -> str:
+        return "(not set)" if d.get(k, missing) is missing else repr(d[k])
+    return ", ".join(f"{k}={shown(a, k)} (now {shown(b, k)})" for k in diff[:6])
+
+
+def same_config(saved: dict, current: dict, run_dir: Path, ignore: tuple[str, ...] = RESUMABLE_CHANGES,
+                defaults: dict | None = None) -> None:
+    """Refuse to resume a run under another config, except for settings that may change (the step budget...) and
+    settings added since the run was saved, at their `defaults`."""
+    said = settings_diff(saved, current, ignore, defaults)
+    if said:
         raise ValueError(f"{run_dir} holds a run with other settings: {said}; resume with the same settings or "
                          f"choose another loop.out=")

@@ -39,9 +39,6 @@ from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
 
-# settings added after runs were made with this config, left out of the stored config at their default (a run resumes
-# only under the settings it was stored with)
-ADDED_LATER = {"views": [], "event_share": 0.0}
 START_BANK = 64  # episode-start frames kept in the checkpoint (64x64: 768 KiB): where a simulator's worlds begin
 
 
@@ -266,11 +263,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     picks = np.random.default_rng(0).permutation(starts.episode_starts)[:START_BANK]
     start_frames = torch.from_numpy(starts.get(np.sort(picks)).frames[:, 0])  # (K, H, W, 3) uint8
     # checked as a loader will check the file, so a model that could not be played is refused before training
-    config = to_dict(cfg)
-    for key, default in ADDED_LATER.items():  # stored as before the key existed, so runs started then still resume
-        if config[key] == default:
-            del config[key]
-    metadata = world_metadata(config, ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
+    metadata = world_metadata(to_dict(cfg), ae.cfg, dit_cfg, cfg.diffusion, train_set.manifest["action_meanings"],
                               train_set.manifest["frame_shape"], env=train_set.manifest.get("env"),
                               views=[s.manifest["frame_shape"] for s in sets[1:]])
     ae_state = ae.state_dict()
@@ -286,7 +279,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return world_tensors(ae_state, ema, start_frames)
 
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
-                export=export,
+                export=export, defaults=to_dict(TrainWorldConfig),
                 metadata=metadata,
                 data_id=dist.fingerprint(train_set.manifest if len(sets) == 1 else [s.manifest for s in sets]),
                 # the loop counts a fixed number a step: with views, the mean over the buckets' chances
