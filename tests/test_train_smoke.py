@@ -100,6 +100,24 @@ def test_rollouts_longer_than_the_held_out_episodes_are_refused_before_encoding(
     assert not latents.exists() and not (tmp_path / "world").exists()  # refused before encoding or training
 
 
+def test_an_event_share_on_data_that_never_pays_or_ends_is_refused_before_encoding(tmp_path, capsys):
+    from worldsim.data.loader import ClipDataset
+
+    quiet = random_craft2d(tmp_path / "quiet", 200, max_episode_steps=50, shard_steps=200)  # no event in 200 steps
+    assert not len(ClipDataset(quiet, 16, "train", 0.3).event_clips()), "the fixture should hold no event"
+    ae = tmp_path / "ae"
+    assert main(["train", "ae", f"data={quiet}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
+                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    capsys.readouterr()
+    latents = tmp_path / "latents"
+    assert main(["train", "world", f"data={quiet}", f"ae={ae / 'last.safetensors'}", "clip_len=16", "holdout=0.3",
+                 "eval_context=4", "horizons=[1,8]", "event_share=0.25", f"latents={latents}",
+                 f"loop.out={tmp_path / 'world'}"]) == 2
+    assert "event_share=0.25: expected 0 for this data: none of its training clips holds a reward" in \
+        capsys.readouterr().err
+    assert not latents.exists() and not (tmp_path / "world").exists()
+
+
 def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
     from worldsim.data.latents import ae_identity
     from worldsim.train.world import load_autoencoder
