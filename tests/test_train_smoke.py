@@ -84,6 +84,19 @@ def test_an_event_share_beyond_the_batch_is_refused_naming_it():
         TrainWorldConfig(data="d", ae="a", event_share=1.5)
 
 
+@pytest.mark.parametrize("settings, expected", [([], 0.2), (["start_noise_prob=0.0"], 0.0),
+                                                 (["start_noise_prob=0.5"], 0.5)])
+def test_start_frames_are_given_pure_noise_as_the_clips_unless_told_otherwise(settings, expected):
+    from worldsim.config import parse_overrides
+    from worldsim.train.world import TrainWorldConfig, start_frames_diffusion
+
+    cfg = parse_overrides(TrainWorldConfig, ["data=d", "ae=a", "diffusion.noise_prob=0.2",
+                                             "diffusion.change_weight=4", *settings], "train_world")
+    starts = start_frames_diffusion(cfg)
+    assert starts.noise_prob == expected and starts.change_weight == 0.0  # a first frame has no change to weigh
+    assert (starts.clean_prob, starts.caption_dropout) == (cfg.diffusion.clean_prob, cfg.diffusion.caption_dropout)
+
+
 def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):
     assert main(["train", "world", "data=/nonexistent", "ae=/nonexistent.safetensors"]) == 2
 
@@ -139,9 +152,9 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
     """history=clean, the previous frame as input, change-weighted and action-balanced loss, action dropout, a strided
     memory beyond the window, the model's own samples as history (self_history), reward classes and extra first
-    frames (start_frames), clips that pay or end drawn more often (event_share), end to end; and
-    loop.max_minutes: evaluated and saved when the time is up, and the same command goes on from there (and from a
-    copy of the run directory, with another time budget)."""
+    frames (start_frames, kept off pure noise), chunks at pure noise (noise_prob), clips that pay or end drawn more
+    often (event_share), end to end; and loop.max_minutes: evaluated and saved when the time is up, and the same
+    command goes on from there (and from a copy of the run directory, with another time budget)."""
     ae = tmp_path / "ae"
     assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
                  "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
@@ -151,7 +164,7 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
             "diffusion.history_noise=0.1", "diffusion.change_weight=2", "diffusion.self_history=0.5", "clip_len=6",
             "diffusion.action_balance=1.0", "diffusion.action_dropout=0.2", "dit.memory=1", "dit.memory_stride=2",
             "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50",
-            "optim.warmup=1", "start_frames=3", "event_share=0.5",
+            "optim.warmup=1", "start_frames=3", "start_noise_prob=0.0", "diffusion.noise_prob=0.2", "event_share=0.5",
             f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6", "loop.log_every=1"]
     capsys.readouterr()
     assert main(args) == 0

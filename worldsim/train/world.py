@@ -64,6 +64,9 @@ class TrainWorldConfig:
     start_frames: int = field(default=0, metadata={
         "help": "first frames trained a step beside the clips: single frames of the data, no history, no action, "
                 "the case of a world started from a prompt (a clip holds one such frame in clip_len); 0: none"})
+    start_noise_prob: float | None = field(default=None, metadata={
+        "help": "chance a start frame is given pure noise in training (null: diffusion.noise_prob, as the clips' "
+                "chunks); a prompt's first frame is made by its own sampler (16 guided passes), not by a step's 2"})
     captions: bool = field(default=True, metadata={
         "help": "condition on the dataset's captions where it has them (Craft2D's), with a text encoder trained "
                 "along (worldsim/models/text.py); false, or a dataset without captions: no text encoder"})
@@ -109,6 +112,9 @@ class TrainWorldConfig:
         check(self.reward_classes >= 0, "reward_classes", self.reward_classes, "an integer >= 0 (0: regress)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
         check(self.start_frames >= 0, "start_frames", self.start_frames, "frames a step >= 0 (0: none)")
+        check(self.start_noise_prob is None or 0.0 <= self.start_noise_prob <= 1.0 - self.diffusion.clean_prob,
+              "start_noise_prob", self.start_noise_prob,
+              f"null or a probability in [0, 1 - diffusion.clean_prob = {1 - self.diffusion.clean_prob:g}]")
         check(0.0 <= self.event_share <= 1.0, "event_share", self.event_share, "a fraction of the batch in [0, 1] "
                                                                                "(0: clips drawn uniformly)")
         check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): evaluation needs held-out "
@@ -135,6 +141,13 @@ def _load_init(model: DiT, path: str) -> None:
     load_init(model, path, "dit", "transformer", "`worldsim train world`",
               f"set model= and dit.* to the checkpoint's (this run: {model.config})",
               new=("text.",) if model.text is not None else (), adapt=adapt)
+
+
+def start_frames_diffusion(cfg: TrainWorldConfig) -> DiffusionConfig:
+    """How the start frames are trained: as the clips' chunks, but no change to weigh (a first frame has no last
+    frame) and pure noise at start_noise_prob where that is set."""
+    noise_prob = cfg.diffusion.noise_prob if cfg.start_noise_prob is None else cfg.start_noise_prob
+    return replace(cfg.diffusion, change_weight=0.0, noise_prob=noise_prob)
 
 
 def build_task(cfg: TrainWorldConfig) -> Task:
@@ -183,7 +196,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
 
     starts_set = LatentClipDataset(latents_dir, 1, "train", cfg.holdout, captions=cfg.captions) \
         if cfg.start_frames else None
-    start_diffusion = replace(cfg.diffusion, change_weight=0.0)  # a first frame has no change to weigh
+    start_diffusion = start_frames_diffusion(cfg)
 
     def batch(r: np.random.Generator):
         # (B, T, C, h, w) latents of one view, drawn alike on every rank
