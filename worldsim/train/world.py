@@ -292,7 +292,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return world_tensors(ae_state, ema, start_frames)
 
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
-                export=export, defaults=to_dict(TrainWorldConfig),
+                export=export, defaults=to_dict(type(cfg)),
                 metadata=metadata,
                 data_id=dist.fingerprint(train_set.manifest if len(sets) == 1 else [s.manifest for s in sets]),
                 # the loop counts a fixed number a step: with views, the mean over the buckets' chances
