@@ -159,7 +159,8 @@ WORLD_BAD = ["optim.steps=-1", "optim.steps=0", "optim.ema=1.5", "optim.ema=1.0"
              "loop.save_every_s=-1", "loop.seed=-1", "loop.stop_after=-1", "loop.device=tpu", "loop.out=",
              "batch_size=0", "eval_clips=0", "horizons=[]", "horizons=[0]", "horizons=[1,-8]", "eval_context=0",
              "holdout=0", "holdout=1", "clip_len=0", "clip_len=8", "model=XL", "dit.context=0", "dit.n_actions=5",
-             "dit.widht=64", "eval_denoise_steps=[0]", "start_noise_prob=0.95", "start_noise_prob=-0.1"]
+             "dit.widht=64", "eval_denoise_steps=[0]", "start_noise_prob=0.95", "start_noise_prob=-0.1",
+             "freeze_text=true"]
 AE_BAD = ["optim.steps=0", "optim.ema=1.5", "loop.log_every=0", "batch_size=0", "eval_frames=0", "stats_frames=0",
           "holdout=0", "holdout=1.5", "freeze_encoder=true"]
 

@@ -76,6 +76,15 @@ def test_train_ae_then_world_then_step(data, tmp_path, capsys):
                                                  for k in before)
     assert main([*base, f"init={world_run / 'last.safetensors'}", "dit.width=32", f"loop.out={tmp_path / 'x'}"]) == 2
 
+    # freeze_text: the transformer learns, the text encoder stays the checkpoint's (prompts read as before)
+    frozen = tmp_path / "frozen"
+    assert main([*base, f"init={world_run / 'last.safetensors'}", "freeze_text=true", "optim.steps=2",
+                 "optim.warmup=0", "optim.lr=1e-2", "optim.ema=0.0", f"loop.out={frozen}"]) == 0
+    after = component(load_checkpoint(frozen / "last.safetensors")[0], "dit")
+    text = [k for k in before if k.startswith("text.")]
+    assert text and all(torch.equal(before[k], after[k]) for k in text)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("blocks."))
+
 
 def test_an_event_share_beyond_the_batch_is_refused_naming_it():
     from worldsim.train.world import TrainWorldConfig

@@ -70,6 +70,9 @@ class TrainWorldConfig:
     captions: bool = field(default=True, metadata={
         "help": "condition on the dataset's captions where it has them (Craft2D's), with a text encoder trained "
                 "along (worldsim/models/text.py); false, or a dataset without captions: no text encoder"})
+    freeze_text: bool = field(default=False, metadata={
+        "help": "keep the text encoder at init='s weights (a fine-tune's captions stay read as the model that made "
+                "its prompts work read them; words new to the data keep their fresh embeddings)"})
     reward_classes: int = field(default=8, metadata={
         "help": "classify the reward among the training data's distinct values when it has 2 to this many (sparse "
                 "rewards stay sparse: an idle step pays exactly 0); else, or 0, regress it"})
@@ -109,6 +112,11 @@ class TrainWorldConfig:
         check(self.clip_len >= dit.context * pt, "clip_len", self.clip_len,
               f">= {dit.context * pt} frames, the model's window (dit.context={dit.context} chunks): it plays with a "
               "full window of history, so training clips must show it one (or lower dit.context)")
+        check(not self.freeze_text or bool(self.init), "freeze_text", self.freeze_text,
+              "false without init=PATH (it would freeze a random text encoder): name the checkpoint whose prompts "
+              "to keep")
+        check(not self.freeze_text or self.captions, "freeze_text", self.freeze_text,
+              "false with captions=false: the model has no text encoder to freeze")
         check(self.reward_classes >= 0, "reward_classes", self.reward_classes, "an integer >= 0 (0: regress)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
         check(self.start_frames >= 0, "start_frames", self.start_frames, "frames a step >= 0 (0: none)")
@@ -191,6 +199,11 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     model = DiT(dit_cfg)
     if cfg.init:
         _load_init(model, cfg.init)
+    if cfg.freeze_text:
+        check(model.text is not None, "freeze_text", cfg.freeze_text,
+              f"false for {cfg.data}: this run's model has no text encoder to freeze (the data has no captions, or "
+              "captions=false)")
+        model.text.requires_grad_(False)  # AdamW skips parameters without gradients; the EMA keeps them as they are
     craft2d = is_craft2d(val.manifest.get("env"))
     _, ph, pw = dit_cfg.patch
 
