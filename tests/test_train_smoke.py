@@ -122,6 +122,22 @@ def test_rollouts_longer_than_the_held_out_episodes_are_refused_before_encoding(
     assert not latents.exists() and not (tmp_path / "world").exists()  # refused before encoding or training
 
 
+def test_freeze_text_on_data_without_captions_is_refused_before_encoding(data, tmp_path, capsys):
+    plain = tmp_path / "plain"  # the same frames, collected without captions
+    shutil.copytree(data, plain)
+    (plain / "manifest.json").write_text(json.dumps(json.loads((data / "manifest.json").read_text())
+                                                    | {"captions": False}))
+    ae = tmp_path / "ae"
+    assert main(["train", "ae", f"data={plain}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
+                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    capsys.readouterr()
+    latents = tmp_path / "latents"
+    assert main(["train", "world", f"data={plain}", f"ae={ae / 'last.safetensors'}", "holdout=0.3", "freeze_text=true",
+                 f"init={ae / 'last.safetensors'}", f"latents={latents}", f"loop.out={tmp_path / 'world'}"]) == 2
+    assert f"freeze_text=True: expected false for {plain}: the dataset has no captions" in capsys.readouterr().err
+    assert not latents.exists() and not (tmp_path / "world").exists()
+
+
 def test_an_event_share_on_data_that_never_pays_or_ends_is_refused_before_encoding(tmp_path, capsys):
     from worldsim.data.loader import ClipDataset
 

@@ -169,6 +169,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                          f"frames of one held-out episode; {err} (or lower eval_context or horizons)") from None
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     _check_views(cfg, ae)  # before anything is encoded
+    check(not cfg.freeze_text or bool(read_manifest(Path(cfg.data)).get("captions")), "freeze_text", cfg.freeze_text,
+          f"false for {cfg.data}: the dataset has no captions, so its model has no text encoder to freeze")
     if cfg.event_share:  # the same clips as the caches will give: their rewards are the frame datasets'
         check(any(len(ClipDataset(d, cfg.clip_len, "train", cfg.holdout).event_clips())
                   for d in (cfg.data, *cfg.views)),
@@ -201,8 +203,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         _load_init(model, cfg.init)
     if cfg.freeze_text:
         check(model.text is not None, "freeze_text", cfg.freeze_text,
-              f"false for {cfg.data}: this run's model has no text encoder to freeze (the data has no captions, or "
-              "captions=false)")
+              f"false for {cfg.data}: its captions hold no word, so this run's model has no text encoder to freeze")
         model.text.requires_grad_(False)  # AdamW skips parameters without gradients; the EMA keeps them as they are
     craft2d = is_craft2d(val.manifest.get("env"))
     _, ph, pw = dit_cfg.patch
