@@ -110,13 +110,18 @@ def test_world_training_refuses_an_autoencoder_checkpoint_as_world(tmp_path):
     assert main(["train", "world", "data=/nonexistent", "ae=/nonexistent.safetensors"]) == 2
 
 
-def test_rollouts_longer_than_the_held_out_episodes_are_refused_before_encoding(data, tmp_path, capsys):
-    ae = tmp_path / "ae"
+def _one_step_autoencoder(data, out):
+    """An autoencoder checkpoint trained one step on `data`: enough for a world run to get as far as its refusals."""
     assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
-                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={out}", "loop.eval_every=0"]) == 0
+    return out / "last.safetensors"
+
+
+def test_rollouts_longer_than_the_held_out_episodes_are_refused_before_encoding(data, tmp_path, capsys):
+    ae = _one_step_autoencoder(data, tmp_path / "ae")
     capsys.readouterr()
     latents = tmp_path / "latents"
-    assert main(["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "eval_context=8",
+    assert main(["train", "world", f"data={data}", f"ae={ae}", "eval_context=8",
                  "horizons=[1,60]", f"latents={latents}", f"loop.out={tmp_path / 'world'}"]) == 2  # episodes: 60
     assert "eval_context=8 + max(horizons)=60: a rollout needs that many frames" in capsys.readouterr().err
     assert not latents.exists() and not (tmp_path / "world").exists()  # refused before encoding or training
@@ -127,13 +132,11 @@ def test_freeze_text_on_data_without_captions_is_refused_before_encoding(data, t
     shutil.copytree(data, plain)
     (plain / "manifest.json").write_text(json.dumps(json.loads((data / "manifest.json").read_text())
                                                     | {"captions": False}))
-    ae = tmp_path / "ae"
-    assert main(["train", "ae", f"data={plain}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
-                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    ae = _one_step_autoencoder(plain, tmp_path / "ae")
     capsys.readouterr()
     latents = tmp_path / "latents"
-    assert main(["train", "world", f"data={plain}", f"ae={ae / 'last.safetensors'}", "holdout=0.3", "freeze_text=true",
-                 f"init={ae / 'last.safetensors'}", f"latents={latents}", f"loop.out={tmp_path / 'world'}"]) == 2
+    assert main(["train", "world", f"data={plain}", f"ae={ae}", "holdout=0.3", "freeze_text=true",
+                 f"init={ae}", f"latents={latents}", f"loop.out={tmp_path / 'world'}"]) == 2
     assert f"freeze_text=True: expected false for {plain}: the dataset has no captions" in capsys.readouterr().err
     assert not latents.exists() and not (tmp_path / "world").exists()
 
@@ -143,12 +146,10 @@ def test_an_event_share_on_data_that_never_pays_or_ends_is_refused_before_encodi
 
     quiet = random_craft2d(tmp_path / "quiet", 200, max_episode_steps=50, shard_steps=200)  # no event in 200 steps
     assert not len(ClipDataset(quiet, 16, "train", 0.3).event_clips()), "the fixture should hold no event"
-    ae = tmp_path / "ae"
-    assert main(["train", "ae", f"data={quiet}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
-                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    ae = _one_step_autoencoder(quiet, tmp_path / "ae")
     capsys.readouterr()
     latents = tmp_path / "latents"
-    assert main(["train", "world", f"data={quiet}", f"ae={ae / 'last.safetensors'}", "clip_len=16", "holdout=0.3",
+    assert main(["train", "world", f"data={quiet}", f"ae={ae}", "clip_len=16", "holdout=0.3",
                  "eval_context=4", "horizons=[1,8]", "event_share=0.25", f"latents={latents}",
                  f"loop.out={tmp_path / 'world'}"]) == 2
     assert "event_share=0.25: expected 0 for this data: none of its training clips holds a reward" in \
@@ -180,11 +181,9 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     frames (start_frames, kept off pure noise), chunks at pure noise (noise_prob), clips that pay or end drawn more
     often (event_share), end to end; and loop.max_minutes: evaluated and saved when the time is up, and the same
     command goes on from there (and from a copy of the run directory, with another time budget)."""
-    ae = tmp_path / "ae"
-    assert main(["train", "ae", f"data={data}", "optim.steps=1", "optim.warmup=0", "model.width=8", "batch_size=2",
-                 "eval_frames=2", "stats_frames=2", "holdout=0.3", f"loop.out={ae}", "loop.eval_every=0"]) == 0
+    ae = _one_step_autoencoder(data, tmp_path / "ae")
     run = tmp_path / "world"
-    args = ["train", "world", f"data={data}", f"ae={ae / 'last.safetensors'}", "dit.width=24", "dit.depth=1",
+    args = ["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
             "diffusion.history_noise=0.1", "diffusion.change_weight=2", "diffusion.self_history=0.5", "clip_len=6",
             "diffusion.action_balance=1.0", "diffusion.action_dropout=0.2", "dit.memory=1", "dit.memory_stride=2",
