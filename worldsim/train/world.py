@@ -169,7 +169,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                          f"frames of one held-out episode; {err} (or lower eval_context or horizons)") from None
     clips = val.sample(cfg.eval_clips, np.random.default_rng(12345))  # fixed, independent of training draws
     _check_views(cfg, ae)  # before anything is encoded
-    check(not cfg.freeze_text or bool(read_manifest(Path(cfg.data)).get("captions")), "freeze_text", cfg.freeze_text,
+    check(not cfg.freeze_text or bool(val.manifest.get("captions")), "freeze_text", cfg.freeze_text,
           f"false for {cfg.data}: the dataset has no captions, so its model has no text encoder to freeze")
     if cfg.event_share:  # the same clips as the caches will give: their rewards are the frame datasets'
         check(any(len(ClipDataset(d, cfg.clip_len, "train", cfg.holdout).event_clips())
