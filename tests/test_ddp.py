@@ -146,7 +146,7 @@ def _pid(run: Path, rank: int) -> int | None:
 
 def test_a_rank_killed_with_sigkill_resumes_with_the_same_command_to_the_same_weights(toy, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    _run([*TORCHRUN, str(toy), str(reference), "8", "16"])
+    _run([sys.executable, str(toy), str(reference), "8", "16"])  # uninterrupted, one process: the weights to reach
     cmd = [*TORCHRUN, str(toy), str(killed), "8", "16", "slow"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     deadline = time.monotonic() + 120

@@ -17,9 +17,13 @@ from worldsim.probes.scenarios import OOD_SEED_BASE, Patch, place, training_worl
 from test_dream import write_world
 
 
+def _summary(predictor, suite="all", tmp_path=None) -> dict:
+    return run(ProbeConfig(quick=True, suite=suite, seeds=2, out=str(tmp_path), report=False), predictor=predictor,
+               quiet=True)
+
+
 def _scores(predictor, suite="all", tmp_path=None) -> dict[str, float]:
-    cfg = ProbeConfig(quick=True, suite=suite, seeds=2, out=str(tmp_path), report=False)
-    return {k: v["score"] for k, v in run(cfg, predictor=predictor, quiet=True)["families"].items()}
+    return {k: v["score"] for k, v in _summary(predictor, suite, tmp_path)["families"].items()}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +32,14 @@ def out(tmp_path_factory):
 
 
 def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
-    assert _scores(Engine(), tmp_path=out) == {f: 1.0 for f in FAMILIES}
-    assert _scores(CopyLast(), tmp_path=out) == {f: 0.0 for f in FAMILIES}
+    engine, copy = _summary(Engine(), tmp_path=out), _summary(CopyLast(), tmp_path=out)
+    assert {k: v["score"] for k, v in engine["families"].items()} == {f: 1.0 for f in FAMILIES}
+    assert {k: v["score"] for k, v in copy["families"].items()} == {f: 0.0 for f in FAMILIES}
+    # stability's terms say why: copying is a frozen world (every tile a valid sprite, none changing) whose light
+    # never moves, where the engine's world changes and its day goes on
+    assert engine["stability"]["live"] > 0.95 and engine["stability"]["daynight"] == 1.0
+    assert copy["stability"]["valid"] == 1.0 and copy["stability"]["live"] == 0.0
+    assert copy["stability"]["daynight"] < 0.9 and copy["stability"]["continuity"] == 1.0
     assert _scores(MeanFrame(), "physics+control", out) == {"physics": 0.0, "control": 0.0}
 
 
@@ -99,7 +109,7 @@ def test_cli_quick_run_writes_json_and_a_report(tmp_path, capsys):
     assert main(["probe", f"checkpoint={ckpt}", "seeds=1", "suite=causality+control+stability",
                  f"out={out}", "device=cpu", "quick=true"]) == 0
     printed = capsys.readouterr().out
-    assert "causality" in printed and "wrote" in printed
+    assert "causality" in printed and "wrote" in printed and "stability: live" in printed
     summary = json.loads((out / "probes.json").read_text())
     assert set(summary["families"]) == {"causality", "control", "stability"}
     assert summary["denoise_steps"] == 2 and summary["config"]["seeds"] == 1
@@ -112,6 +122,7 @@ def test_cli_quick_run_writes_json_and_a_report(tmp_path, capsys):
     assert len(strips) == len(summary["probes"])
     assert all(f"strips/{s.name}" in report for s in strips)
     assert (out / "plots" / "stability_valid.png").exists() and "plots/causality.png" in report
+    assert f"live {summary['stability']['live']:.2f}" in report and "Stability's terms" in report
 
 
 def test_the_control_matrix_credits_an_action_only_for_a_frame_that_looks_like_its_outcome():

@@ -84,12 +84,13 @@ def _header(summary: dict) -> list[str]:
     for fam, f in summary["families"].items():
         lines.append(f"| {fam} | {QUESTIONS[fam].split('?')[0]}? | **{_num(f['score'])}** ± {_num(f['std'])} | "
                      f"{_num(f['id'])} | {_num(f['ood'])} | {f['informative']}/{f['probes']} |")
-    stab = [p for p in summary["probes"] if p["family"] == "stability"]
+    stab = summary.get("stability")
     if stab:
-        valid = np.mean([p["stability"]["valid_last"] for p in stab])
-        steps = stab[0]["stability"]["steps"][-1]
-        lines += ["", f"Tiles that still decode as valid sprites at step {steps}: **{valid:.1%}** (engine "
-                      f"{np.mean([p['stability']['engine_valid_last'] for p in stab]):.1%})."]
+        lines += ["", f"Tiles that still decode as valid sprites at step {stab['steps']}: **{stab['valid_last']:.1%}** "
+                      f"(engine {stab['engine_valid_last']:.1%}). Stability's terms, each averaged over its probes "
+                      f"and scored steps: live {stab['live']:.2f} (valid cells that change, against the engine's: "
+                      f"low for a frozen world), continuity {stab['continuity']:.2f}, day/night "
+                      f"{stab['daynight']:.2f} (low for a night that never ends)."]
     return lines
 
 

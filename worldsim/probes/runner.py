@@ -160,6 +160,7 @@ def run(cfg: ProbeConfig, predictor=None, quiet: bool = False) -> dict:
         "predictor": predictor.name, "view": [view.width, view.height], "frame_shape": list(view.frame_shape),
         **meta, "config": _public(cfg), "suite": _public(suite),
         "families": _families(results, cfg.families()), "control": _control(control),
+        "stability": _stability([r["json"] for r in results if "stability" in r["json"]]),
         "reward": {**rewarding.summary([_measure(c, "model") for c in paying]), "idle": idle} if paying else {},
         "probes": [r["json"] for r in results],
         "seconds": {"total": round(time.perf_counter() - started, 1), "predictor": round(model_seconds, 1)},
@@ -307,6 +308,18 @@ def _score(c: _Case, suite: Suite) -> dict:
     return {"json": entry, "got": got}
 
 
+def _stability(entries: list[dict]) -> dict:
+    """Stability's terms, each the mean over its probes and scored steps (the score's m is the mean of their product
+    per step): which one a long rollout loses, a frozen world (live) or a night that never ends (daynight)."""
+    if not entries:
+        return {}
+    terms = {k: float(np.mean([e["stability"][k] for e in entries])) for k in ("valid", "live", "continuity",
+                                                                               "daynight")}
+    return {**terms, "steps": entries[0]["stability"]["steps"][-1],
+            "valid_last": float(np.mean([e["stability"]["valid_last"] for e in entries])),
+            "engine_valid_last": float(np.mean([e["stability"]["engine_valid_last"] for e in entries]))}
+
+
 def _psnr(c: _Case, kind: str) -> float:
     """Pixel PSNR (dB) of `kind`'s frames against the engine's at the scored steps: the secondary figure."""
     steps = np.array(c.probe.score_at) - 1
@@ -405,6 +418,12 @@ def table(summary: dict) -> str:
         lines.append(f"control: actions recognised {ctrl['accuracy']:.0%}, left<->right swaps "
                      f"{ctrl['left_right_swap']:.0%}, PSNR gain over random actions {ctrl['dpsnr_random']:+.2f} dB, "
                      f"over mirrored {ctrl['dpsnr_mirrored']:+.2f} dB")
+    stab = summary.get("stability")
+    if stab:
+        lines.append(f"stability: live {stab['live']:.2f} (valid cells that change, against the engine's), "
+                     f"continuity {stab['continuity']:.2f}, day/night {stab['daynight']:.2f}; valid sprites "
+                     f"{stab['valid']:.0%}, {stab['valid_last']:.0%} at step {stab['steps']} (engine "
+                     f"{stab['engine_valid_last']:.0%})")
     if summary.get("reward"):
         lines.append("reward: " + rewarding.describe(summary["reward"]))
     return "\n".join(lines)
