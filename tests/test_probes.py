@@ -22,8 +22,12 @@ def _summary(predictor, suite="all", tmp_path=None) -> dict:
                quiet=True)
 
 
+def _family_scores(summary: dict) -> dict[str, float]:
+    return {k: v["score"] for k, v in summary["families"].items()}
+
+
 def _scores(predictor, suite="all", tmp_path=None) -> dict[str, float]:
-    return {k: v["score"] for k, v in _summary(predictor, suite, tmp_path)["families"].items()}
+    return _family_scores(_summary(predictor, suite, tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,8 @@ def out(tmp_path_factory):
 
 def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
     engine, copy = _summary(Engine(), tmp_path=out), _summary(CopyLast(), tmp_path=out)
-    assert {k: v["score"] for k, v in engine["families"].items()} == {f: 1.0 for f in FAMILIES}
-    assert {k: v["score"] for k, v in copy["families"].items()} == {f: 0.0 for f in FAMILIES}
+    assert _family_scores(engine) == {f: 1.0 for f in FAMILIES}
+    assert _family_scores(copy) == {f: 0.0 for f in FAMILIES}
     # stability's terms say why: copying is a frozen world (every tile a valid sprite, none changing) whose light
     # never moves, where the engine's world changes and its day goes on
     assert engine["stability"]["live"] > 0.95 and engine["stability"]["daynight"] == 1.0

@@ -313,11 +313,9 @@ def _stability(entries: list[dict]) -> dict:
     per step): which one a long rollout loses, a frozen world (live) or a night that never ends (daynight)."""
     if not entries:
         return {}
-    terms = {k: float(np.mean([e["stability"][k] for e in entries])) for k in ("valid", "live", "continuity",
-                                                                               "daynight")}
-    return {**terms, "steps": entries[0]["stability"]["steps"][-1],
-            "valid_last": float(np.mean([e["stability"]["valid_last"] for e in entries])),
-            "engine_valid_last": float(np.mean([e["stability"]["engine_valid_last"] for e in entries]))}
+    keys = ("valid", "live", "continuity", "daynight", "valid_last", "engine_valid_last")
+    return {**{k: float(np.mean([e["stability"][k] for e in entries])) for k in keys},
+            "steps": entries[0]["stability"]["steps"][-1]}
 
 
 def _psnr(c: _Case, kind: str) -> float:
