@@ -43,9 +43,11 @@ class DreamEnv(RendersFrames, gym.Env):
     poor frames.
 
     ## Rewards
-    The reward head's prediction for the step (float): a step pays only past the threshold fitted on held-out data.
-    A model trained with `dit.heads_read=action` reads it from the solver's first pass, before the frame is drawn
-    (what the history and the action imply); the default reads it from the frame drawn.
+    The model's prediction for the step (float): a step pays only past the threshold fitted on held-out data. A
+    checkpoint with a reward/end model (`worldsim train reward`; the shipped one has it) reads it, and the
+    termination, from the frames the step starts from and the action, so the dream pays for an event whether or not
+    it then draws it right; without one, the world's heads read the frame drawn (or, for a model trained with
+    `dit.heads_read=action`, the solver's first pass, before the frame is drawn).
 
     ## Starting State
     By default a real start frame, drawn with the env's RNG from the bank stored in the checkpoint (reset frames of

@@ -18,14 +18,15 @@ from worldsim.data.collect import CollectConfig
 from worldsim.data.minari_io import ExportConfig, ImportConfig
 from worldsim.probes.leaderboard import LeaderboardConfig
 from worldsim.train.autoencoder import TrainAEConfig
+from worldsim.train.reward import TrainRewardConfig
 from worldsim.train.world import TrainWorldConfig
 
 COMMANDS = {"collect": CollectConfig, "train_ae": TrainAEConfig, "train_world": TrainWorldConfig,
             "export": ExportConfig, "import": ImportConfig, "bench": BenchArgs, "agent": Args,
-            "train_pixel": TrainPixelConfig, "leaderboard": LeaderboardConfig}
+            "train_pixel": TrainPixelConfig, "train_reward": TrainRewardConfig, "leaderboard": LeaderboardConfig}
 MANDATORY = {"collect": ["out=x"], "train_ae": ["data=x"], "train_world": ["data=x", "ae=y"],
              "export": ["data=x", "id=a/b-v0"], "import": ["id=a/b-v0", "out=x"], "bench": [], "agent": [],
-             "train_pixel": ["data=x"], "leaderboard": []}
+             "train_pixel": ["data=x"], "train_reward": ["world=w", "data=x"], "leaderboard": []}
 
 
 def test_the_checkout_has_the_recipe_folders():
@@ -135,7 +136,7 @@ def test_help_of_train_lists_the_tasks_and_of_a_task_its_recipes(capsys):
     assert "model.width=64" in _help(capsys, "train", "ae")
     assert "quick=false" in _help(capsys, "probe")
     assert main(["train"]) == 2 and main(["train", "gan"]) == 2
-    assert "one of ['ae', 'world', 'pixel']" in capsys.readouterr().err
+    assert "one of ['ae', 'world', 'pixel', 'reward']" in capsys.readouterr().err
     assert main(["--help"]) == 0 and "collect" in capsys.readouterr().out
     assert main(["nope"]) == 2 and "no command 'nope'" in capsys.readouterr().err
 

@@ -29,7 +29,10 @@ TINY_WORLD = {"dit.width": "24", "dit.depth": "1", "dit.heads": "2", "dit.contex
               "eval_denoise_steps": "[1]", "holdout": "0.3", "optim.steps": "2", "optim.warmup": "1",
               "loop.eval_every": "0"}
 # The budget of each command: these keys replace the README's values or are added to them.
+TINY_REWARD = {"width": "8", "depth": "1", "batch_size": "8", "holdout": "0.3", "optim.steps": "2",
+               "optim.warmup": "1", "loop.eval_every": "0"}
 BUDGETS = {("collect",): TINY_DATA, ("train", "ae"): TINY_AE, ("train", "world"): TINY_WORLD,
+           ("train", "reward"): TINY_REWARD,
            ("dream",): {"steps": "2"}, ("play",): {"steps": "1", "fps": "0", "scale": "1"}, ("curves",): {},
            ("restyle",): {"length": "3", "steps": "1"}, ("connect",): {"length": "2", "transition": "2", "steps": "1"},
            ("extend",): {"length": "2", "transition": "2", "steps": "1"},

@@ -11,10 +11,13 @@ safetensors, not worldsim's, or of another format version is refused with a mess
 A world model (what `worldsim train world` writes and Dream-v0 plays) is written by `save_world` (or, during
 training, from `world_metadata` and `world_tensors`) and read by `load_world`, nowhere else:
 
-    tensors     ae.* (Autoencoder), dit.* (DiT with its heads), start.frames (K, H, W, 3) uint8 (optional)
+    tensors     ae.* (Autoencoder), dit.* (DiT with its heads), start.frames (K, H, W, 3) uint8 (optional),
+                reward.* (a RewardModel, optional: `worldsim train reward` adds it)
     metadata    config, ae_config, dit_config, diffusion (the three model configs as dicts), action_meanings (one
                 string per action), frame_shape [H, W, 3], latent_shape [C, H/f, W/f], views (every frame shape it
-                was trained on, frame_shape first: [[64, 64, 3], [64, 96, 3]]), env, render_fps, step
+                was trained on, frame_shape first: [[64, 64, 3], [64, 96, 3]]), env, render_fps, step; with a
+                reward model, reward_config (its RewardModelConfig) and world_config (the world's own run config:
+                config is then the reward model's run)
 
 load_world checks the file as a whole before it allocates anything big: every size against a bound, every tensor
 against the configs, the spaces against the frames the model will make. Format 1 files (the shipped model) load
@@ -41,12 +44,14 @@ from worldsim.io import atomic_write_bytes
 from worldsim.models.autoencoder import Autoencoder, AutoencoderConfig
 from worldsim.models.diffusion import DiffusionConfig
 from worldsim.models.dit import DiT, DiTConfig
+from worldsim.models.reward import RewardModel, RewardModelConfig
 
 # 2: world models lost the caption prefix (dit_config.max_extra_tokens, dit.extra_cond); 3: they may take the previous
 # frame (dit_config.prev_frame) and classify the reward (dit_config.reward_values, dit.reward_threshold); 4: they may
-# read captions (dit_config.vocab, caption_words, text_depth; dit.text.*)
-FORMAT_VERSION = 4
-READABLE = (1, 2, 3, 4)  # older world models load unchanged (load_world maps format 1's old names; each is the next's
+# read captions (dit_config.vocab, caption_words, text_depth; dit.text.*); 5: they may carry a reward/end model
+# (reward_config; reward.*)
+FORMAT_VERSION = 5
+READABLE = (1, 2, 3, 4, 5)  # older world models load unchanged (load_world maps format 1's old names; each is the next's
 #                          subset)
 KIND = "worldsim"
 REQUIRED = ("format_version", "kind", "config")
@@ -201,6 +206,7 @@ class World:
     diffusion: DiffusionConfig
     start_frames: np.ndarray  # (K, H, W, 3) uint8 real start frames; K may be 0
     metadata: dict[str, Any]  # as written, with format-1 names mapped: diffusion.denoise_steps, no max_extra_tokens
+    reward: RewardModel | None = None  # the reward/end model, where the file has one: it pays instead of dit's heads
 
 
 def world_metadata(config: Any, ae_config: AutoencoderConfig, dit_config: DiTConfig, diffusion: DiffusionConfig,
@@ -254,7 +260,9 @@ def load_world(path: str | Path) -> World:
                               "`worldsim train world`")
     meta, ae_cfg, dit_cfg, diffusion = _check_world(path, meta)
     h, w, _ = meta["frame_shape"]
-    expected = _shapes(path, ae=lambda: Autoencoder(ae_cfg), dit=lambda: DiT(dit_cfg))
+    reward_cfg = _reward_config(path, meta, ae_cfg, dit_cfg)
+    expected = _shapes(path, ae=lambda: Autoencoder(ae_cfg), dit=lambda: DiT(dit_cfg),
+                       **({"reward": lambda: RewardModel(reward_cfg)} if reward_cfg else {}))
     if "start.frames" in header:
         k = (header["start.frames"][0] or (0,))[0]
         _require(path, 1 <= k <= MAX_START_FRAMES, "start.frames", f"{k} frames", f"1 to {MAX_START_FRAMES}")
@@ -265,7 +273,20 @@ def load_world(path: str | Path) -> World:
     ae = _load_into(path, Autoencoder(ae_cfg), "ae", tensors)
     dit = _load_into(path, DiT(dit_cfg), "dit", {k: v for k, v in tensors.items() if k not in legacy})
     frames = tensors["start.frames"].numpy() if "start.frames" in tensors else np.zeros((0, h, w, 3), np.uint8)
-    return World(path, ae, dit, diffusion, frames, meta)
+    reward = _load_into(path, RewardModel(reward_cfg), "reward", tensors) if reward_cfg else None
+    return World(path, ae, dit, diffusion, frames, meta, reward)
+
+
+def _reward_config(path: Path, meta: dict[str, Any], ae: AutoencoderConfig, dit: DiTConfig) -> RewardModelConfig | None:
+    """The reward model's config where the file has one, checked against the world it judges."""
+    if "reward_config" not in meta:
+        return None
+    cfg = _config(path, "reward_config", meta["reward_config"], RewardModelConfig)
+    _require(path, cfg.latent_channels == ae.latent_channels, "reward_config.latent_channels", cfg.latent_channels,
+             f"ae_config.latent_channels = {ae.latent_channels}: it reads the autoencoder's latents")
+    _require(path, cfg.n_actions == dit.n_actions, "reward_config.n_actions", cfg.n_actions,
+             f"dit_config.n_actions = {dit.n_actions}: it reads the world's actions")
+    return cfg
 
 
 def load_autoencoder(path: str | Path) -> tuple[Autoencoder, dict[str, Any]]:
@@ -301,7 +322,7 @@ def _check_header(path: Path, header: dict, expected: dict, allowed: dict) -> No
     for name, (shape, dtype) in header.items():
         want = expected.get(name) or allowed.get(name)
         _require(path, want is not None, f"tensor {name}", "present", "only the tensors its configs make (ae.*, "
-                 "dit.*, start.frames)")
+                 "dit.*, reward.* with a reward_config, start.frames)")
         _require(path, (shape, dtype) == want, f"tensor {name}", f"{dtype} {list(shape)}",
                  f"{want[1]} {list(want[0])}, as the metadata's configs and frame_shape say")
     missing = sorted(set(expected) - set(header))

@@ -4,6 +4,7 @@
     worldsim dream [checkpoint=CKPT steps=300 agent=explorer out=rollout.gif]  headless rollout to a GIF or MP4
     worldsim collect out=DIR [env=ID agent=NAME steps=N workers=K]          trajectories into a dataset
     worldsim train ae|world|pixel data=DIR [optim.steps=N loop.out=DIR ...] train (resumes a run in loop.out)
+    worldsim train reward world=CKPT data=DIR                               a reward/end model, added to the world
     worldsim agent train [env=ID num_envs=N total_steps=N out=DIR]          PPO in the game, the dream or Atari
     worldsim agent eval POLICY|agent=NAME [env=ID episodes=100]             mean return and events of an agent
     worldsim curves RUN [RUN ...] [out=curves.png]                          training curves of runs, chained
@@ -220,6 +221,10 @@ TRAIN = {
                      _config("worldsim.baselines.train", "TrainPixelConfig"),
                      _runner("worldsim.baselines.train", "run"),
                      "data=DIR [model.objective=diffusion|regression optim.steps=N loop.out=DIR ...]", "train_pixel"),
+    "reward": Command("train a reward/end model for a world model: it pays from the frames before a step and the "
+                      "action; writes the world with it added", _config("worldsim.train.reward", "TrainRewardConfig"),
+                      _runner("worldsim.train.reward", "run"),
+                      "world=CKPT data=DIR [views=[DIR,...] optim.steps=N loop.out=DIR ...]", "train_reward"),
 }
 AGENT = {
     "train": Command("train a PPO policy in an env with image observations and discrete actions (Craft2D, the "
@@ -241,8 +246,8 @@ def usage() -> str:
     for name, cmd in COMMANDS.items():
         lines.append(f"  {name:<8} {cmd.help}")
         if name == "dream":
-            lines.append(f"  {'train':<8} train the autoencoder (train ae), the world model (train world) or a "
-                         "pixel baseline (train pixel)")
+            lines.append(f"  {'train':<8} train the autoencoder (train ae), the world model (train world), its "
+                         "reward/end model (train reward) or a pixel baseline (train pixel)")
             lines.append(f"  {'agent':<8} train a PPO agent (agent train) or measure one (agent eval)")
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """`worldsim recipe`: the shipped Craft2D world model from nothing, one command, every stage resuming where it stopped.
 
-    worldsim recipe                                         # collect, autoencoder, world model, fine-tunes, ship
+    worldsim recipe                                     # collect, autoencoder, world model, fine-tunes, reward, ship
     worldsim recipe stages=[world,world_ft,ship]            # some stages (their inputs must be there)
     worldsim recipe "collect=['steps=20000']" "world=['optim.steps=500']"     # extra settings of a stage
 
@@ -8,8 +8,9 @@ Each stage is the command the README lists, with its recipe from configs/ (`expe
 key=value settings on top; the stages are chained by their settings, not by fixed paths: the world model trains on the
 dataset collect wrote and the autoencoder train ae wrote, the fine-tune starts from the world model's checkpoint, the
 captions fine-tune (on its own fresh data) from the fine-tune's, the views fine-tune (the captions data and two more
-frame sizes, 96x64 and 64x96) from the captions model's, and ship copies the last checkpoint (checked whole by
-load_world) to `ship=`. Every stage resumes: collect continues
+frame sizes, 96x64 and 64x96) from the captions model's, the reward/end model (on the captions data and data of
+mining and placing ahead, collect_work) for the views model, and ship copies the last checkpoint (the views model
+with its reward model; checked whole by load_world) to `ship=`. Every stage resumes: collect continues
 its dataset, a training run its run directory, and a stage that is done does nothing, so after a crash or Ctrl-C the
 same command carries on.
 """
@@ -22,10 +23,12 @@ from pathlib import Path
 
 from worldsim.config import check
 
-STAGES = ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "collect_views", "world_views", "ship")
+STAGES = ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "collect_views", "world_views",
+          "collect_work", "reward", "ship")
 RECIPES = {"collect": ("collect", "craft2d"), "ae": ("train_ae", "craft2d"), "world": ("train_world", "craft2d_s"),
            "world_ft": ("train_world", "craft2d_s_ft"), "collect_text": ("collect", "craft2d_text"),
-           "world_text": ("train_world", "craft2d_s_text"), "world_views": ("train_world", "craft2d_s_views")}
+           "world_text": ("train_world", "craft2d_s_text"), "world_views": ("train_world", "craft2d_s_views"),
+           "collect_work": ("collect", "craft2d_work"), "reward": ("train_reward", "craft2d")}
 VIEWS = ("craft2d_96x64", "craft2d_64x96")  # collect_views: one dataset of each (configs/collect/experiment/)
 
 
@@ -56,6 +59,10 @@ class RecipeConfig:
                 "(an out= here names the first's, and the second's gets a suffix)"})
     world_views: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
                                                                           "experiment=craft2d_s_views`"})
+    collect_work: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim collect "
+                                                                           "experiment=craft2d_work`"})
+    reward: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train reward "
+                                                                     "experiment=craft2d`"})
     ship: str = field(default_factory=_shipped, metadata={"help": "where the last fine-tune's checkpoint is copied "
                                                                   "(default: the package's shipped model)"})
 
@@ -70,6 +77,7 @@ def configs(cfg: RecipeConfig) -> dict:
     from worldsim.config import parse_overrides
     from worldsim.data.collect import CollectConfig
     from worldsim.train.autoencoder import TrainAEConfig
+    from worldsim.train.reward import TrainRewardConfig
     from worldsim.train.world import TrainWorldConfig
 
     collect = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect'][1]}", *cfg.collect], "collect")
@@ -93,8 +101,15 @@ def configs(cfg: RecipeConfig) -> dict:
                                                      "views=[" + ",".join(f"'{v.out}'" for v in views) + "]",
                                                      f"init={Path(world_text.loop.out) / 'last.safetensors'}",
                                                      *cfg.world_views], "train_world")
+    collect_work = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect_work'][1]}", *cfg.collect_work],
+                                   "collect")
+    reward = parse_overrides(TrainRewardConfig, [f"experiment={RECIPES['reward'][1]}",
+                                                 f"world={Path(world_views.loop.out) / 'last.safetensors'}",
+                                                 f"data={collect_text.out}", f"views=['{collect_work.out}']",
+                                                 *cfg.reward], "train_reward")
     return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft, "collect_text": collect_text,
-            "world_text": world_text, "collect_views": views, "world_views": world_views}
+            "world_text": world_text, "collect_views": views, "world_views": world_views, "collect_work": collect_work,
+            "reward": reward}
 
 
 def _suffixed(settings: list[str], i: int) -> list[str]:
@@ -107,12 +122,13 @@ def run(cfg: RecipeConfig) -> Path:
     from worldsim.checkpoint import load_world
     from worldsim.data.collect import collect
     from worldsim.io import atomic_path
-    from worldsim.train import autoencoder, world
+    from worldsim.train import autoencoder, reward, world
 
     stages = configs(cfg)
     runners = {"collect": collect, "ae": autoencoder.run, "world": world.run, "world_ft": world.run,
                "collect_text": collect, "world_text": world.run,
-               "collect_views": lambda views: [collect(v) for v in views], "world_views": world.run}
+               "collect_views": lambda views: [collect(v) for v in views], "world_views": world.run,
+               "collect_work": collect, "reward": reward.run}
     for name in STAGES:
         if name not in cfg.stages:
             continue
@@ -120,7 +136,7 @@ def run(cfg: RecipeConfig) -> Path:
         if name != "ship":
             runners[name](stages[name])
             continue
-        source = Path(stages["world_views"].loop.out) / "last.safetensors"
+        source = Path(stages["reward"].loop.out) / "last.safetensors"
         load_world(source)  # refused here, with the field named, rather than shipped
         with atomic_path(cfg.ship) as tmp:
             shutil.copyfile(source, tmp)

@@ -3,7 +3,8 @@
 Each world is a history of latent frames held as keys and values in the transformer's cache (a sliding window of
 `context` chunks, so a step costs the same at step 10 and at step 10,000 and memory stays bounded). A step denoises
 the new chunk from pure noise in `denoise_steps` solver passes that attend to the cache, then runs one more pass on
-the clean result to cache it; the reward and termination heads read that last pass.
+the clean result to cache it; the reward and termination heads read that last pass, or, where the checkpoint has a
+reward/end model (worldsim.models.reward), it reads the frames the step starts from and the action.
 
 Every world draws its sampling noise from its own generator, so a world's frames depend on its seed, its history and
 its actions, never on its row or on how many worlds share the batch: world i of a batch seeded with s + i dreams what
@@ -40,10 +41,14 @@ class WorldSimulator:
     """Steps `B` learned worlds: `reset(frames, actions)`, then `step(actions)` -> frames, rewards, terminated."""
 
     def __init__(self, autoencoder, dit, diffusion: DiffusionConfig, *, denoise_steps: int | None = None,
-                 device: str | torch.device = "cpu", seed: int | Sequence[int] | None = None):
+                 device: str | torch.device = "cpu", seed: int | Sequence[int] | None = None, reward=None):
         self.device = resolve_device(device)
         self.ae = autoencoder.to(self.device).eval()
         self.dit = dit.to(self.device).eval()
+        # a RewardModel (worldsim.models.reward) pays and ends instead of the DiT's heads: it reads the latest frames
+        # before the step (`recent`, kept clean as the frames were made) and the action
+        self.reward = None if reward is None else reward.to(self.device).eval()
+        self.recent: torch.Tensor | None = None  # (B, history, C, h, w), oldest first; None: no frame yet
         self.diffusion = diffusion
         self.denoise_steps = diffusion.denoise_steps if denoise_steps is None else denoise_steps
         if self.denoise_steps < 1:
@@ -61,7 +66,8 @@ class WorldSimulator:
                         seed: int | Sequence[int] | None = None) -> "WorldSimulator":
         """The simulator of a world-model checkpoint (checked whole by worldsim.checkpoint.load_world)."""
         world = load_world(path)
-        sim = cls(world.ae, world.dit, world.diffusion, denoise_steps=denoise_steps, device=device, seed=seed)
+        sim = cls(world.ae, world.dit, world.diffusion, denoise_steps=denoise_steps, device=device, seed=seed,
+                  reward=world.reward)
         sim.metadata, sim.start_frames = world.metadata, world.start_frames
         return sim
 
@@ -122,7 +128,7 @@ class WorldSimulator:
         if len(self.generators) != b:
             self._make_generators(b)  # kept across resets of the same batch: the noise goes on, as one stream
         self._batch = b
-        self.cache = self.dit.new_cache(b)
+        self.cache, self.recent = self.dit.new_cache(b), None
         self.t = 0
         a = torch.from_numpy(actions).to(self.device)
         for i in range(t0):
@@ -149,6 +155,7 @@ class WorldSimulator:
         # each solver pass attends to the cached history and does not write to it
         z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
         drafted = self._action_heads(first, a, None)
+        judged = self._judge(a)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -160,9 +167,11 @@ class WorldSimulator:
             a = a.clone()
             a[idx] = -1  # no action led to a first frame
             self.cache.reset_rows(idx)
+            if self.recent is not None:  # their history is gone: their first frame alone, as after reset()
+                self.recent[idx] = z[idx, 0, None]
             for row in rows if restart_seeds is not None else ():  # after this step's draw: as reset() then step()
                 self.generators[row].manual_seed(int(restart_seeds[row]) % 2 ** 64)
-        result = self._result(z, self._commit(z, a), drafted)
+        result = self._result(z, self._commit(z, a), drafted, judged)
         if rows is not None:
             result.frames[rows], result.rewards[rows], result.terminated[rows] = start_frames[rows], 0.0, False
         return result
@@ -175,7 +184,7 @@ class WorldSimulator:
         if len(self.generators) != batch_size:
             self._make_generators(batch_size)
         self._batch, self._latent_shape = batch_size, self._metadata_latent_shape("begin")
-        self.cache = self.dit.new_cache(batch_size)
+        self.cache, self.recent = self.dit.new_cache(batch_size), None
         self.t = 0
 
     @torch.no_grad()
@@ -215,16 +224,34 @@ class WorldSimulator:
         else:
             z, first = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
                                      start=1.0 if target is None else strength)
-        return self._result(z, self._commit(z, a, text), self._action_heads(first, a, text))
+        judged = self._judge(a)
+        return self._result(z, self._commit(z, a, text), self._action_heads(first, a, text), judged)
 
-    def _result(self, z: torch.Tensor, committed, drafted=None) -> StepResult:
-        """What a step returns for the finished chunk z (B, 1, C, h, w), its heads read from the pass that cached it
-        (`committed`) or, for dit.heads_read="action", from the solver pass on pure noise (`drafted`)."""
+    def _result(self, z: torch.Tensor, committed, drafted=None,
+                judged: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepResult:
+        """What a step returns for the finished chunk z (B, 1, C, h, w): the reward and termination from the reward
+        model (`judged`, where there is one), else from the DiT's heads on the pass that cached the chunk
+        (`committed`) or, for dit.heads_read="action", on the solver pass on pure noise (`drafted`)."""
         out = committed if drafted is None else drafted
+        if judged is None:
+            rewards, ended = self.dit.reward_of(out.reward)[:, 0], out.terminated_logit[:, 0] > 0
+        else:
+            rewards, ended = judged
         return StepResult(frames=self.ae.decode_uint8(z[:, 0]).cpu().numpy(),  # (B, H, W, 3)
-                          rewards=self.dit.reward_of(out.reward)[:, 0].float().cpu().numpy(),
-                          terminated=(out.terminated_logit[:, 0] > 0).cpu().numpy(),
+                          rewards=rewards.float().cpu().numpy(), terminated=ended.cpu().numpy(),
                           latents=z[:, 0].float().cpu().numpy())
+
+    def _judge(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(rewards (B,), terminated (B,) bool) of this step from the reward model, read before the new frame is
+        cached: the frames the step starts from and `actions` (B,); None without a reward model. A world with no
+        frame yet (begin) pays nothing and goes on."""
+        if self.reward is None:
+            return None
+        if self.recent is None:
+            return torch.zeros(self._batch, device=self.device), torch.zeros(self._batch, dtype=torch.bool,
+                                                                             device=self.device)
+        logits, ended = self.reward(self.recent.float(), actions)
+        return self.reward.reward_of(logits), ended > 0
 
     def _metadata_latent_shape(self, caller: str) -> tuple[int, ...]:
         """(C, h, w) of the frames this simulator makes, from its checkpoint's metadata (a world with no history yet
@@ -309,6 +336,10 @@ class WorldSimulator:
         """Cache the finished chunk z (B, 1, C, h, w), shown at the history noise level (under captions `text`
         (B, L), if any); returns that pass's output."""
         self._latent_shape = tuple(z.shape[2:])
+        if self.reward is not None:  # the clean frame, as the reward model was trained on the data's latents
+            k = self.reward.config.history
+            self.recent = (z.repeat(1, k, 1, 1, 1) if self.recent is None  # a first frame stands for those before
+                           else torch.cat([self.recent[:, 1:], z], 1))  # (B, history, C, h, w)
         sigma = torch.full((z.shape[0],), self.diffusion.history_sigma, device=self.device)
         if self.diffusion.history_sigma > 0:
             eps = self._noise(tuple(z.shape[1:]))  # (B, 1, C, h, w)

@@ -26,6 +26,7 @@ from einops import rearrange
 
 from worldsim.config import check
 from worldsim.models.attend import KVCache, block_causal_mask, history_mask
+from worldsim.models.reward import classified_reward, nonzero_probability
 from worldsim.models.text import TextEncoder, tokenize
 
 
@@ -382,17 +383,13 @@ class DiT(nn.Module):
         values = self.config.reward_values
         if not values:
             return reward
-        table = torch.tensor(values, device=reward.device)
         if 0.0 not in values:
-            return table[reward.argmax(-1)]
-        nonzero = reward.float().softmax(-1)  # (B, T, K) class probabilities
-        pays = self.reward_scores(reward) > (self.reward_threshold if threshold is None else threshold)
-        nonzero[..., values.index(0.0)] = -1.0  # never the most likely non-zero value
-        return torch.where(pays, table[nonzero.argmax(-1)], torch.zeros((), device=reward.device))
+            return torch.tensor(values, device=reward.device)[reward.argmax(-1)]
+        return classified_reward(reward, values, self.reward_threshold if threshold is None else threshold)
 
     def reward_scores(self, reward: torch.Tensor) -> torch.Tensor:
         """(B, n_chunks) the probability of a non-zero reward, what `reward_threshold` is compared with."""
-        return 1 - reward.float().softmax(-1)[..., self.config.reward_values.index(0.0)]
+        return nonzero_probability(reward, self.config.reward_values)
 
     def _inputs(self, x, sigma, actions, text=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked tokens (B, T', N, P) and per-chunk conditioning (B, T', D) = sigma + action (+ caption)

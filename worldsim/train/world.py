@@ -176,9 +176,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                   for d in (cfg.data, *cfg.views)),
               "event_share", cfg.event_share, "0 for this data: none of its training clips holds a reward or a "
                                               "termination after its first frame")
-    latents_dir = cfg.latents or _cache_dir(cfg.data, ae)
-    caches = [(cfg.data, latents_dir)] + [(d, _cache_dir(d, ae)) for d in cfg.views]
-    _encode(ae, caches, str(cfg.ae))
+    latents_dir = cfg.latents or cache_dir(cfg.data, ae)
+    caches = [(cfg.data, latents_dir)] + [(d, cache_dir(d, ae)) for d in cfg.views]
+    encode_caches(ae, caches, str(cfg.ae))
     # the views hold out the same worlds as data (the split is a hash of each episode's seed): a world evaluated at
     # one size is never trained on at another
     sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
@@ -315,12 +315,12 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                                        + cfg.start_frames * (h // ph) * (w // pw)))
 
 
-def _cache_dir(data: str, ae: Autoencoder) -> str:
+def cache_dir(data: str, ae: Autoencoder) -> str:
     """The default latent cache of a dataset: beside it, named after the autoencoder that encodes it."""
     return str(Path(data).with_name(f"{Path(data).name}.latents-{ae_identity(ae)[:8]}"))
 
 
-def _encode(ae: Autoencoder, caches: list[tuple[str, str]], checkpoint: str) -> None:
+def encode_caches(ae: Autoencoder, caches: list[tuple[str, str]], checkpoint: str) -> None:
     """Encode each (dataset, cache) pair's missing shards. Under torchrun the ranks share the work: rank 0 opens
     the caches while the others wait, then every rank encodes its own shards at once, then each checks them all
     (rank 0 first; a node without a shared file system encodes there what it still lacks) and records them done."""
