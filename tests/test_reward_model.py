@@ -124,6 +124,17 @@ def test_the_simulator_pays_by_the_reward_model_from_the_frame_before_the_step(t
     assert sim.recent.shape == (3, 2, 4, 2, 2)
 
 
+def test_the_reward_model_changes_no_frame_of_the_dream(trained):
+    world, run = trained
+    start = np.stack([_frame(True), _frame(False)])[:, None]
+    frames = []
+    for path in (world, run / "last.safetensors"):
+        sim = WorldSimulator.from_checkpoint(path, device="cpu", seed=3)
+        sim.reset(start)
+        frames.append(np.stack([sim.step([1, 2]).frames for _ in range(4)]))
+    assert np.array_equal(*frames)
+
+
 def test_training_it_again_on_its_own_output_keeps_one_reward_model_and_the_world_config(trained, tmp_path):
     _, run = trained
     again = tmp_path / "again"

@@ -30,7 +30,8 @@ class RewardModelConfig:
     values: tuple[float, ...] = (0.0, 1.0)  # the rewards it classifies among, 0 one of them: a step pays or not
     history: int = 2  # latent frames before the step it reads: two show a movement (a ball's direction)
     width: int = 64  # channels of every convolution
-    depth: int = 3  # 3x3 convolutions: receptive field 2 * depth + 1 latent cells
+    depth: int = 3  # convolutions: a 3x3 one, then depth - 1 of `kernel`
+    kernel: int = 3  # of the convolutions after the first: 3 widens the reach, 1 keeps it at the 3x3 neighbourhood
 
     def __post_init__(self):
         object.__setattr__(self, "values", tuple(float(v) for v in self.values))
@@ -42,6 +43,7 @@ class RewardModelConfig:
               ">= 2 distinct finite rewards in increasing order, 0 among them (a step that pays nothing)")
         check(self.history >= 1, "history", self.history, "latent frames >= 1")
         check(self.width >= 1 and self.depth >= 1, "width, depth", (self.width, self.depth), "integers >= 1")
+        check(self.kernel in (1, 3), "kernel", self.kernel, "1 or 3")
 
 
 def nonzero_probability(logits: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
@@ -68,7 +70,7 @@ class RewardModel(nn.Module):
         d = cfg.width
         self.action = nn.Embedding(cfg.n_actions + 1, d)  # index 0: no action known (-1)
         self.stem = nn.Conv2d(cfg.history * cfg.latent_channels, d, 3, padding=1)
-        self.convs = nn.ModuleList(nn.Conv2d(d, d, 3, padding=1) for _ in range(cfg.depth - 1))
+        self.convs = nn.ModuleList(nn.Conv2d(d, d, cfg.kernel, padding=cfg.kernel // 2) for _ in range(cfg.depth - 1))
         self.out = nn.Sequential(nn.Linear(2 * d, 4 * d), nn.SiLU(), nn.Linear(4 * d, len(cfg.values) + 1))
         # the probability of a non-zero reward above which a step pays: chosen on held-out data after training
         # (worldsim.train.reward), not argmax's

@@ -184,12 +184,39 @@ class Checkpoint:
         return s.frames, s.rewards, s.terminated
 
 
+class TeacherForced:
+    """A checkpoint's rewards and endings on the engine's own frames: each engine frame is cached as the step's frame
+    (`guided_step` with the frame as its target at strength 0: nothing is dreamt) and the model pays by what it
+    reads, its reward/end model or its heads. The frames are the engine's, so only the reward family means anything
+    here: it scores the reward model with the dream's drift taken out."""
+
+    name = "model"
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.context = sim.dit.config.context - 1  # as Checkpoint: older frames would leave the window at once
+
+    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> Rollout:
+        truth = Engine().predict(contexts, actions, seeds)
+        rewards, ended = np.zeros(actions.shape, np.float32), np.zeros(actions.shape, bool)
+        for r, ctx in enumerate(contexts):
+            self.sim.seed(int(seeds[r]))
+            self.sim.reset(ctx.frames[None, -self.context:], ctx.actions[None, -self.context:])
+            for t, a in enumerate(actions[r]):
+                out = self.sim.guided_step(np.array([a]), target=truth.frames[r, t][None], strength=0.0)
+                rewards[r, t], ended[r, t] = out.rewards[0], out.terminated[0]
+            if on_step:
+                on_step(len(actions[r]))  # frames
+        return Rollout(truth.frames, rewards, ended)
+
+
 def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None = None,
                history_sigma: float | None = None, action_guidance: float | None = None, device: str = "auto",
-               batch: int = 64) -> tuple[Probed, dict]:
+               batch: int = 64, teacher_forced: bool = False) -> tuple[Probed | TeacherForced, dict]:
     """A Craft2D world-model checkpoint (None: the shipped one) as a predictor that makes frames of `view`, and what
     the report says of it: `view_trained` is whether `view` is among the frame shapes it was trained on. A view its
-    autoencoder and patches do not tile is refused, naming it."""
+    autoencoder and patches do not tile is refused, naming it. `teacher_forced`: the TeacherForced predictor of it
+    (rewards on the engine's frames)."""
     from worldsim.checkpoint import trained_views, view_problem
     from worldsim.envs.craft2d import is_craft2d
     from worldsim.simulator import load_simulator, set_view
@@ -208,8 +235,9 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
     _, trained, _ = set_view(sim, (h, w), path)  # as Dream-v0 plays at a view: the metadata says what it makes
     meta = {"checkpoint": str(path), "denoise_steps": sim.denoise_steps, "history_sigma": sim.diffusion.history_sigma,
             "action_guidance": sim.diffusion.action_guidance,
-            "context": sim.dit.config.context, "view_trained": trained, "trained_views": [list(v) for v in views]}
-    return Probed(Checkpoint(sim), batch=batch), meta
+            "context": sim.dit.config.context, "view_trained": trained, "trained_views": [list(v) for v in views],
+            "teacher_forced": teacher_forced}
+    return (TeacherForced(sim) if teacher_forced else Probed(Checkpoint(sim), batch=batch)), meta
 
 
 def frame_sizes(shapes) -> str:

@@ -63,6 +63,9 @@ class ProbeConfig:
                                                          "included (Craft2D-v0's view_width; 12: 96 px wide)"})
     view_height: int = field(default=8, metadata={"help": "tiles down the view, the HUD row included (Craft2D-v0's "
                                                           "view_height; 12: 96 px high)"})
+    teacher_forced: bool = field(default=False, metadata={
+        "help": "suite=reward only: the checkpoint pays on the engine's own frames (its reward model or heads reading "
+                "them), the dream's drift taken out"})
 
     def __post_init__(self):
         from worldsim.device import resolve_device  # here, not at the top: it imports torch
@@ -84,6 +87,10 @@ class ProbeConfig:
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
         self.view()
+        check(not self.teacher_forced or (self.checkpoint is not None or not self.model) and
+              self.families() == ("reward",), "teacher_forced", self.teacher_forced,
+              "false, or true with suite=reward and a checkpoint (on the engine's frames the other families would "
+              "score the engine)")
 
     def view(self) -> View:
         """The view every run is played at; a view the probes cannot take is refused, naming it."""
@@ -183,7 +190,8 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     if cfg.model:
         return protocol.load(cfg.model, cfg.model_kwargs, cfg.batch), {}
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
-                      action_guidance=cfg.action_guidance, device=cfg.device, batch=cfg.batch)
+                      action_guidance=cfg.action_guidance, device=cfg.device, batch=cfg.batch,
+                      teacher_forced=cfg.teacher_forced)
 
 
 def _case(probe: Probe, index: int) -> _Case:

@@ -49,7 +49,9 @@ class TrainRewardConfig:
                                                                      "size; a batch is drawn from one of them"})
     history: int = field(default=2, metadata={"help": "latent frames before a step the model reads"})
     width: int = field(default=64, metadata={"help": "channels of the model's convolutions"})
-    depth: int = field(default=3, metadata={"help": "3x3 convolutions"})
+    depth: int = field(default=3, metadata={"help": "convolutions: a 3x3 one, then depth - 1 of `kernel`"})
+    kernel: int = field(default=3, metadata={"help": "kernel of the convolutions after the first (1: the model sees "
+                                                     "each cell's 3x3 neighbourhood alone)"})
     batch_size: int = field(default=256, metadata={"help": "clips per step (each gives `history` examples)"})
     event_share: float = field(default=0.25, metadata={"help": "share of each batch drawn from the clips that pay "
                                                                "or end"})
@@ -64,6 +66,7 @@ class TrainRewardConfig:
         check(bool(self.data), "data", self.data, "a dataset directory (worldsim collect)")
         check(self.history >= 1, "history", self.history, "latent frames >= 1")
         check(self.width >= 1 and self.depth >= 1, "width, depth", (self.width, self.depth), "integers >= 1")
+        check(self.kernel in (1, 3), "kernel", self.kernel, "1 or 3")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
         check(0.0 <= self.event_share <= 1.0, "event_share", self.event_share, "a share of the batch in [0, 1]")
         check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): the threshold is chosen on "
@@ -104,7 +107,7 @@ def build_task(cfg: TrainRewardConfig) -> Task:
     check(bool(heldout), "holdout", cfg.holdout, "a share that leaves some held-out episodes longer than history + 1 "
                                                  "frames: the threshold is chosen on them")
     rcfg = RewardModelConfig(latent_channels=world.ae.cfg.latent_channels, n_actions=world.dit.config.n_actions,
-                             values=values, history=k, width=cfg.width, depth=cfg.depth)
+                             values=values, history=k, width=cfg.width, depth=cfg.depth, kernel=cfg.kernel)
     torch.manual_seed(cfg.loop.seed)
     model = RewardModel(rcfg)
     table = torch.tensor(values)
