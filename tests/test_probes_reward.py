@@ -11,7 +11,7 @@ import pytest
 
 from worldsim.cli import main
 from worldsim.probes.families import FAMILIES, NOOP, build_suite
-from worldsim.probes.predictors import CopyLast, Engine, Rollout
+from worldsim.probes.predictors import CopyLast, Engine, Rollout, TeacherForced, reference
 from worldsim.probes.reward import count_run, idle_return, starts
 from worldsim.probes.runner import QUICK, ProbeConfig, run
 
@@ -117,3 +117,52 @@ def test_cli_reward_suite_on_a_checkpoint_writes_its_figures(tmp_path, capsys):
 def test_the_idle_return_check_wants_a_seed_per_start():
     with pytest.raises(ValueError, match="1 seeds for 2 idle starts"):
         idle_return(Engine(), starts(2, seed=0), 5, np.arange(1))
+
+
+class _Recording:
+    """A stand-in simulator for TeacherForced: it pays 1 on every "mine" and records the frames it is made to cache."""
+
+    class dit:
+        class config:
+            context = 4
+
+    def __init__(self):
+        self.targets, self.strengths = [], []
+
+    def seed(self, seed):
+        pass
+
+    def reset(self, frames, actions):
+        assert frames.shape[1] <= 3 and actions.shape == frames.shape[:2]  # at most the window's older frames
+
+    def guided_step(self, actions, target, strength):
+        self.targets.append(target[0])
+        self.strengths.append(strength)
+        return Rollout(target, np.array([float(actions[0] == 6)]), np.array([False]))
+
+
+def test_teacher_forced_caches_the_engines_frames_and_pays_by_what_the_model_reads():
+
+    probes = build_suite(["reward"], seed=0, suite=QUICK)[:2]
+    contexts = [reference(p.runs[0], 0).context for p in probes]
+    actions = np.stack([np.array(p.runs[0].actions[:6]) for p in probes])
+    actions[:, 2] = 6  # a mine in every row
+    sim = _Recording()
+    out = TeacherForced(sim).predict(contexts, actions, np.array([0, 1]))
+    truth = Engine().predict(contexts, actions, np.array([0, 1]))
+    assert np.array_equal(out.frames, truth.frames)  # the engine's frames, each cached as the step's
+    assert np.array_equal(np.stack(sim.targets).reshape(truth.frames.shape), truth.frames)
+    assert set(sim.strengths) == {0.0}  # nothing dreamt
+    assert out.rewards.tolist() == (actions == 6).astype(np.float32).tolist()
+
+
+def test_cli_teacher_forced_scores_the_reward_family_alone(tmp_path, capsys):
+    ckpt = write_world(tmp_path / "tiny.safetensors")
+    assert main(["probe", f"checkpoint={ckpt}", "seeds=1", "suite=reward", "teacher_forced=true",
+                 f"out={tmp_path / 'r'}", "device=cpu", "quick=true", "report=false"]) == 0
+    summary = json.loads((tmp_path / "r" / "probes.json").read_text())
+    assert set(summary["families"]) == {"reward"} and summary["teacher_forced"] is True
+    capsys.readouterr()
+    assert main(["probe", f"checkpoint={ckpt}", "suite=reward+control", "teacher_forced=true",
+                 f"out={tmp_path / 'x'}"]) == 2
+    assert "true with suite=reward and a checkpoint" in capsys.readouterr().err

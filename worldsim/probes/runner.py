@@ -87,8 +87,8 @@ class ProbeConfig:
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
         self.view()
-        check(not self.teacher_forced or (self.checkpoint is not None or not self.model) and
-              self.families() == ("reward",), "teacher_forced", self.teacher_forced,
+        check(not self.teacher_forced or (not self.model and self.families() == ("reward",)), "teacher_forced",
+              self.teacher_forced,
               "false, or true with suite=reward and a checkpoint (on the engine's frames the other families would "
               "score the engine)")
 
