@@ -9,8 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from worldsim.checkpoint import CheckpointError, load_world, save_world
 from worldsim.cli import main
@@ -21,6 +19,8 @@ from worldsim.models.dit import DiT, DiTConfig
 from worldsim.models.reward import RewardModel, RewardModelConfig
 from worldsim.simulator import WorldSimulator
 from worldsim.train.reward import examples
+
+from test_checkpoint import _edit
 
 FRAME = (16, 16, 3)
 ACTIONS = ["noop", "mine", "move"]
@@ -151,15 +151,6 @@ def test_a_dataset_of_another_game_is_refused_before_any_work(tmp_path, capsys):
     assert main(["train", "reward", f"world={world}", f"data={data}", f"loop.out={tmp_path / 'run'}"]) == 2
     assert "a dataset of the world's game, with its actions ['noop', 'mine', 'move']" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("data.latents-*"))
-
-
-def _edit(path, meta=None, tensors=None):
-    with safe_open(str(path), framework="pt") as f:
-        raw = {k: json.loads(v) for k, v in f.metadata().items()}
-    state = load_file(str(path))
-    meta and meta(raw)
-    tensors and tensors(state)
-    save_file(state, str(path), metadata={k: json.dumps(v) for k, v in raw.items()})
 
 
 def test_a_reward_model_that_does_not_fit_its_world_is_refused_naming_the_field(trained, tmp_path):
