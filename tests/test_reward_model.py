@@ -33,7 +33,7 @@ def _frame(right: bool) -> np.ndarray:
     return frame
 
 
-def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=ACTIONS):
+def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=ACTIONS, pays: bool = True):
     """A dataset of a game that pays 1 for "mine" when the block stands on the right before the step, and ends an
     episode when "move" is taken with the block on the left on its last step: the rule is in the frame before."""
     rng = np.random.default_rng(seed)
@@ -44,10 +44,10 @@ def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=AC
         writer.add(_frame(right), -1, 0.0, False, False, eid, "", None)
         for t in range(1, length):
             action = int(rng.integers(3))
-            pays = action == 1 and right
+            paid = pays and action == 1 and right
             ends = t == length - 1 and action == 2 and not right
             right = bool(rng.integers(2))
-            writer.add(_frame(right), action, float(pays), ends, False, eid, "", None)
+            writer.add(_frame(right), action, float(paid), ends, False, eid, "", None)
         writer.end_episode(eid, seed=seed * 1000 + eid, agent="random", cut=False)
     writer.flush()
     return root
@@ -151,6 +151,14 @@ def test_a_dataset_of_another_game_is_refused_before_any_work(tmp_path, capsys):
     assert main(["train", "reward", f"world={world}", f"data={data}", f"loop.out={tmp_path / 'run'}"]) == 2
     assert "a dataset of the world's game, with its actions ['noop', 'mine', 'move']" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("data.latents-*"))
+
+
+def test_data_that_never_pays_is_refused_naming_it(tmp_path, capsys):
+    world = _world(tmp_path / "world.safetensors")
+    data = _game(tmp_path / "data", episodes=4, length=10, pays=False)
+    assert main(["train", "reward", f"world={world}", f"data={data}", f"loop.out={tmp_path / 'run'}"]) == 2
+    assert "whose steps pay 2 to 8 distinct rewards, 0 among them" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob("data.latents-*"))  # before any work
 
 
 def test_a_reward_model_that_does_not_fit_its_world_is_refused_naming_the_field(trained, tmp_path):

@@ -29,6 +29,7 @@ from omegaconf import MISSING
 from worldsim.checkpoint import load_checkpoint, load_world, prefixed
 from worldsim.config import check, show, to_dict
 from worldsim.data.latents import LatentClipDataset, ViewBuckets
+from worldsim.data.loader import ClipDataset
 from worldsim.data.shards import read_manifest
 from worldsim.device import resolve_device
 from worldsim.models.reward import RewardModel, RewardModelConfig
@@ -91,16 +92,18 @@ def build_task(cfg: TrainRewardConfig) -> Task:
         theirs = read_manifest(Path(d)).get("action_meanings")
         check(theirs == meanings, "data" if d == cfg.data else "views", d,
               f"a dataset of the world's game, with its actions {meanings} (it has {theirs})")
+    k = cfg.history
+    # before anything is encoded: the frame datasets hold the same rewards and clips as their caches will
+    frames = [ClipDataset(d, k + 1, "train", cfg.holdout) for d in (cfg.data, *cfg.views)]
+    values = reward_values(frames, MAX_CLASSES)
+    check(0.0 in values, "data", cfg.data, f"data whose steps pay 2 to {MAX_CLASSES} distinct rewards, 0 among them "
+                                           "(a step pays or not), with its views: these pay one value alone, or "
+                                           "more kinds than that")
+    check(not cfg.event_share or any(len(f.event_clips()) for f in frames), "event_share", cfg.event_share,
+          "0 for this data: none of its training clips pays or ends")
     caches = [(d, cache_dir(d, world.ae)) for d in (cfg.data, *cfg.views)]
     encode_caches(world.ae, caches, str(cfg.world))
-    k = cfg.history
     sets = [LatentClipDataset(cache, k + 1, "train", cfg.holdout) for _, cache in caches]
-    values = reward_values(sets, MAX_CLASSES)
-    check(0.0 in values, "data", cfg.data, f"data that pays a few distinct rewards (2 to {MAX_CLASSES}, 0 among "
-                                           "them: a step pays or not); its training episodes pay "
-                                           f"{'nothing' if not values else 'more kinds than that'}")
-    check(not cfg.event_share or any(len(s.event_clips()) for s in sets), "event_share", cfg.event_share,
-          "0 for this data: none of its training clips pays or ends")
     buckets = ViewBuckets(sets)
     heldout = [_heldout(cache, k, cfg.holdout) for _, cache in caches]
     heldout = [h for h in heldout if h is not None]
