@@ -53,9 +53,9 @@ def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=AC
     return root
 
 
-def _world(path, n_actions: int = 3):
+def _world(path, n_actions: int = 3, seed: int = 0):
     """A tiny untrained world of 16x16 frames whose rewards are the classes (0, 1)."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, head_width=16))
     with torch.no_grad():
         frames = torch.from_numpy(np.stack([_frame(False), _frame(True)]))
@@ -172,3 +172,30 @@ def test_a_reward_model_that_does_not_fit_its_world_is_refused_naming_the_field(
     _edit(path, lambda meta: meta.pop("reward_config"))  # its tensors left without a config
     with pytest.raises(CheckpointError, match=r"tensor reward\.\S+ = present: expected only the tensors"):
         load_world(path)
+
+
+def test_init_carries_a_reward_model_onto_another_world_of_the_same_autoencoder(trained, tmp_path):
+    _, run = trained
+    other = _world(tmp_path / "other.safetensors")  # the same autoencoder (seed 0), as a fine-tuned world's
+    out = tmp_path / "carried"
+    assert main(["train", "reward", f"world={other}", f"data={_game(tmp_path / 'data')}", "width=16", "depth=2",
+                 "batch_size=8", "holdout=0.25", f"init={run / 'last.safetensors'}", "optim.steps=1",
+                 "optim.warmup=0", "optim.lr=1e-12", "optim.ema=0", "loop.eval_every=0", f"loop.out={out}"]) == 0
+    before, after = (load_world(p).reward.state_dict() for p in (run / "last.safetensors", out / "last.safetensors"))
+    assert all(torch.allclose(before[n], after[n]) for n in before if n != "threshold")  # its weights, carried
+
+
+def test_init_of_another_autoencoder_or_shape_is_refused_before_any_work(trained, tmp_path, capsys):
+    _, run = trained
+    data = _game(tmp_path / "data", episodes=4, length=10)
+    common = [f"data={data}", "depth=2", f"init={run / 'last.safetensors'}", f"loop.out={tmp_path / 'run'}"]
+    other = _world(tmp_path / "other.safetensors", seed=1)
+    assert main(["train", "reward", f"world={other}", "width=16", *common]) == 2
+    assert f"whose autoencoder is world={other}'s" in capsys.readouterr().err
+    world = _world(tmp_path / "same.safetensors")
+    assert main(["train", "reward", f"world={world}", "width=8", *common]) == 2
+    assert "its reward_config has width=16 (this run: 8)" in capsys.readouterr().err
+    assert main(["train", "reward", f"world={world}", "width=8", *common[:2], f"init={world}",
+                 f"loop.out={tmp_path / 'run'}"]) == 2
+    assert "a checkpoint with a reward model" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob("data.latents-*"))

@@ -1,14 +1,15 @@
 """`worldsim train reward`: a reward/end model (worldsim/models/reward.py) for a trained world model, with the loop every
 `worldsim train` task shares (resume, EMA, bf16 where it is fast, torchrun).
 
-    worldsim train reward world=CKPT data=DIR [views=[DIR,...] optim.steps=N loop.out=DIR ...]
+    worldsim train reward world=CKPT data=DIR [views=[DIR,...] init=CKPT optim.steps=N loop.out=DIR ...]
 
 It learns on the latents the world's autoencoder makes of the datasets (the caches `worldsim train world` encodes, made
 here where missing): from the `history` latent frames before a step and its action, the step's reward (one of the
 data's few distinct rewards) and whether the episode ended. Rewards are rare (Craft2D pays ~1 step in 800), so a share of
 each batch is drawn from the clips that pay or end (`event_share`). Each clip of `history + 1` frames gives `history`
 examples: the step after each frame, its earlier frames standing in for those before the clip, as a world's first
-frame does at play.
+frame does at play. `init=` starts from another checkpoint's reward model, one that read the same autoencoder's
+latents: a world fine-tuned from the same autoencoder keeps its reward model, continued on its file.
 
 The checkpoint it writes (loop.out/last.safetensors) is the world, whole, with the reward model added ("reward.*",
 metadata reward_config; the world's own run config kept as world_config): Dream-v0, the probes and `worldsim play`
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING
 
-from worldsim.checkpoint import load_checkpoint, load_world, prefixed
+from worldsim.checkpoint import component, load_checkpoint, load_init, load_world, prefixed, read_metadata
 from worldsim.config import check, show, to_dict
 from worldsim.data.latents import LatentClipDataset, ViewBuckets
 from worldsim.data.loader import ClipDataset
@@ -48,6 +49,9 @@ class TrainRewardConfig:
     data: str = field(default=MISSING, metadata={"help": "dataset directory (worldsim collect) of the world's game"})
     views: list[str] = field(default_factory=list, metadata={"help": "more datasets of the same game, any frame "
                                                                      "size; a batch is drawn from one of them"})
+    init: str | None = field(default=None, metadata={"help": "start from this checkpoint's reward model (of a world "
+                                                             "with the same autoencoder: it reads the same latents), "
+                                                             "e.g. to carry it onto a fine-tuned world"})
     history: int = field(default=2, metadata={"help": "latent frames before a step the model reads"})
     width: int = field(default=64, metadata={"help": "channels of the model's convolutions"})
     depth: int = field(default=3, metadata={"help": "convolutions: a 3x3 one, then depth - 1 of `kernel`"})
@@ -65,6 +69,7 @@ class TrainRewardConfig:
     def __post_init__(self):
         check(bool(self.world), "world", self.world, "a world-model checkpoint (worldsim train world)")
         check(bool(self.data), "data", self.data, "a dataset directory (worldsim collect)")
+        check(self.init != "", "init", "", "a checkpoint with a reward model, or null")
         check(self.history >= 1, "history", self.history, "latent frames >= 1")
         check(self.width >= 1 and self.depth >= 1, "width, depth", (self.width, self.depth), "integers >= 1")
         check(self.kernel in (1, 3), "kernel", self.kernel, "1 or 3")
@@ -101,6 +106,10 @@ def build_task(cfg: TrainRewardConfig) -> Task:
                                            "more kinds than that")
     check(not cfg.event_share or any(len(f.event_clips()) for f in frames), "event_share", cfg.event_share,
           "0 for this data: none of its training clips pays or ends")
+    rcfg = RewardModelConfig(latent_channels=world.ae.cfg.latent_channels, n_actions=world.dit.config.n_actions,
+                             values=values, history=k, width=cfg.width, depth=cfg.depth, kernel=cfg.kernel)
+    if cfg.init:
+        _check_init(cfg.init, cfg.world, rcfg)
     caches = [(d, cache_dir(d, world.ae)) for d in (cfg.data, *cfg.views)]
     encode_caches(world.ae, caches, str(cfg.world))
     sets = [LatentClipDataset(cache, k + 1, "train", cfg.holdout) for _, cache in caches]
@@ -109,10 +118,11 @@ def build_task(cfg: TrainRewardConfig) -> Task:
     heldout = [h for h in heldout if h is not None]
     check(bool(heldout), "holdout", cfg.holdout, "a share that leaves some held-out episodes longer than history + 1 "
                                                  "frames: the threshold is chosen on them")
-    rcfg = RewardModelConfig(latent_channels=world.ae.cfg.latent_channels, n_actions=world.dit.config.n_actions,
-                             values=values, history=k, width=cfg.width, depth=cfg.depth, kernel=cfg.kernel)
     torch.manual_seed(cfg.loop.seed)
     model = RewardModel(rcfg)
+    if cfg.init:
+        load_init(model, cfg.init, "reward", "reward/end model", "`worldsim train reward`",
+                  "set width=, depth=, kernel= and history= to its reward_config's")
     table = torch.tensor(values)
 
     def batch(r: np.random.Generator):
@@ -158,6 +168,22 @@ def build_task(cfg: TrainRewardConfig) -> Task:
                 metadata=metadata, defaults=to_dict(type(cfg)),
                 data_id=dist.fingerprint([s.manifest for s in sets]),
                 tokens_per_batch=cfg.batch_size * k)  # examples a step: the progress bar's "tok/s"
+
+
+def _check_init(path: str, world_path: str, rcfg: RewardModelConfig) -> None:
+    """init= must hold a reward model of this run's shape that read the latents of this world's autoencoder: a
+    reward model of another autoencoder's latents would pay at random."""
+    theirs = read_metadata(path).get("reward_config")
+    check(theirs is not None, "init", path, "a checkpoint with a reward model (one `worldsim train reward` wrote)")
+    theirs = asdict(RewardModelConfig(**theirs))
+    differ = {key: v for key, v in asdict(rcfg).items() if theirs[key] != v}
+    check(not differ, "init", path, "a reward model of this run's shape; its reward_config has " + ", ".join(
+        f"{key}={theirs[key]} (this run: {v})" for key, v in differ.items()) + " (set width=, depth=, kernel=, "
+        "history= to its; values come from the data)")
+    own, other = (component(load_checkpoint(p)[0], "ae") for p in (world_path, path))
+    check(own.keys() == other.keys() and all(torch.equal(own[n], other[n]) for n in own), "init", path,
+          f"a checkpoint whose autoencoder is world={world_path}'s: its reward model read other latents (train one "
+          "from scratch without init=)")
 
 
 def _heldout(cache: str, k: int, holdout: float) -> tuple[torch.Tensor, ...] | None:
