@@ -124,3 +124,25 @@ def test_too_small_world_is_refused():
 def test_other_sizes_generate():
     w = generate(7, 1024, 64)
     assert w.grid.shape == (64, 1024) and (w.grid[-1] == Tile.BEDROCK).all()
+
+
+def test_surface_ores_lay_ores_bare_in_the_top_ground_tiles_and_change_nothing_deeper(worlds):
+    plain, bare = worlds[3], generate(3, surface_ores=0.1)
+    depth = np.arange(plain.grid.shape[0])[:, None] - plain.sky_line[None, :]
+    ores = np.isin(bare.grid, [Tile.COAL, Tile.IRON, Tile.GOLD]) & ~np.isin(plain.grid, [Tile.COAL, Tile.IRON,
+                                                                                          Tile.GOLD])
+    assert ores[(depth >= 0) & (depth < 3)].mean() == pytest.approx(0.1, abs=0.03)  # some sand fell on changes
+    assert not ores[depth >= 3].any() and not ores[depth < 0].any()
+    for kind in (Tile.COAL, Tile.IRON, Tile.GOLD):  # every kind of ore, coal the most
+        assert (bare.grid[ores] == kind).sum() >= 3
+    assert (bare.grid[ores] == Tile.COAL).sum() > (bare.grid[ores] == Tile.GOLD).sum()
+    assert np.array_equal(bare.biome, plain.biome) and np.array_equal(bare.sky_line, plain.sky_line)
+    assert _digest(generate(3, surface_ores=0.0)) == _digest(plain)  # 0: the seed's world, bit for bit
+    env = Craft2DEnv(surface_ores=0.1, world_seed=3)
+    env.reset(seed=0)
+    assert np.array_equal(env.game.grid, bare.grid)  # the env plays that world
+
+
+def test_a_surface_ore_share_outside_0_to_1_is_refused():
+    with pytest.raises(ValueError, match=r"surface_ores=1.5: expected a share of the ground's top tiles in \[0, 1\]"):
+        Craft2DEnv(surface_ores=1.5)

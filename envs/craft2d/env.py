@@ -23,8 +23,8 @@ _RESET_OPTIONS = ("scenario", "world_seed", "time_of_day")
 
 
 @lru_cache(maxsize=16)
-def _world(seed: int, width: int, height: int) -> World:
-    return generate(seed, width, height)  # shared: callers copy before changing anything
+def _world(seed: int, width: int, height: int, surface_ores: float) -> World:
+    return generate(seed, width, height, surface_ores)  # shared: callers copy before changing anything
 
 
 class Craft2DEnv(RendersFrames, gym.Env):
@@ -77,15 +77,18 @@ class Craft2DEnv(RendersFrames, gym.Env):
     ## Arguments
     ```python
     gymnasium.make("worldsim/Craft2D-v0", render_mode=None, tile_size=8, view_width=8, view_height=8,
-                   world_width=512, world_height=48, world_seed=None, day_length=300, rewards=None)
+                   world_width=512, world_height=48, world_seed=None, day_length=300, rewards=None,
+                   surface_ores=0.0)
     ```
     `view_width`/`view_height` are in tiles, the HUD row included: (12, 8) gives a 96x64 frame (W x H) and (8, 12)
     a 64x96 one. `reset(options=...)` accepts `scenario` (a `Scenario` or an ASCII map), `world_seed` and
-    `time_of_day` (a fraction of the cycle); the reset info says which `world_seed` was played. `get_state()` /
+    `time_of_day` (a fraction of the cycle); the reset info says which `world_seed` was played. `surface_ores` lays
+    that share of the ground's top three tiles bare as ores (0: every ore lies in stone 3 or more tiles down), for
+    data where ores meet the player in daylight; the rest of each world is its seed's. `get_state()` /
     `set_state()` copy the full state, RNG included.
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release; `surface_ores` added (default 0: the same worlds).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -94,7 +97,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
     def __init__(self, render_mode: str | None = None, *, tile_size: int = TILE_SIZE, view_width: int = 8,
                  view_height: int = 8, world_width: int = WORLD_SIZE[0], world_height: int = WORLD_SIZE[1],
                  world_seed: int | None = None, day_length: int = 300, rewards: Mapping[str, float] | None = None,
-                 window_scale: int = 6):
+                 surface_ores: float = 0.0, window_scale: int = 6):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if view_width < MIN_VIEW_WIDTH or view_height < 3:
@@ -102,6 +105,8 @@ class Craft2DEnv(RendersFrames, gym.Env):
                              f"(the HUD) and 3 high (two world rows and the HUD)")
         if day_length < 10:
             raise ValueError(f"day_length={day_length}: expected at least 10 steps")
+        if not 0.0 <= surface_ores <= 1.0:
+            raise ValueError(f"surface_ores={surface_ores}: expected a share of the ground's top tiles in [0, 1]")
         rewards = dict(DEFAULT_REWARDS if rewards is None else rewards)
         for name in rewards:
             if name not in ITEM_NAMES:
@@ -110,7 +115,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
         self.tile_size, self.view_width, self.view_height = tile_size, view_width, view_height
         self.world_size = (world_width, world_height)
         self.world_seed, self.day_length, self.window_scale = world_seed, day_length, window_scale
-        self.rewards = rewards
+        self.rewards, self.surface_ores = rewards, float(surface_ores)
         self._reward_table = tuple(float(rewards.get(name, 0.0)) for name in ITEM_NAMES)
         self.renderer = Renderer(tile_size, view_width, view_height)  # raises for a tile size that can't be drawn
         self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
@@ -143,7 +148,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
             world_seed = options.get("world_seed", self.world_seed)
             if world_seed is None:
                 world_seed = int(self.np_random.integers(2 ** 31))
-            world = _world(int(world_seed), *self.world_size)
+            world = _world(int(world_seed), *self.world_size, self.surface_ores)
             player = self._spawn(world)
             if "time_of_day" in options:
                 time = round(float(options["time_of_day"]) * self.day_length) % self.day_length

@@ -189,8 +189,20 @@ def _animals(rng: np.random.Generator, grid: np.ndarray, biome: np.ndarray) -> l
     return animals
 
 
-def generate(seed: int, width: int = 512, height: int = 48) -> World:
-    """Generate the world for `seed`. Same seed and size, same world, bit for bit."""
+def _outcrops(rng: np.random.Generator, grid: np.ndarray, surf: np.ndarray, share: float) -> None:
+    """Lay ores bare: a `share` of the ground's top three tiles (soil or stone, not water, ice or plants) become coal,
+    iron or gold, in the deep ores' proportions (6 : 2.5 : 1)."""
+    depth = np.arange(grid.shape[0])[:, None] - surf[None, :]
+    ground = np.isin(grid, [Tile.GRASS, Tile.DIRT, Tile.STONE, Tile.SAND, Tile.SNOW]) & (depth >= 0) & (depth < 3)
+    r = rng.random(grid.shape) / share  # below 1 on `share` of the tiles
+    grid[ground & (r < 6 / 9.5)] = Tile.COAL
+    grid[ground & (r >= 6 / 9.5) & (r < 8.5 / 9.5)] = Tile.IRON
+    grid[ground & (r >= 8.5 / 9.5) & (r < 1)] = Tile.GOLD
+
+
+def generate(seed: int, width: int = 512, height: int = 48, surface_ores: float = 0.0) -> World:
+    """Generate the world for `seed`. Same seed and size, same world, bit for bit. `surface_ores` > 0 lays that share
+    of the ground's top three tiles bare as ores (drawn apart: the rest of the world is the seed's, unchanged)."""
     if width < MIN_WIDTH or height < MIN_HEIGHT:
         raise ValueError(f"world size {width}x{height}: expected at least {MIN_WIDTH} wide and {MIN_HEIGHT} high")
     rng = np.random.default_rng(seed)
@@ -204,6 +216,8 @@ def generate(seed: int, width: int = 512, height: int = 48) -> World:
     grid[height - 1] = Tile.BEDROCK  # an unbreakable floor, ragged on top
     grid[height - 2][rng.random(width) < 0.5] = Tile.BEDROCK
     grid[:, 0] = grid[:, width - 1] = Tile.BEDROCK  # the world's side walls
+    if surface_ores > 0:
+        _outcrops(np.random.default_rng([seed, 1]), grid, surf, surface_ores)
     settle_sand(grid, surf)
     animals = _animals(rng, grid, biome)
     return World(grid=grid, biome=biome, sky_line=surf, animals=animals)
