@@ -33,9 +33,11 @@ def _frame(right: bool) -> np.ndarray:
     return frame
 
 
-def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=ACTIONS, pays: bool = True):
-    """A dataset of a game that pays 1 for "mine" when the block stands on the right before the step, and ends an
-    episode when "move" is taken with the block on the left on its last step: the rule is in the frame before."""
+def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=ACTIONS, pays: bool = True,
+          after: bool = False):
+    """A dataset of a game that pays 1 for "mine" when the block stands on the right before the step (`after`: in the
+    frame the step makes), and ends an episode when "move" is taken with the block on the left on its last step: the
+    rule is in the frame before (or after)."""
     rng = np.random.default_rng(seed)
     write_manifest(root, {"env": "synthetic", "action_meanings": list(meanings), "frame_shape": list(FRAME)})
     writer = ShardWriter(root, 0, 0, FRAME)
@@ -44,9 +46,10 @@ def _game(root, episodes: int = 40, length: int = 30, seed: int = 0, meanings=AC
         writer.add(_frame(right), -1, 0.0, False, False, eid, "", None)
         for t in range(1, length):
             action = int(rng.integers(3))
-            paid = pays and action == 1 and right
+            new = bool(rng.integers(2))
+            paid = pays and action == 1 and (new if after else right)
             ends = t == length - 1 and action == 2 and not right
-            right = bool(rng.integers(2))
+            right = new
             writer.add(_frame(right), action, float(paid), ends, False, eid, "", None)
         writer.end_episode(eid, seed=seed * 1000 + eid, agent="random", cut=False)
     writer.flush()
@@ -85,6 +88,8 @@ def test_examples_read_the_frames_before_each_step_the_first_standing_in_for_ear
     assert hist[:, :, 0, 0, 0].tolist() == [[0, 0], [0, 0], [0, 1], [0, 1]]  # step 1 reads frame 0 twice
     hist, acts, steps = examples(latents, actions, 2, last_only=True)
     assert steps == [2] and acts.tolist() == [5, 7] and hist[:, :, 0, 0, 0].tolist() == [[0, 1], [0, 1]]
+    hist, _, _ = examples(latents, actions, 2, after=True)  # and the frame each step made
+    assert hist[:, :, 0, 0, 0].tolist() == [[0, 0, 1], [0, 0, 1], [0, 1, 2], [0, 1, 2]]
 
 
 def test_the_model_runs_at_any_grid_size_and_takes_an_unknown_action():
@@ -199,3 +204,19 @@ def test_init_of_another_autoencoder_or_shape_is_refused_before_any_work(trained
                  f"loop.out={tmp_path / 'run'}"]) == 2
     assert "a checkpoint with a reward model" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("data.latents-*"))
+
+
+def test_a_reward_model_that_reads_the_frame_made_learns_a_reward_shown_after_the_step_and_pays_by_the_frame_drawn(
+        tmp_path):
+    world, run = _world(tmp_path / "world.safetensors"), tmp_path / "run"
+    assert main(["train", "reward", f"world={world}", f"data={_game(tmp_path / 'data', after=True)}", "after=true",
+                 "width=16", "depth=2", "batch_size=64", "holdout=0.25", "optim.steps=150", "optim.warmup=10",
+                 "optim.ema=0.9", "loop.eval_every=0", f"loop.out={run}"]) == 0
+    last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["eval"]
+    assert last["events"] > 20 and last["reward_f1"] >= 0.9, last
+    sim = WorldSimulator.from_checkpoint(run / "last.safetensors", device="cpu", seed=0)
+    assert sim.reward.config.after
+    sim.reset(np.stack([_frame(False)] * 3)[:, None])
+    drawn = np.stack([_frame(True), _frame(False), _frame(True)])  # the frames each world's step makes
+    out = sim.guided_step(np.array([1, 1, 0]), target=drawn, strength=0.0)
+    assert out.rewards.tolist() == [1.0, 0.0, 0.0]  # mine, with the block on the right in the frame drawn, pays

@@ -155,7 +155,7 @@ class WorldSimulator:
         # each solver pass attends to the cached history and does not write to it
         z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
         drafted = self._action_heads(first, a, None)
-        judged = self._judge(a)
+        judged = self._judge(a, z)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -224,7 +224,7 @@ class WorldSimulator:
         else:
             z, first = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
                                      start=1.0 if target is None else strength)
-        judged = self._judge(a)
+        judged = self._judge(a, z)
         return self._result(z, self._commit(z, a, text), self._action_heads(first, a, text), judged)
 
     def _result(self, z: torch.Tensor, committed, drafted=None,
@@ -241,16 +241,18 @@ class WorldSimulator:
                           rewards=rewards.float().cpu().numpy(), terminated=ended.cpu().numpy(),
                           latents=z[:, 0].float().cpu().numpy())
 
-    def _judge(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _judge(self, actions: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(rewards (B,), terminated (B,) bool) of this step from the reward model, read before the new frame is
-        cached: the frames the step starts from and `actions` (B,); None without a reward model. A world with no
-        frame yet (begin) pays nothing and goes on."""
+        cached: the frames the step starts from, `actions` (B,) and, for a model that reads it (`after`), the frame
+        made, z (B, 1, C, h, w); None without a reward model. A world with no frame yet (begin) pays nothing and goes
+        on."""
         if self.reward is None:
             return None
         if self.recent is None:
             return torch.zeros(self._batch, device=self.device), torch.zeros(self._batch, dtype=torch.bool,
                                                                              device=self.device)
-        logits, ended = self.reward(self.recent.float(), actions)
+        frames = torch.cat([self.recent, z], 1) if self.reward.config.after else self.recent  # (B, frames, C, h, w)
+        logits, ended = self.reward(frames.float(), actions)
         return self.reward.reward_of(logits), ended > 0
 
     def _metadata_latent_shape(self, caller: str) -> tuple[int, ...]:

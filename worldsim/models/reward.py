@@ -2,8 +2,9 @@
 
 The DiT's heads read the frame the world model has just drawn, so a dream that draws an event wrong (a mined ore
 left standing) pays nothing for it. This small network reads what the step starts from instead, the latest `history`
-latent frames and the action, as DIAMOND's reward/end model reads its frames and actions: the dream pays for mining
-an ore whether or not it then draws the ore gone. It is trained apart from the world model, on the same latents
+latent frames and the action: the dream pays for mining an ore whether or not it then draws the ore gone. With
+`after`, it reads the frame the step made as well, as DIAMOND's reward/end model reads the next observation beside
+the last: what the step changed (an item counted in the HUD) shows there, wherever it happened. It is trained apart from the world model, on the same latents
 (`worldsim train reward`, worldsim/train/reward.py), and travels in the world's checkpoint ("reward.*").
 
 Convolutions, then the mean and the maximum over the latent grid: any frame size, and an event anywhere on it.
@@ -32,6 +33,7 @@ class RewardModelConfig:
     width: int = 64  # channels of every convolution
     depth: int = 3  # convolutions: a 3x3 one, then depth - 1 of `kernel`
     kernel: int = 3  # of the convolutions after the first: 3 widens the reach, 1 keeps it at the 3x3 neighbourhood
+    after: bool = False  # also read the frame the step made (the data's next frame; in a dream, the frame drawn)
 
     def __post_init__(self):
         object.__setattr__(self, "values", tuple(float(v) for v in self.values))
@@ -62,24 +64,30 @@ def classified_reward(logits: torch.Tensor, values: tuple[float, ...], threshold
 
 
 class RewardModel(nn.Module):
-    """(latents (B, history, C, h, w), actions (B,)) -> (reward logits (B, K), termination logit (B,))."""
+    """(latents (B, frames, C, h, w), actions (B,)) -> (reward logits (B, K), termination logit (B,)); frames: the
+    `history` before the step, then (with `after`) the frame it made."""
 
     def __init__(self, cfg: RewardModelConfig):
         super().__init__()
         self.config = cfg
         d = cfg.width
         self.action = nn.Embedding(cfg.n_actions + 1, d)  # index 0: no action known (-1)
-        self.stem = nn.Conv2d(cfg.history * cfg.latent_channels, d, 3, padding=1)
+        self.stem = nn.Conv2d(self.frames * cfg.latent_channels, d, 3, padding=1)
         self.convs = nn.ModuleList(nn.Conv2d(d, d, cfg.kernel, padding=cfg.kernel // 2) for _ in range(cfg.depth - 1))
         self.out = nn.Sequential(nn.Linear(2 * d, 4 * d), nn.SiLU(), nn.Linear(4 * d, len(cfg.values) + 1))
         # the probability of a non-zero reward above which a step pays: chosen on held-out data after training
         # (worldsim.train.reward), not argmax's
         self.register_buffer("threshold", torch.tensor(0.5))
 
+    @property
+    def frames(self) -> int:
+        """Latent frames an example holds: the history, and the frame the step made with `after`."""
+        return self.config.history + int(self.config.after)
+
     def forward(self, latents: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, c, h, w = latents.shape
-        check(k == self.config.history and c == self.config.latent_channels, "latents", tuple(latents.shape),
-              f"(B, {self.config.history}, {self.config.latent_channels}, h, w): the model's history and channels")
+        check(k == self.frames and c == self.config.latent_channels, "latents", tuple(latents.shape),
+              f"(B, {self.frames}, {self.config.latent_channels}, h, w): the model's frames and channels")
         x = self.stem(latents.reshape(b, k * c, h, w))  # (B, D, h, w): the frames side by side as channels
         x = x + self.action(actions.long().clamp_min(-1) + 1)[:, :, None, None]  # the action everywhere on the grid
         for conv in self.convs:

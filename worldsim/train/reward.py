@@ -57,6 +57,8 @@ class TrainRewardConfig:
     depth: int = field(default=3, metadata={"help": "convolutions: a 3x3 one, then depth - 1 of `kernel`"})
     kernel: int = field(default=3, metadata={"help": "kernel of the convolutions after the first (1: the model sees "
                                                      "each cell's 3x3 neighbourhood alone)"})
+    after: bool = field(default=False, metadata={"help": "read the frame the step made as well (in a dream, the frame "
+                                                        "the world drew), as DIAMOND's reward/end model does"})
     batch_size: int = field(default=256, metadata={"help": "clips per step (each gives `history` examples)"})
     event_share: float = field(default=0.25, metadata={"help": "share of each batch drawn from the clips that pay "
                                                                "or end"})
@@ -80,13 +82,13 @@ class TrainRewardConfig:
         check(self.terminated_weight >= 0, "terminated_weight", self.terminated_weight, "a weight >= 0")
 
 
-def examples(latents: torch.Tensor, actions: torch.Tensor, k: int, last_only: bool = False):
-    """The examples of clips (B, k + 1, C, h, w) with their actions (B, k + 1): (histories (N, k, C, h, w), actions
-    (N,), the frame index each predicts (N,)); the step after frame t reads frames t-k+1..t, the clip's first frame
-    standing in for those before it. `last_only`: the clip's last step alone (every step of an episode once, over
-    all its clips)."""
+def examples(latents: torch.Tensor, actions: torch.Tensor, k: int, last_only: bool = False, after: bool = False):
+    """The examples of clips (B, k + 1, C, h, w) with their actions (B, k + 1): (frames (N, k, C, h, w), actions
+    (N,), the frame index each predicts (N,)); the step to frame t reads frames t-k..t-1, the clip's first frame
+    standing in for those before it, and frame t itself with `after` (N, k + 1, C, h, w). `last_only`: the clip's
+    last step alone (every step of an episode once, over all its clips)."""
     steps = [k] if last_only else range(1, k + 1)
-    hist = [latents[:, [max(0, t - k + j) for j in range(k)]] for t in steps]  # each (B, k, C, h, w)
+    hist = [latents[:, [max(0, t - k + j) for j in range(k)] + ([t] if after else [])] for t in steps]
     return torch.cat(hist), torch.cat([actions[:, t] for t in steps]), list(steps)
 
 
@@ -107,14 +109,15 @@ def build_task(cfg: TrainRewardConfig) -> Task:
     check(not cfg.event_share or any(len(f.event_clips()) for f in frames), "event_share", cfg.event_share,
           "0 for this data: none of its training clips pays or ends")
     rcfg = RewardModelConfig(latent_channels=world.ae.cfg.latent_channels, n_actions=world.dit.config.n_actions,
-                             values=values, history=k, width=cfg.width, depth=cfg.depth, kernel=cfg.kernel)
+                             values=values, history=k, width=cfg.width, depth=cfg.depth, kernel=cfg.kernel,
+                             after=cfg.after)
     if cfg.init:
         _check_init(cfg.init, cfg.world, rcfg)
     caches = [(d, cache_dir(d, world.ae)) for d in (cfg.data, *cfg.views)]
     encode_caches(world.ae, caches, str(cfg.world))
     sets = [LatentClipDataset(cache, k + 1, "train", cfg.holdout) for _, cache in caches]
     buckets = ViewBuckets(sets)
-    heldout = [_heldout(cache, k, cfg.holdout) for _, cache in caches]
+    heldout = [_heldout(cache, k, cfg.holdout, cfg.after) for _, cache in caches]
     heldout = [h for h in heldout if h is not None]
     check(bool(heldout), "holdout", cfg.holdout, "a share that leaves some held-out episodes longer than history + 1 "
                                                  "frames: the threshold is chosen on them")
@@ -132,7 +135,7 @@ def build_task(cfg: TrainRewardConfig) -> Task:
     def loss(m, b, gen, rows):
         device = next(m.parameters()).device
         latents, actions, rewards, ended = (t[rows].to(device) for t in b)
-        hist, acts, steps = examples(latents, actions, k)
+        hist, acts, steps = examples(latents, actions, k, after=cfg.after)
         logits, end_logit = m(hist, acts)
         classes = (torch.cat([rewards[:, t] for t in steps]).float()[:, None] - table.to(device)).abs().argmin(-1)
         r_loss = F.cross_entropy(logits.float(), classes)
@@ -179,14 +182,14 @@ def _check_init(path: str, world_path: str, rcfg: RewardModelConfig) -> None:
     differ = {key: v for key, v in asdict(rcfg).items() if theirs[key] != v}
     check(not differ, "init", path, "a reward model of this run's shape; its reward_config has " + ", ".join(
         f"{key}={theirs[key]} (this run: {v})" for key, v in differ.items()) + " (set width=, depth=, kernel=, "
-        "history= to its; values come from the data)")
+        "history=, after= to its; values come from the data)")
     own, other = (component(load_checkpoint(p)[0], "ae") for p in (world_path, path))
     check(own.keys() == other.keys() and all(torch.equal(own[n], other[n]) for n in own), "init", path,
           f"a checkpoint whose autoencoder is world={world_path}'s: its reward model read other latents (train one "
           "from scratch without init=)")
 
 
-def _heldout(cache: str, k: int, holdout: float) -> tuple[torch.Tensor, ...] | None:
+def _heldout(cache: str, k: int, holdout: float, after: bool) -> tuple[torch.Tensor, ...] | None:
     """Every held-out step of a latent cache after an episode's first `k`, as (histories, actions, rewards,
     terminated); None when no held-out episode is that long."""
     try:
@@ -194,7 +197,7 @@ def _heldout(cache: str, k: int, holdout: float) -> tuple[torch.Tensor, ...] | N
     except ValueError:
         return None
     b = val.get(np.arange(len(val)))  # every clip: every step once as a clip's last
-    hist, acts, _ = examples(torch.from_numpy(b.latents), torch.from_numpy(b.actions), k, last_only=True)
+    hist, acts, _ = examples(torch.from_numpy(b.latents), torch.from_numpy(b.actions), k, last_only=True, after=after)
     return hist, acts, torch.from_numpy(b.rewards[:, k]), torch.from_numpy(np.asarray(b.terminated[:, k], bool))
 
 
