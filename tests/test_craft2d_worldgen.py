@@ -144,5 +144,6 @@ def test_surface_ores_lay_ores_bare_in_the_top_ground_tiles_and_change_nothing_d
 
 
 def test_a_surface_ore_share_outside_0_to_1_is_refused():
-    with pytest.raises(ValueError, match=r"surface_ores=1.5: expected a share of the ground's top tiles in \[0, 1\]"):
+    share = r"\[0, 1\]"
+    with pytest.raises(ValueError, match=r"surface_ores=1.5: expected a share of the ground's top tiles in " + share):
         Craft2DEnv(surface_ores=1.5)

@@ -220,3 +220,10 @@ def test_a_reward_model_that_reads_the_frame_made_learns_a_reward_shown_after_th
     drawn = np.stack([_frame(True), _frame(False), _frame(True)])  # the frames each world's step makes
     out = sim.guided_step(np.array([1, 1, 0]), target=drawn, strength=0.0)
     assert out.rewards.tolist() == [1.0, 0.0, 0.0]  # mine, with the block on the right in the frame drawn, pays
+
+
+def test_after_dropout_without_after_is_refused_naming_it(tmp_path, capsys):
+    world = _world(tmp_path / "world.safetensors")
+    assert main(["train", "reward", f"world={world}", f"data={tmp_path / 'none'}", "after_dropout=0.5",
+                 f"loop.out={tmp_path / 'run'}"]) == 2
+    assert "after_dropout=0.5: expected a share in [0, 1], and 0 without after=true" in capsys.readouterr().err

@@ -4,7 +4,8 @@ The DiT's heads read the frame the world model has just drawn, so a dream that d
 left standing) pays nothing for it. This small network reads what the step starts from instead, the latest `history`
 latent frames and the action: the dream pays for mining an ore whether or not it then draws the ore gone. With
 `after`, it reads the frame the step made as well, as DIAMOND's reward/end model reads the next observation beside
-the last: what the step changed (an item counted in the HUD) shows there, wherever it happened. It is trained apart from the world model, on the same latents
+the last: what the step changed shows there (measured on Craft2D: better on held-out data, worse in the dream, which
+seldom draws the change; README, "Ores laid bare"). It is trained apart from the world model, on the same latents
 (`worldsim train reward`, worldsim/train/reward.py), and travels in the world's checkpoint ("reward.*").
 
 Convolutions, then the mean and the maximum over the latent grid: any frame size, and an event anywhere on it.

@@ -59,6 +59,10 @@ class TrainRewardConfig:
                                                      "each cell's 3x3 neighbourhood alone)"})
     after: bool = field(default=False, metadata={"help": "read the frame the step made as well (in a dream, the frame "
                                                         "the world drew), as DIAMOND's reward/end model does"})
+    after_dropout: float = field(default=0.0, metadata={"help": "share of training examples (with after) whose frame "
+                                                                "made is replaced by the one before it, as a dream "
+                                                                "that draws nothing new shows it: the model also "
+                                                                "learns what foretells an event"})
     batch_size: int = field(default=256, metadata={"help": "clips per step (each gives `history` examples)"})
     event_share: float = field(default=0.25, metadata={"help": "share of each batch drawn from the clips that pay "
                                                                "or end"})
@@ -75,6 +79,8 @@ class TrainRewardConfig:
         check(self.history >= 1, "history", self.history, "latent frames >= 1")
         check(self.width >= 1 and self.depth >= 1, "width, depth", (self.width, self.depth), "integers >= 1")
         check(self.kernel in (1, 3), "kernel", self.kernel, "1 or 3")
+        check(0.0 <= self.after_dropout <= 1.0 and (self.after or not self.after_dropout), "after_dropout",
+              self.after_dropout, "a share in [0, 1], and 0 without after=true")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "clips per step >= 1")
         check(0.0 <= self.event_share <= 1.0, "event_share", self.event_share, "a share of the batch in [0, 1]")
         check(0.0 < self.holdout < 1.0, "holdout", self.holdout, "a fraction in (0, 1): the threshold is chosen on "
@@ -136,6 +142,10 @@ def build_task(cfg: TrainRewardConfig) -> Task:
         device = next(m.parameters()).device
         latents, actions, rewards, ended = (t[rows].to(device) for t in b)
         hist, acts, steps = examples(latents, actions, k, after=cfg.after)
+        if cfg.after_dropout:  # (N, k + 1, C, h, w): some examples see the frame before where the made one was
+            drop = torch.rand(len(hist), generator=gen, device=gen.device) < cfg.after_dropout
+            made = torch.where(drop[:, None, None, None, None], hist[:, k - 1:k], hist[:, k:])  # (N, 1, C, h, w)
+            hist = torch.cat([hist[:, :k], made], 1)
         logits, end_logit = m(hist, acts)
         classes = (torch.cat([rewards[:, t] for t in steps]).float()[:, None] - table.to(device)).abs().argmin(-1)
         r_loss = F.cross_entropy(logits.float(), classes)
