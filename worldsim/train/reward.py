@@ -118,7 +118,7 @@ def build_task(cfg: TrainRewardConfig) -> Task:
                              values=values, history=k, width=cfg.width, depth=cfg.depth, kernel=cfg.kernel,
                              after=cfg.after)
     if cfg.init:
-        _check_init(cfg.init, cfg.world, rcfg)
+        _check_init(cfg.init, cfg.world, world.ae.state_dict(), rcfg)
     caches = [(d, cache_dir(d, world.ae)) for d in (cfg.data, *cfg.views)]
     encode_caches(world.ae, caches, str(cfg.world))
     sets = [LatentClipDataset(cache, k + 1, "train", cfg.holdout) for _, cache in caches]
@@ -131,7 +131,7 @@ def build_task(cfg: TrainRewardConfig) -> Task:
     model = RewardModel(rcfg)
     if cfg.init:
         load_init(model, cfg.init, "reward", "reward/end model", "`worldsim train reward`",
-                  "set width=, depth=, kernel= and history= to its reward_config's")
+                  "set width=, depth=, kernel=, history= and after= to its reward_config's")
     table = torch.tensor(values)
 
     def batch(r: np.random.Generator):
@@ -183,9 +183,9 @@ def build_task(cfg: TrainRewardConfig) -> Task:
                 tokens_per_batch=cfg.batch_size * k)  # examples a step: the progress bar's "tok/s"
 
 
-def _check_init(path: str, world_path: str, rcfg: RewardModelConfig) -> None:
-    """init= must hold a reward model of this run's shape that read the latents of this world's autoencoder: a
-    reward model of another autoencoder's latents would pay at random."""
+def _check_init(path: str, world_path: str, own: dict[str, torch.Tensor], rcfg: RewardModelConfig) -> None:
+    """init= must hold a reward model of this run's shape that read the latents of this world's autoencoder (`own`,
+    its weights, as loaded): a reward model of another autoencoder's latents would pay at random."""
     theirs = read_metadata(path).get("reward_config")
     check(theirs is not None, "init", path, "a checkpoint with a reward model (one `worldsim train reward` wrote)")
     theirs = asdict(RewardModelConfig(**theirs))
@@ -193,7 +193,7 @@ def _check_init(path: str, world_path: str, rcfg: RewardModelConfig) -> None:
     check(not differ, "init", path, "a reward model of this run's shape; its reward_config has " + ", ".join(
         f"{key}={theirs[key]} (this run: {v})" for key, v in differ.items()) + " (set width=, depth=, kernel=, "
         "history=, after= to its; values come from the data)")
-    own, other = (component(load_checkpoint(p)[0], "ae") for p in (world_path, path))
+    other = component(load_checkpoint(path)[0], "ae")
     check(own.keys() == other.keys() and all(torch.equal(own[n], other[n]) for n in own), "init", path,
           f"a checkpoint whose autoencoder is world={world_path}'s: its reward model read other latents (train one "
           "from scratch without init=)")
