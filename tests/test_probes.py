@@ -45,6 +45,10 @@ def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
     assert copy["stability"]["valid"] == 1.0 and copy["stability"]["live"] == 0.0
     assert copy["stability"]["daynight"] < 0.9 and copy["stability"]["continuity"] == 1.0
     assert _scores(MeanFrame(), "physics+control", out) == {"physics": 0.0, "control": 0.0}
+    # permanence at each distance walked away, the probes of each k averaged as the family's score averages them all
+    assert [(d["k"], d["score"]) for d in engine["permanence"]] == [(k, 1.0) for k in QUICK.permanence_k]
+    assert [(d["k"], d["score"]) for d in copy["permanence"]] == [(k, 0.0) for k in QUICK.permanence_k]
+    assert sum(d["probes"] for d in copy["permanence"]) == copy["families"]["permanence"]["informative"]
 
 
 @pytest.mark.parametrize(("corruption", "family"), [
