@@ -368,8 +368,8 @@ def _families(results: list[dict], names) -> dict:
 
 
 def _by_distance(results: list[dict]) -> list[dict]:
-    """Permanence by the steps walked away (k), as the family's score averages its probes: the issue's bar is set at
-    each k (24 and 48 lie beyond a 16- or 32-frame window), which the family's one mean hides."""
+    """Permanence by the steps walked away (k), as the family's score averages its probes: a memory is judged at each
+    k (24 and 48 lie beyond a 16- or 32-frame window), which the family's one mean hides."""
     scores: dict[int, list[float]] = {}
     for e in (r["json"] for r in results):
         if e["family"] == "permanence" and e["informative"]:
