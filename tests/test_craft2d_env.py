@@ -191,6 +191,33 @@ def test_reset_info_names_the_world_seed_played():
     assert env.reset(options={"scenario": Scenario(".>.\nGGG", world_seed=7)})[1]["world_seed"] == 7
 
 
+def test_start_inventory_puts_blocks_in_hand_and_changes_nothing_else():
+    """The player starts holding `start_inventory`, a held block selected, and places it at once; the world, the
+    start and the time are the seed's, and without it the episodes are the same as before, bit for bit."""
+    plain, held = Craft2DEnv(), Craft2DEnv(start_inventory={"dirt": 3, "wood": 2, "coal": 1})
+    selected = set()
+    for seed in range(12):
+        _, a = plain.reset(seed=seed)
+        _, b = held.reset(seed=seed)
+        assert np.array_equal(plain.game.grid, held.game.grid)
+        assert (a["player_pos"], a["time_of_day"], a["facing"]) == (b["player_pos"], b["time_of_day"], b["facing"])
+        assert a["inventory"] == {} and b["inventory"] == {"dirt": 3, "wood": 2, "coal": 1}
+        selected.add(b["selected"])
+    assert selected == {"dirt", "wood"}  # drawn among the placeable blocks held: coal is no block
+    held.reset(options={"scenario": ".>..\nGGGG"})
+    assert held.game.info()["inventory"] == {}  # a scenario brings its own inventory
+    held.reset(seed=0, options={"world_seed": 4, "time_of_day": 0.5})
+    before = held.game.info()["inventory"]
+    item = held.game.info()["selected"]
+    _, _, _, _, info = held.step(int(Action.PLACE))
+    assert info["events"] == [f"player placed {item}"] and info["inventory"][item] == before[item] - 1
+    empty = Craft2DEnv(start_inventory={"dirt": 0})  # nothing held: empty hands, the episodes of the plain env
+    for seed in (0, 1):
+        assert np.array_equal(empty.reset(seed=seed)[0], plain.reset(seed=seed)[0])
+        for action in random_actions(seed, 30):
+            assert np.array_equal(empty.step(action)[0], plain.step(action)[0])
+
+
 def test_stamped_map_brings_its_own_ground_line():
     """Air in a stamped map above the map's ground is sky, not cave, wherever the generated hills are, and mining
     there follows the map's ground line (what is mined below it becomes cave, as in a generated world)."""
@@ -379,6 +406,9 @@ def test_unknown_reset_option(env):
     (dict(tile_size=8.0), r"tile_size=8.0"),
     (dict(rewards={"diamond": 1.0}), r"'diamond'"),
     (dict(day_length=5), r"day_length=5"),
+    (dict(start_inventory={"diamond": 1}), r"start_inventory item 'diamond': expected one of"),
+    (dict(start_inventory={"dirt": 100}), r"start_inventory dirt=100: expected a count from 0 to 99"),
+    (dict(start_inventory={"dirt": 2.5}), r"start_inventory dirt=2.5"),
 ])
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

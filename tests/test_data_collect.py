@@ -23,6 +23,7 @@ from worldsim.data import shards
 from worldsim.data.collect import CollectConfig, collect, derive_seed, resize
 from worldsim.data.integrity import VERIFIED
 from worldsim.data.shards import open_dataset, shard_paths
+from worldsim.data.stats import format_summary
 
 CRAFT = "worldsim/Craft2D-v0"
 SMALL_WORLD = {"world_width": 64}  # a small world generates fast; frames stay (64, 64, 3)
@@ -235,6 +236,49 @@ def test_craft2d_summary_totals(craft):
 
 
 # ---- the budget, exactly, on an env with fixed-length episodes ----------------------------------------------------
+def test_craft2d_changes_count_what_mining_and_placing_left_as_the_engine_did(tmp_path):
+    """The summary's `changes`, read from the frames, against the engine replaying the episodes: every block mined
+    where the player stood still, and whether it left open sky or a cave wall; every block placed, and whether into
+    the open sky. Builders holding blocks from the start (start_inventory), so there is placing to count."""
+    from worldsim.data.stats import craft2d_changes
+    from worldsim.data.shards import read_manifest
+    from worldsim.envs.craft2d.tiles import EMPTY, Action, Tile
+
+    kwargs = {**SMALL_WORLD, "start_inventory": {"dirt": 30, "sand": 10}}
+    options = {"explorer": {"plan_weights": {"tinker": 3.0, "build": 1.0, "loop": 0.5, "dig": 0.5}}}
+    cfg = craft_cfg(tmp_path / "ds", agent="mixture", agent_options=options, steps=600, env_kwargs=kwargs,
+                    max_episode_steps=150)
+    summary = collect(cfg, quiet=True)
+    root = Path(cfg.out)
+    assert summary["changes"] == craft2d_changes(root, read_manifest(root))
+    got = craft2d_changes(root, read_manifest(root), most=10 ** 9)
+    truth = dict.fromkeys(("mined", "mined_to_sky", "placed", "placed_in_sky"), 0)
+    env = gym.make(CRAFT, max_episode_steps=150, **kwargs)
+    for e in episodes_of(root).values():
+        env.reset(seed=e["meta"]["seed"])
+        game = env.unwrapped.game
+        for t in range(1, len(e["actions"])):
+            a, w = int(e["actions"][t]), game.width
+            i = game.ys[0] * w + game.xs[0]
+            j = {Action.MINE: i + game.facings[0], Action.PLACE: i + game.facings[0], Action.MINE_UP: i - w,
+                 Action.MINE_DOWN: i + w, Action.PLACE_DOWN: i + w}.get(a)
+            was = None if j is None else int(game.cells[j])
+            _, _, _, _, info = env.step(a)
+            if j is None or tuple(e["positions"][t]) != tuple(e["positions"][t - 1]):
+                continue
+            now = int(game.cells[j])
+            if any(ev.startswith("player mined") for ev in info["events"]) and EMPTY[now]:
+                truth["mined"] += 1
+                truth["mined_to_sky"] += now == Tile.SKY
+            if any(ev.startswith("player placed") for ev in info["events"]) and EMPTY[was] and not EMPTY[now]:
+                truth["placed"] += 1
+                truth["placed_in_sky"] += was == Tile.SKY
+    assert {k: got[k] for k in truth} == truth, (got, truth)
+    assert truth["mined_to_sky"] > 0 and truth["mined"] > truth["mined_to_sky"] and truth["placed_in_sky"] > 0
+    assert got["read"] == got["steps"] > truth["mined"] + truth["placed"]  # mining air and placing on solid count not
+    assert "blocks mined" in format_summary({**summary, "collect_seconds": 1.0})
+
+
 @pytest.mark.parametrize("steps, lengths, cut", [
     (8, [4, 4], False),  # the budget ends with an episode: nothing cut
     (10, [4, 4, 2], True),  # cut after one transition

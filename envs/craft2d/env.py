@@ -14,7 +14,8 @@ from gymnasium.error import ResetNeeded
 from worldsim.envs.craft2d.engine import Game, GameState, new_state
 from worldsim.envs.craft2d.render import MIN_VIEW_WIDTH, Renderer
 from worldsim.envs.craft2d.scenario import Scenario
-from worldsim.envs.craft2d.tiles import ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, SOLID, TILE_SIZE, WORLD_SIZE, Tile
+from worldsim.envs.craft2d.tiles import (ACTION_MEANINGS, DEFAULT_REWARDS, ITEM_NAMES, MAX_STACK, PLACEABLE, SOLID,
+                                        TILE_SIZE, WORLD_SIZE, Tile)
 from worldsim.envs.craft2d.worldgen import World, generate
 from worldsim.envs.window import FrameWindow, RendersFrames
 
@@ -67,7 +68,8 @@ class Craft2DEnv(RendersFrames, gym.Env):
 
     ## Starting State
     A new world per episode (seeded from the env's RNG) unless `world_seed` is fixed; the player stands on the
-    ground at a random column, with full health and an empty inventory, at a random time of day.
+    ground at a random column, with full health and an empty inventory (or `start_inventory`), at a random time of
+    day.
 
     ## Episode End
     Terminated when health reaches 0: falling more than 3 tiles costs one half-heart per tile beyond 3 (health
@@ -78,17 +80,21 @@ class Craft2DEnv(RendersFrames, gym.Env):
     ```python
     gymnasium.make("worldsim/Craft2D-v0", render_mode=None, tile_size=8, view_width=8, view_height=8,
                    world_width=512, world_height=48, world_seed=None, day_length=300, rewards=None,
-                   surface_ores=0.0)
+                   surface_ores=0.0, start_inventory=None)
     ```
     `view_width`/`view_height` are in tiles, the HUD row included: (12, 8) gives a 96x64 frame (W x H) and (8, 12)
     a 64x96 one. `reset(options=...)` accepts `scenario` (a `Scenario` or an ASCII map), `world_seed` and
     `time_of_day` (a fraction of the cycle); the reset info says which `world_seed` was played. `surface_ores` lays
     that share of the ground's top three tiles bare as ores (0: every ore lies in stone 3 or more tiles down), for
-    data where ores meet the player in daylight; the rest of each world is its seed's. `get_state()` /
+    data where ores meet the player in daylight; the rest of each world is its seed's. `start_inventory` (item name
+    -> count, e.g. `{"dirt": 10, "wood": 5}`) is what the player holds at every start instead of nothing, the
+    selected block drawn among the placeable ones held: an agent can then build on the surface from its first step,
+    where one with empty hands digs for blocks first and does its building underground. `get_state()` /
     `set_state()` copy the full state, RNG included.
 
     ## Version History
-    * v0: initial release; `surface_ores` added (default 0: the same worlds).
+    * v0: initial release; `surface_ores` added (default 0: the same worlds); `start_inventory` added (default None:
+      empty hands, the same episodes).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -97,7 +103,8 @@ class Craft2DEnv(RendersFrames, gym.Env):
     def __init__(self, render_mode: str | None = None, *, tile_size: int = TILE_SIZE, view_width: int = 8,
                  view_height: int = 8, world_width: int = WORLD_SIZE[0], world_height: int = WORLD_SIZE[1],
                  world_seed: int | None = None, day_length: int = 300, rewards: Mapping[str, float] | None = None,
-                 surface_ores: float = 0.0, window_scale: int = 6):
+                 surface_ores: float = 0.0, start_inventory: Mapping[str, int] | None = None,
+                 window_scale: int = 6):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if view_width < MIN_VIEW_WIDTH or view_height < 3:
@@ -107,6 +114,12 @@ class Craft2DEnv(RendersFrames, gym.Env):
             raise ValueError(f"day_length={day_length}: expected at least 10 steps")
         if not 0.0 <= surface_ores <= 1.0:
             raise ValueError(f"surface_ores={surface_ores}: expected a share of the ground's top tiles in [0, 1]")
+        start_inventory = dict(start_inventory or {})
+        for name, n in start_inventory.items():
+            if name not in ITEM_NAMES:
+                raise ValueError(f"start_inventory item {name!r}: expected one of {ITEM_NAMES}")
+            if not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_STACK:
+                raise ValueError(f"start_inventory {name}={n!r}: expected a count from 0 to {MAX_STACK}")
         rewards = dict(DEFAULT_REWARDS if rewards is None else rewards)
         for name in rewards:
             if name not in ITEM_NAMES:
@@ -116,6 +129,7 @@ class Craft2DEnv(RendersFrames, gym.Env):
         self.world_size = (world_width, world_height)
         self.world_seed, self.day_length, self.window_scale = world_seed, day_length, window_scale
         self.rewards, self.surface_ores = rewards, float(surface_ores)
+        self.start_inventory = {name: int(n) for name, n in start_inventory.items() if n}
         self._reward_table = tuple(float(rewards.get(name, 0.0)) for name in ITEM_NAMES)
         self.renderer = Renderer(tile_size, view_width, view_height)  # raises for a tile size that can't be drawn
         self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
@@ -154,12 +168,23 @@ class Craft2DEnv(RendersFrames, gym.Env):
                 time = round(float(options["time_of_day"]) * self.day_length) % self.day_length
             else:
                 time = int(self.np_random.integers(self.day_length))
-            state = new_state(world, player, time=time, day_length=self.day_length,
-                              facing=1 if self.np_random.random() < 0.5 else -1)
+            facing = 1 if self.np_random.random() < 0.5 else -1
+            inventory, selected = self._start_hands()
+            state = new_state(world, player, time=time, day_length=self.day_length, facing=facing,
+                              inventory=inventory, selected=selected)
         self.game = Game(state, view, self._reward_table)
         info = self.game.info()
         info["world_seed"] = world_seed  # None for a map-only scenario
         return self._observe(), info
+
+    def _start_hands(self) -> tuple[list[int] | None, int]:
+        """(inventory, selected) at a start: `start_inventory`, the selected block drawn among the placeable ones
+        held (no draw, so the same episodes, without one)."""
+        if not self.start_inventory:
+            return None, 0
+        inventory = [self.start_inventory.get(name, 0) for name in ITEM_NAMES]
+        held = [k for k, item in enumerate(PLACEABLE) if inventory[item]]
+        return inventory, int(held[self.np_random.integers(len(held))]) if held else 0
 
     def step(self, action):
         if self.game is None:

@@ -11,6 +11,7 @@ import numpy as np
 from worldsim.data.shards import open_shard, read_manifest, shard_paths
 
 AWAY = 16  # tiles: a return needs an excursion at least this far from the spot (two 64x64 views of 8 tiles)
+CHANGES_READ = 1000  # mine and place steps decoded at most (evenly spread): ~10 s at one core; a share within ~3%
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def summarize(root: Path) -> dict:
         "action_histogram": dict(zip(meanings, hist.tolist())), "mean_return": float(np.mean(returns)) if returns
         else None, "bytes_on_disk": disk, "agents": agents,
     }
+    if manifest.get("env", "").startswith("worldsim/Craft2D") and pos_steps:
+        summary["changes"] = craft2d_changes(root, manifest)
     if pos_steps:
         summary["coverage"] = {
             "away_tiles": AWAY, "mean_wander_tiles": float(np.mean(wanders)), "max_wander_tiles": int(max(wanders)),
@@ -83,6 +86,52 @@ def summarize(root: Path) -> dict:
             "returns_after_64_steps": int(sum(g > 64 for g in gaps)),
         }
     return summary
+
+
+def craft2d_changes(root: Path, manifest: dict, most: int = CHANGES_READ) -> dict:
+    """What mining and placing left behind in Craft2D data, read from its frames: of the blocks mined, how many
+    left open sky (a block that stood above the ground: a tree, a placed block) and how many a cave wall (mining into
+    the ground, where nearly all of it happens when a player digs for its blocks); of the blocks placed, how many
+    went into the open sky. A step counts where the player, so the camera, stood still: the tile the player faced
+    (or stood under or on) is decoded in the frames before and after. At most `most` such steps, evenly spread."""
+    from worldsim.envs.craft2d.decoder import tile_decoder
+    from worldsim.envs.craft2d.tiles import EMPTY, MINEABLE, PLACES_AS, Tile
+
+    meanings = manifest["action_meanings"]
+    reach = {meanings.index(name): d for name, d in (("mine", "ahead"), ("mine_up", (-1, 0)), ("mine_down", (1, 0)),
+                                                      ("place", "ahead"), ("place_down", (1, 0)))}
+    mines = {meanings.index(name) for name in ("mine", "mine_up", "mine_down")}
+    steps = []  # (shard path, row)
+    for path in shard_paths(root):
+        shard = open_shard(path, tuple(manifest["frame_shape"]), required=("actions", "positions"))
+        actions, pos = np.asarray(shard.arrays["actions"]), np.asarray(shard.arrays["positions"])
+        still = np.zeros(len(actions), bool)
+        still[1:] = (pos[1:] == pos[:-1]).all(1) & (actions[1:] >= 0)  # a first frame's action is -1
+        rows = np.flatnonzero(still & np.isin(actions, list(reach)))
+        steps += [(path, int(r)) for r in rows]
+    picked = [steps[i] for i in np.linspace(0, len(steps) - 1, min(most, len(steps))).astype(int)] if steps else []
+    decoder, placed_tiles = tile_decoder(), {int(t) for t in PLACES_AS.values()}
+    out = {"steps": len(steps), "read": len(picked), "mined": 0, "mined_to_sky": 0, "placed": 0, "placed_in_sky": 0}
+    shard, at = None, None
+    for path, r in picked:
+        if path != at:
+            shard, at = open_shard(path, tuple(manifest["frame_shape"])), path
+        before, after = decoder.decode(shard.arrays["frames"][r - 1]), decoder.decode(shard.arrays["frames"][r])
+        player, action = before.player, int(shard.arrays["actions"][r])
+        if player is None:
+            continue
+        dy, dx = (0, 1 if player.facing == "right" else -1) if reach[action] == "ahead" else reach[action]
+        y, x = player.row + dy, player.col + dx
+        if not (0 <= y < before.tiles.shape[0] and 0 <= x < before.tiles.shape[1]):
+            continue
+        was, now = int(before.tiles[y, x]), int(after.tiles[y, x])
+        if action in mines and MINEABLE[was] and EMPTY[now]:
+            out["mined"] += 1
+            out["mined_to_sky"] += now == Tile.SKY
+        elif action not in mines and EMPTY[was] and now in placed_tiles:
+            out["placed"] += 1
+            out["placed_in_sky"] += was == Tile.SKY
+    return out
 
 
 def format_summary(s: dict) -> str:
@@ -106,5 +155,13 @@ def format_summary(s: dict) -> str:
                      f"ground left at least {c['away_tiles']} tiles behind; {100 * c['revisit_fraction']:.1f}% of "
                      f"steps on such ground; gap median {c['median_return_gap']} max {c['max_return_gap']} steps, "
                      f"{c['returns_after_64_steps']} after more than 64 steps")
+    ch = s.get("changes")
+    if ch and ch["read"]:
+        def share(k, n):
+            return f"{100 * ch[k] / ch[n]:.0f}%" if ch[n] else "n/a"
+
+        lines.append(f"changes    {ch['mined']:,} blocks mined, {share('mined_to_sky', 'mined')} of them leaving open "
+                     f"sky (the rest a cave wall); {ch['placed']:,} placed, {share('placed_in_sky', 'placed')} in the "
+                     f"open sky (read from {ch['read']:,} of {ch['steps']:,} mine and place steps)")
     return "\n".join(lines)
 
