@@ -106,6 +106,24 @@ def test_mining_drops_rewards_and_leaves_air(start, char, item, reward, left_as)
         s.step(A.NOOP)
 
 
+def test_the_engine_says_which_tile_a_step_mined_or_placed_and_whether_it_lies_above_ground(start):
+    """`acted_at` names the tile the step mined or placed (None on any other step); `above_ground` says whether it
+    lies above the ground line, where a mined block leaves sky rather than a cave wall (`worldsim events` splits
+    mining and placing so)."""
+    s = Scene(gym.make(ENV_ID), Scenario("......\n.>D...\nGGGGGG", ground_row=2, inventory={"dirt": 1}))
+    g, at = s.game, lambda col, row: s.world(col, row)[1] * s.game.width + s.world(col, row)[0]
+    s.step(A.MINE)
+    assert g.acted_at == at(2, 1) and g.above_ground(g.acted_at) and s.tile(2, 1) == Tile.SKY
+    s.step(A.NOOP)
+    assert g.acted_at is None
+    s.step(A.PLACE)
+    assert g.acted_at == at(2, 1) and s.tile(2, 1) == Tile.DIRT
+    s.step(A.MINE_DOWN)  # the grass under the player: the ground itself, and the player drops into the hole
+    assert g.acted_at == at(1, 2) and not g.above_ground(g.acted_at) and s.tile(1, 2) == Tile.CAVE
+    s.step(A.PLACE)  # nothing left in hand: no tile changes, none named
+    assert g.acted_at is None
+
+
 def test_rewards_argument_sets_the_task():
     s = Scene(gym.make(ENV_ID, rewards={"dirt": 2.5}), Scenario(".....\n.>DT.\nGGGGG"))
     assert s.step(A.MINE) == 2.5

@@ -45,6 +45,15 @@ def test_play_sorts_steps_by_what_the_engine_did(found):
         frames, actions, action, after = items[0]
         assert frames.shape == (4, 64, 64, 3) and actions.shape == (4,) and after.shape == (64, 64, 3)
         assert actions[-1] != -1 or len(actions) == 1  # the context's actions led to its frames
+    for kind in found:  # where the mined or placed tile lay
+        assert not kind.startswith(("mined", "placed")) or kind.endswith(("above ground", "in the ground")), kind
+
+
+def test_blocks_in_hand_build_above_ground():
+    """env_kwargs reach the game: with blocks in hand from the start the explorer places above ground at once."""
+    built = play(EventsConfig(episodes=1, steps=100, per_kind=2, context=2, agent_options={"plan_weights": {
+        "tinker": 1.0}}, env_kwargs={"start_inventory": {"dirt": 20}}))
+    assert any(k.startswith("placed (place)") and k.endswith("above ground") for k in built), list(built)
 
 
 def test_scores_against_known_predictors(found):
@@ -73,6 +82,11 @@ def test_kind_names_the_action_behind_a_change():
     assert _kind({"events": ["player took fall damage"], "player_pos": (3, 5)}, (3, 4), "noop") == "took fall"
     assert _kind({"events": [], "player_pos": (4, 4)}, (3, 4), "right") == "moved"
     assert _kind({"events": [], "player_pos": (3, 4)}, (3, 4), "noop") == "still"
+    assert _kind({"events": ["player mined sand"], "player_pos": (3, 4)}, (3, 4), "mine", True) == \
+        "mined (mine), above ground"
+    assert _kind({"events": ["player placed dirt"], "player_pos": (3, 5)}, (3, 4), "place", False) == \
+        "placed (place), falling, in the ground"
+    assert _kind({"events": [], "player_pos": (3, 4)}, (3, 4), "noop", True) == "still"
 
 
 def test_events_command_writes_its_table(tmp_path, capsys):

@@ -95,6 +95,7 @@ class Game:
         self.time, self.day_length = s.time, s.day_length
         self.falling = set(s.falling)
         self.events = list(s.events)
+        self.acted_at: int | None = None  # the tile the last step mined or placed (flat index); not saved: transient
         self.occ = bytearray(w * h)
         for k, (x, y) in enumerate(zip(self.xs, self.ys)):
             i = y * w + x
@@ -114,10 +115,14 @@ class Game:
             rng_state=copy.deepcopy(rng_state))
 
     # ---- rules -------------------------------------------------------------------------------------------------
+    def above_ground(self, i: int) -> bool:
+        """Whether tile i (flat index) lies above the original ground line: emptied, it shows sky, not a cave wall."""
+        w = self.width
+        return i // w < self.sky_line[i % w]
+
     def _vacated(self, i: int) -> int:
         """What a tile becomes when emptied: sky above the original ground line, cave wall below it."""
-        w = self.width
-        return _SKY if i // w < self.sky_line[i % w] else _CAVE
+        return _SKY if self.above_ground(i) else _CAVE
 
     def _move(self, k: int, i: int, j: int) -> None:
         """Move entity k from flat index i to j (both checked free by the caller)."""
@@ -130,6 +135,7 @@ class Game:
     def step(self, action: int, rng: np.random.Generator) -> float:
         cells, occ, w = self.cells, self.occ, self.width
         self.events = events = []
+        self.acted_at = None
         reward = 0.0
         x, y, f = self.xs[0], self.ys[0], self.facings[0]
         i = y * w + x
@@ -157,7 +163,7 @@ class Game:
             j = i + f if action == _MINE else (i - w if action == _MINE_UP else i + w)
             if j >= 0 and MINEABLE[cells[j]]:
                 tile = cells[j]
-                cells[j] = self._vacated(j)
+                cells[j], self.acted_at = self._vacated(j), j
                 events.append(f"player mined {TILE_NAMES[tile]}")
                 item = DROP[tile]
                 if item >= 0 and self.inventory[item] < MAX_STACK:
@@ -169,7 +175,7 @@ class Game:
             j = i + f if action == _PLACE else i + w
             item = PLACEABLE[self.selected]
             if self.inventory[item] > 0 and SAND_PASSES[cells[j]] and not occ[j]:
-                cells[j] = _PLACES_AS[self.selected]
+                cells[j], self.acted_at = _PLACES_AS[self.selected], j
                 self.inventory[item] -= 1
                 events.append(f"player placed {ITEM_NAMES[item]}")
                 if cells[j] == _SAND:

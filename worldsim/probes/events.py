@@ -36,6 +36,8 @@ class EventsConfig:
     agent: str = field(default="explorer", metadata={"help": "who plays: explorer | random | mixture"})
     agent_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "keyword arguments of the agent (default for the explorer: its forage and tinker plans on)"})
+    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "keyword arguments of Craft2D-v0 (e.g. env_kwargs.start_inventory={dirt:20}: blocks in hand)"})
     episodes: int = field(default=16, metadata={"help": "episodes played, each in a world of its own"})
     steps: int = field(default=500, metadata={"help": "steps an episode at most"})
     per_kind: int = field(default=64, metadata={"help": "steps scored of each kind at most (the first ones met)"})
@@ -69,7 +71,7 @@ def play(cfg: EventsConfig, env_id: str = "worldsim/Craft2D-v0") -> dict[str, li
     options = dict(cfg.agent_options)
     if cfg.agent == "explorer" and not options:
         options = {"plan_weights": {**PLAN_WEIGHTS, **WORK_PLANS}}
-    env = gym.make(env_id)
+    env = gym.make(env_id, **cfg.env_kwargs)
     agent = make_agent(cfg.agent, env.action_space, env_id, **options)
     found: dict[str, list[tuple]] = defaultdict(list)
     for e in range(cfg.episodes):
@@ -80,7 +82,9 @@ def play(cfg: EventsConfig, env_id: str = "worldsim/Craft2D-v0") -> dict[str, li
             a = int(agent.act(obs, info))
             pos = info["player_pos"]
             obs, _, terminated, truncated, info = env.step(a)
-            kind = _kind(info, pos, ACTION_MEANINGS[a])
+            game = env.unwrapped.game
+            kind = _kind(info, pos, ACTION_MEANINGS[a],
+                         None if game.acted_at is None else bool(game.above_ground(game.acted_at)))
             if len(frames) >= cfg.context and len(found[kind]) < cfg.per_kind:
                 found[kind].append((np.stack(frames), np.array(actions), a, obs))
             frames.append(obs)
@@ -91,15 +95,17 @@ def play(cfg: EventsConfig, env_id: str = "worldsim/Craft2D-v0") -> dict[str, li
     return dict(found)
 
 
-def _kind(info: dict, before: tuple[int, int], action: str) -> str:
+def _kind(info: dict, before: tuple[int, int], action: str, above_ground: bool | None = None) -> str:
     """What the step did: 'mined (mine_up)', 'placed (place)', either with ', falling' when the player moved in the
-    same step (mining mid-jump, then dropping: the view scrolls, and its cells outnumber the mined one), 'took fall'
-    damage, 'fell into' lava, 'moved' or 'still'."""
+    same step (mining mid-jump, then dropping: the view scrolls, and its cells outnumber the mined one) and with where
+    the tile was (`above_ground`: ', above ground', where a mined block leaves sky, or ', in the ground', where it
+    leaves a cave wall; nothing where unknown), 'took fall' damage, 'fell into' lava, 'moved' or 'still'."""
     moved = tuple(info["player_pos"]) != tuple(before)
     for event in info["events"]:
         words = event.split()
         if words[0] == "player" and words[1] in ("mined", "placed"):
-            return f"{words[1]} ({action})" + (", falling" if moved else "")
+            where = "" if above_ground is None else ", above ground" if above_ground else ", in the ground"
+            return f"{words[1]} ({action})" + (", falling" if moved else "") + where
         if words[0] == "player":
             return " ".join(words[1:3])
     return "moved" if moved else "still"
