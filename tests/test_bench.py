@@ -27,6 +27,8 @@ def test_bench_runs_every_benchmark_and_writes_json(tmp_path, capsys):
     matmul, step = rows[next(n for n in rows if n.startswith("fp32 matmul"))], rows[next(
         n for n in rows if n.startswith("Dream step,"))]
     assert rows["Dream step / roofline"]["median"] == pytest.approx(100 * step["median"] / matmul["median"])
+    bf16_matmul = rows[next(n for n in rows if n.startswith("bf16 matmul"))]
+    assert rows["bf16 / fp32 matmul"]["median"] == pytest.approx(bf16_matmul["median"] / matmul["median"])
     fp32, bf16 = (rows[next(n for n in rows if n.startswith("train world, preset S, 1 clips x 4 frames") and
                             f", {p}" in n)] for p in ("fp32", "bf16 autocast"))
     assert rows["train world, bf16 / fp32 tokens/s"]["median"] == pytest.approx(bf16["median"] / fp32["median"])

@@ -6,7 +6,7 @@ Each figure is the median over `repeats` runs, with every run's value kept in th
   loader   training clips per second out of a dataset (frames/s into the training loop)
   step     Dream-v0 single-env step latency (median, p95) and FPS at each solver step count, full window of history
   cache    a step that recomputes the whole window every solver pass against the cached step: the ratio
-  flops    achieved FLOP/s of a step against a fp32 matmul roofline measured in the same run
+  flops    achieved FLOP/s of a step against a fp32 matmul roofline measured in the same run, and bf16 matmul beside it
   episode  Dream-v0 step latency at step 50 and at step 1000 of one episode (the cache keeps it flat), and the
            resident memory growth between them
   vector   Dream-v0 env-steps/s with `num_envs` worlds: the native vector env against vectorization_mode="sync"

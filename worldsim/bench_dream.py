@@ -173,7 +173,9 @@ def bench_cache(args: DreamBenchArgs) -> list[dict]:
 
 def bench_flops(args: DreamBenchArgs) -> list[dict]:
     """Achieved FLOP/s of a cached step (FLOPs counted by torch's FlopCounterMode, over the median step time) against
-    the FLOP/s of a large fp32 matmul measured in the same run: how close a step comes to this machine's limit."""
+    the FLOP/s of a large fp32 matmul measured in the same run: how close a step comes to this machine's limit. Beside
+    it, the same matmul in bf16: CPUs with native bf16 (avx512_bf16, amx_bf16) run it several times faster, and
+    training uses it there (`loop.precision=auto`); others emulate it, slower than fp32."""
     import multiprocessing
 
     import torch
@@ -181,14 +183,7 @@ def bench_flops(args: DreamBenchArgs) -> list[dict]:
     from worldsim.simulator import WorldSimulator
 
     n = 1024
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)  # warm-up
-    roof = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        for _ in range(10):
-            torch.matmul(a, b)
-        roof.append(10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    roof, half = (_matmul_rate(n, dtype, args.repeats) for dtype in (torch.float32, torch.bfloat16))
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
         ckpt = dream_checkpoint(args, tmp)
         sim = WorldSimulator.from_checkpoint(ckpt, device="cpu", seed=args.seed)  # its default solver steps
@@ -200,13 +195,31 @@ def bench_flops(args: DreamBenchArgs) -> list[dict]:
     times = [statistics.median(_timed_steps(lambda: sim.step([0]), args.step_calls)) for _ in range(args.repeats)]
     ms = statistics.median(times)
     achieved = flops / (ms / 1000) / 1e9
-    peak = statistics.median(roof)
+    peak, peak_bf16 = statistics.median(roof), statistics.median(half)
     return [{"name": f"fp32 matmul {n}x{n} (the roofline)", "unit": "GFLOP/s", "median": peak, "runs": roof,
+             "target": 0},
+            {"name": f"bf16 matmul {n}x{n}", "unit": "GFLOP/s", "median": peak_bf16, "runs": half, "target": 0},
+            {"name": "bf16 / fp32 matmul", "unit": "x", "median": peak_bf16 / peak, "runs": [peak_bf16 / peak],
              "target": 0},
             {"name": f"Dream step, {sim.denoise_steps} solver step(s): {flops / 1e6:.1f} MFLOP in {ms:.1f} ms",
              "unit": "GFLOP/s", "median": achieved, "runs": [achieved], "target": 0},
             {"name": "Dream step / roofline", "unit": "%", "median": 100 * achieved / peak,
              "runs": [100 * achieved / peak], "target": 0}]
+
+
+def _matmul_rate(n: int, dtype, repeats: int) -> list[float]:
+    """GFLOP/s of an (n x n) @ (n x n) matmul in `dtype`, one figure per repeat of 10 calls (after a warm-up)."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            torch.matmul(a, b)
+        rates.append(10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return rates
 
 
 def count_step_flops(checkpoint: str, seed: int) -> int:
