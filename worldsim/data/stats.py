@@ -76,7 +76,12 @@ def summarize(root: Path) -> dict:
         else None, "bytes_on_disk": disk, "agents": agents,
     }
     if manifest.get("env", "").startswith("worldsim/Craft2D") and pos_steps:
-        summary["changes"] = craft2d_changes(root, manifest)
+        from worldsim.envs.craft2d.tiles import TILE_SIZE
+
+        shape = manifest.get("frame_shape")
+        if manifest.get("env_kwargs", {}).get("tile_size", TILE_SIZE) == TILE_SIZE and \
+                manifest.get("native_frame_shape", shape) == shape:  # frames as the game drew them: decodable
+            summary["changes"] = craft2d_changes(root, manifest)
     if pos_steps:
         summary["coverage"] = {
             "away_tiles": AWAY, "mean_wander_tiles": float(np.mean(wanders)), "max_wander_tiles": int(max(wanders)),
