@@ -106,21 +106,18 @@ def craft2d_changes(root: Path, manifest: dict, most: int = CHANGES_READ) -> dic
     reach = {meanings.index(name): d for name, d in (("mine", "ahead"), ("mine_up", (-1, 0)), ("mine_down", (1, 0)),
                                                       ("place", "ahead"), ("place_down", (1, 0)))}
     mines = {meanings.index(name) for name in ("mine", "mine_up", "mine_down")}
-    steps = []  # (shard path, row)
+    steps = []  # (shard, row): each shard opened once, its frames memory-mapped and read only where picked
     for path in shard_paths(root):
         shard = open_shard(path, tuple(manifest["frame_shape"]), required=("actions", "positions"))
         actions, pos = np.asarray(shard.arrays["actions"]), np.asarray(shard.arrays["positions"])
         still = np.zeros(len(actions), bool)
         still[1:] = (pos[1:] == pos[:-1]).all(1) & (actions[1:] >= 0)  # a first frame's action is -1
         rows = np.flatnonzero(still & np.isin(actions, list(reach)))
-        steps += [(path, int(r)) for r in rows]
+        steps += [(shard, int(r)) for r in rows]
     picked = [steps[i] for i in np.linspace(0, len(steps) - 1, min(most, len(steps))).astype(int)] if steps else []
     decoder, placed_tiles = tile_decoder(), {int(t) for t in PLACES_AS.values()}
     out = {"steps": len(steps), "read": len(picked), "mined": 0, "mined_to_sky": 0, "placed": 0, "placed_in_sky": 0}
-    shard, at = None, None
-    for path, r in picked:
-        if path != at:
-            shard, at = open_shard(path, tuple(manifest["frame_shape"])), path
+    for shard, r in picked:
         before, after = decoder.decode(shard.arrays["frames"][r - 1]), decoder.decode(shard.arrays["frames"][r])
         player, action = before.player, int(shard.arrays["actions"][r])
         if player is None:
