@@ -31,8 +31,9 @@ def _argv(root, **extra) -> list[str]:
         # the explorer mining ahead pays in 1,200 steps (seed 1: 3 times), where random play may not
         "collect_work": [f"out={root / 'data_work'}", "steps=1200", "workers=1", "env_kwargs.world_width=64",
                          "max_episode_steps=60", "shard_steps=400"],
-        "reward": [f"loop.out={root / 'reward'}", "width=8", "depth=1", "batch_size=8", "holdout=0.3",
-                   "optim.steps=2", "optim.warmup=1", "loop.eval_every=0"],
+        "collect_build": [f"out={root / 'data_build'}", "steps=1200", "workers=1", "env_kwargs.world_width=64",
+                          "max_episode_steps=60", "shard_steps=400"],
+        "world_build": [f"loop.out={root / 'world_build'}", "start_frames=2", *TINY_WORLD],
     }
     for stage, settings in extra.items():
         stages[stage] = stages[stage] + settings
@@ -42,16 +43,15 @@ def _argv(root, **extra) -> list[str]:
 def test_the_recipe_chains_every_stage_ships_the_fine_tune_and_a_second_run_changes_nothing(tmp_path, capsys):
     assert main(_argv(tmp_path)) == 0
     shipped = tmp_path / "shipped.safetensors"
-    assert shipped.read_bytes() == (tmp_path / "reward" / "last.safetensors").read_bytes()
+    assert shipped.read_bytes() == (tmp_path / "world_build" / "last.safetensors").read_bytes()
     world = load_world(shipped)
-    assert world.reward is not None  # the views model with its reward/end model
-    assert world.metadata["config"]["world"] == str(tmp_path / "world_views" / "last.safetensors")
-    assert world.metadata["config"]["views"] == [str(tmp_path / "data_work")]
-    views = load_world(tmp_path / "world_views" / "last.safetensors")
-    assert world.metadata["world_config"] == views.metadata["config"]
-    assert {k: v for k, v in world.metadata.items() if k not in ("config", "world_config", "reward_config", "step")} \
-        == {k: v for k, v in views.metadata.items() if k not in ("config", "step")}
-    world = views
+    assert world.reward is None  # the world's own heads pay: no reward/end model is trained
+    assert world.metadata["config"]["init"] == str(tmp_path / "world_views" / "last.safetensors")  # 9 from 8
+    assert world.metadata["config"]["data"] == str(tmp_path / "data_text")
+    assert world.metadata["config"]["views"] == [str(tmp_path / d) for d in ("data_view", "data_view_1", "data_work",
+                                                                            "data_build")]
+    assert world.metadata["config"]["freeze_text"] and world.dit.text is not None
+    world = load_world(tmp_path / "world_views" / "last.safetensors")
     assert world.metadata["config"]["init"] == str(tmp_path / "world_text" / "last.safetensors")  # 8 from 6
     assert world.metadata["config"]["data"] == str(tmp_path / "data_text")  # on stage 5's data
     assert world.metadata["config"]["views"] == [str(tmp_path / "data_view"), str(tmp_path / "data_view_1")]
@@ -65,12 +65,13 @@ def test_the_recipe_chains_every_stage_ships_the_fine_tune_and_a_second_run_chan
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("== recipe stage")] == [
         f"== recipe stage {s}" for s in ("collect", "ae", "world", "world_ft", "collect_text", "world_text",
-                                         "collect_views", "world_views", "collect_work", "reward", "ship")]
-    before = shipped.stat().st_mtime_ns, (tmp_path / "reward" / "last.safetensors").read_bytes()
+                                         "collect_views", "world_views", "collect_work", "collect_build",
+                                         "world_build", "ship")]
+    before = (tmp_path / "world_build" / "last.safetensors").read_bytes()
     assert main(_argv(tmp_path)) == 0  # done: every training stage says so, and the same file ships again
     out = capsys.readouterr().out
     assert out.count("nothing to train") == 6
-    assert (tmp_path / "reward" / "last.safetensors").read_bytes() == before[1] == shipped.read_bytes()
+    assert (tmp_path / "world_build" / "last.safetensors").read_bytes() == before == shipped.read_bytes()
 
 
 def test_a_bad_setting_of_the_last_stage_stops_the_recipe_before_the_first(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """`worldsim recipe`: the shipped Craft2D world model from nothing, one command, every stage resuming where it stopped.
 
-    worldsim recipe                                     # collect, autoencoder, world model, fine-tunes, reward, ship
+    worldsim recipe                                     # collect, autoencoder, world model, fine-tunes, ship
     worldsim recipe stages=[world,world_ft,ship]            # some stages (their inputs must be there)
     worldsim recipe "collect=['steps=20000']" "world=['optim.steps=500']"     # extra settings of a stage
 
@@ -8,11 +8,13 @@ Each stage is the command the README lists, with its recipe from configs/ (`expe
 key=value settings on top; the stages are chained by their settings, not by fixed paths: the world model trains on the
 dataset collect wrote and the autoencoder train ae wrote, the fine-tune starts from the world model's checkpoint, the
 captions fine-tune (on its own fresh data) from the fine-tune's, the views fine-tune (the captions data and two more
-frame sizes, 96x64 and 64x96) from the captions model's, the reward/end model (on the captions data and data of
-mining and placing ahead, collect_work) for the views model, and ship copies the last checkpoint (the views model
-with its reward model; checked whole by load_world) to `ship=`. Every stage resumes: collect continues
-its dataset, a training run its run directory, and a stage that is done does nothing, so after a crash or Ctrl-C the
-same command carries on.
+frame sizes, 96x64 and 64x96) from the captions model's, the build fine-tune (those three datasets, data of mining and
+placing ahead, collect_work, and of building on the surface with blocks in hand, collect_build) from the views
+model's, and ship copies its checkpoint (checked whole by load_world) to `ship=`. The world's own reward and
+termination heads pay in the shipped model: a reward/end model (`worldsim train reward`) on the views model paid for
+fewer of the reward probes' events than the build model's heads (README, "Building on the surface"), so no stage
+trains one. Every stage resumes: collect continues its dataset, a training run its run directory, and a stage that is
+done does nothing, so after a crash or Ctrl-C the same command carries on.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from pathlib import Path
 from worldsim.config import check
 
 STAGES = ("collect", "ae", "world", "world_ft", "collect_text", "world_text", "collect_views", "world_views",
-          "collect_work", "reward", "ship")
+          "collect_work", "collect_build", "world_build", "ship")
 RECIPES = {"collect": ("collect", "craft2d"), "ae": ("train_ae", "craft2d"), "world": ("train_world", "craft2d_s"),
            "world_ft": ("train_world", "craft2d_s_ft"), "collect_text": ("collect", "craft2d_text"),
            "world_text": ("train_world", "craft2d_s_text"), "world_views": ("train_world", "craft2d_s_views"),
-           "collect_work": ("collect", "craft2d_work"), "reward": ("train_reward", "craft2d")}
+           "collect_work": ("collect", "craft2d_work"), "collect_build": ("collect", "craft2d_build"),
+           "world_build": ("train_world", "craft2d_s_build")}
 VIEWS = ("craft2d_96x64", "craft2d_64x96")  # collect_views: one dataset of each (configs/collect/experiment/)
 
 
@@ -61,8 +64,10 @@ class RecipeConfig:
                                                                           "experiment=craft2d_s_views`"})
     collect_work: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim collect "
                                                                            "experiment=craft2d_work`"})
-    reward: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train reward "
-                                                                     "experiment=craft2d`"})
+    collect_build: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim collect "
+                                                                            "experiment=craft2d_build`"})
+    world_build: list[str] = field(default_factory=list, metadata={"help": "extra settings of `worldsim train world "
+                                                                          "experiment=craft2d_s_build`"})
     ship: str = field(default_factory=_shipped, metadata={"help": "where the last fine-tune's checkpoint is copied "
                                                                   "(default: the package's shipped model)"})
 
@@ -77,7 +82,6 @@ def configs(cfg: RecipeConfig) -> dict:
     from worldsim.config import parse_overrides
     from worldsim.data.collect import CollectConfig
     from worldsim.train.autoencoder import TrainAEConfig
-    from worldsim.train.reward import TrainRewardConfig
     from worldsim.train.world import TrainWorldConfig
 
     collect = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect'][1]}", *cfg.collect], "collect")
@@ -103,13 +107,18 @@ def configs(cfg: RecipeConfig) -> dict:
                                                      *cfg.world_views], "train_world")
     collect_work = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect_work'][1]}", *cfg.collect_work],
                                    "collect")
-    reward = parse_overrides(TrainRewardConfig, [f"experiment={RECIPES['reward'][1]}",
-                                                 f"world={Path(world_views.loop.out) / 'last.safetensors'}",
-                                                 f"data={collect_text.out}", f"views=['{collect_work.out}']",
-                                                 *cfg.reward], "train_reward")
+    collect_build = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect_build'][1]}", *cfg.collect_build],
+                                    "collect")
+    world_build = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_build'][1]}",
+                                                     f"data={collect_text.out}", chained[1],
+                                                     "views=[" + ",".join(f"'{d}'" for d in (
+                                                         *(v.out for v in views), collect_work.out,
+                                                         collect_build.out)) + "]",
+                                                     f"init={Path(world_views.loop.out) / 'last.safetensors'}",
+                                                     *cfg.world_build], "train_world")
     return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft, "collect_text": collect_text,
             "world_text": world_text, "collect_views": views, "world_views": world_views, "collect_work": collect_work,
-            "reward": reward}
+            "collect_build": collect_build, "world_build": world_build}
 
 
 def _suffixed(settings: list[str], i: int) -> list[str]:
@@ -122,13 +131,13 @@ def run(cfg: RecipeConfig) -> Path:
     from worldsim.checkpoint import load_world
     from worldsim.data.collect import collect
     from worldsim.io import atomic_path
-    from worldsim.train import autoencoder, reward, world
+    from worldsim.train import autoencoder, world
 
     stages = configs(cfg)
     runners = {"collect": collect, "ae": autoencoder.run, "world": world.run, "world_ft": world.run,
                "collect_text": collect, "world_text": world.run,
                "collect_views": lambda views: [collect(v) for v in views], "world_views": world.run,
-               "collect_work": collect, "reward": reward.run}
+               "collect_work": collect, "collect_build": collect, "world_build": world.run}
     for name in STAGES:
         if name not in cfg.stages:
             continue
@@ -136,7 +145,7 @@ def run(cfg: RecipeConfig) -> Path:
         if name != "ship":
             runners[name](stages[name])
             continue
-        source = Path(stages["reward"].loop.out) / "last.safetensors"
+        source = Path(stages["world_build"].loop.out) / "last.safetensors"
         load_world(source)  # refused here, with the field named, rather than shipped
         with atomic_path(cfg.ship) as tmp:
             shutil.copyfile(source, tmp)
