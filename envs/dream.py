@@ -44,7 +44,7 @@ class DreamEnv(RendersFrames, gym.Env):
 
     ## Rewards
     The model's prediction for the step (float): a step pays only past the threshold fitted on held-out data. A
-    checkpoint with a reward/end model (`worldsim train reward`; the shipped one has it) reads it, and the
+    checkpoint with a reward/end model (`worldsim train reward`; the shipped one pays by its heads) reads it, and the
     termination, from the frames the step starts from and the action, so the dream pays for an event whether or not
     it then draws it right; without one, the world's heads read the frame drawn (or, for a model trained with
     `dit.heads_read=action`, the solver's first pass, before the frame is drawn).

@@ -120,10 +120,10 @@ def test_the_shipped_file_pays_by_a_threshold_chosen_on_held_out_data():
     world = load_world(default_checkpoint())
     assert world.metadata["format_version"] == FORMAT_VERSION and world.diffusion.denoise_steps == 2
     assert world.dit.config.prev_frame and world.dit.config.reward_values == (0.0, 1.0)
-    assert 0.0 < float(world.dit.reward_threshold) < 0.5  # calibrated: argmax (0.5) never pays a rare reward
-    # it pays by its reward/end model, which reads the frames before a step (worldsim train reward)
-    assert world.reward is not None and world.reward.config.values == (0.0, 1.0)
-    assert 0.0 < float(world.reward.threshold) < 1.0 and world.metadata["config"]["history"] == 2
+    threshold = float(world.dit.reward_threshold)  # chosen for the best F1 of reward events on held-out clips
+    assert 0.0 < threshold < 1.0 and threshold != 0.5  # not argmax's 0.5 (the build model's: 0.83)
+    # it pays by those heads, which read the frame drawn (the recipe trains no reward/end model: they paid more)
+    assert world.reward is None and world.metadata["config"]["event_share"] > 0  # learnt on the clips that pay
     assert world.start_frames.shape == (64, 64, 64, 3)
     assert world.dit.text is not None and {"night", "snow", "pig"} <= set(world.dit.config.vocab)  # reads prompts
 

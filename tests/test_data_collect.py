@@ -253,6 +253,7 @@ def test_craft2d_changes_count_what_mining_and_placing_left_as_the_engine_did(tm
     assert summary["changes"] == craft2d_changes(root, read_manifest(root))
     got = craft2d_changes(root, read_manifest(root), most=10 ** 9)
     truth = dict.fromkeys(("mined", "mined_to_sky", "placed", "placed_in_sky"), 0)
+    tried = {name: [0, 0] for name in ("mine", "mine_up", "mine_down", "place", "place_down")}
     env = gym.make(CRAFT, max_episode_steps=150, **kwargs)
     for e in episodes_of(root).values():
         env.reset(seed=e["meta"]["seed"])
@@ -267,16 +268,25 @@ def test_craft2d_changes_count_what_mining_and_placing_left_as_the_engine_did(tm
             if j is None or tuple(e["positions"][t]) != tuple(e["positions"][t - 1]):
                 continue
             now = int(game.cells[j])
+            name = Action(a).name.lower()
+            tried[name][0] += 1
             if any(ev.startswith("player mined") for ev in info["events"]) and EMPTY[now]:
                 truth["mined"] += 1
                 truth["mined_to_sky"] += now == Tile.SKY
+                tried[name][1] += 1
             if any(ev.startswith("player placed") for ev in info["events"]) and EMPTY[was] and not EMPTY[now]:
                 truth["placed"] += 1
                 truth["placed_in_sky"] += was == Tile.SKY
+                tried[name][1] += 1
     assert {k: got[k] for k in truth} == truth, (got, truth)
     assert truth["mined_to_sky"] > 0 and truth["mined"] > truth["mined_to_sky"] and truth["placed_in_sky"] > 0
     assert got["read"] == got["steps"] > truth["mined"] + truth["placed"]  # mining air and placing on solid count not
-    assert "blocks mined" in format_summary({**summary, "collect_seconds": 1.0})
+    assert got["by_action"] == tried and sum(t for t, _ in tried.values()) == got["read"]
+    assert sum(d for _, d in tried.values()) == truth["mined"] + truth["placed"]  # tried, not done: counted apart
+    assert all(t > d for t, d in tried.values() if t), tried
+    line = format_summary({**summary, "collect_seconds": 1.0})
+    t, d = tried["place"]
+    assert "blocks mined" in line and f"place {100 * d / t:.0f}% of {t} " in line
 
 
 @pytest.mark.parametrize("steps, lengths, cut", [

@@ -97,7 +97,8 @@ def craft2d_changes(root: Path, manifest: dict, most: int = CHANGES_READ) -> dic
     """What mining and placing left behind in Craft2D data, read from its frames: of the blocks mined, how many
     left open sky (a block that stood above the ground: a tree, a placed block) and how many a cave wall (mining into
     the ground, where nearly all of it happens when a player digs for its blocks); of the blocks placed, how many
-    went into the open sky. A step counts where the player, so the camera, stood still: the tile the player faced
+    went into the open sky; and, for each mine and place action, of its steps read how many changed the tile (a press
+    on air, on a solid tile or with empty hands changes nothing, and a model learns an action where it did). A step counts where the player, so the camera, stood still: the tile the player faced
     (or stood under or on) is decoded in the frames before and after. At most `most` such steps, evenly spread."""
     from worldsim.envs.craft2d.decoder import tile_decoder
     from worldsim.envs.craft2d.tiles import EMPTY, MINEABLE, PLACES_AS, Tile
@@ -116,7 +117,8 @@ def craft2d_changes(root: Path, manifest: dict, most: int = CHANGES_READ) -> dic
         steps += [(shard, int(r)) for r in rows]
     picked = [steps[i] for i in np.linspace(0, len(steps) - 1, min(most, len(steps))).astype(int)] if steps else []
     decoder, placed_tiles = tile_decoder(), {int(t) for t in PLACES_AS.values()}
-    out = {"steps": len(steps), "read": len(picked), "mined": 0, "mined_to_sky": 0, "placed": 0, "placed_in_sky": 0}
+    out = {"steps": len(steps), "read": len(picked), "mined": 0, "mined_to_sky": 0, "placed": 0, "placed_in_sky": 0,
+           "by_action": {meanings[a]: [0, 0] for a in reach}}  # action: [steps read, steps that changed the tile]
     for shard, r in picked:
         before, after = decoder.decode(shard.arrays["frames"][r - 1]), decoder.decode(shard.arrays["frames"][r])
         player, action = before.player, int(shard.arrays["actions"][r])
@@ -127,12 +129,16 @@ def craft2d_changes(root: Path, manifest: dict, most: int = CHANGES_READ) -> dic
         if not (0 <= y < before.tiles.shape[0] and 0 <= x < before.tiles.shape[1]):
             continue
         was, now = int(before.tiles[y, x]), int(after.tiles[y, x])
+        tried = out["by_action"][meanings[action]]
+        tried[0] += 1  # a press on air (mining) or on a solid tile or with empty hands (placing) changes nothing
         if action in mines and MINEABLE[was] and EMPTY[now]:
             out["mined"] += 1
             out["mined_to_sky"] += now == Tile.SKY
+            tried[1] += 1
         elif action not in mines and EMPTY[was] and now in placed_tiles:
             out["placed"] += 1
             out["placed_in_sky"] += was == Tile.SKY
+            tried[1] += 1
     return out
 
 
@@ -165,5 +171,9 @@ def format_summary(s: dict) -> str:
         lines.append(f"changes    {ch['mined']:,} blocks mined, {share('mined_to_sky', 'mined')} of them leaving open "
                      f"sky (the rest a cave wall); {ch['placed']:,} placed, {share('placed_in_sky', 'placed')} in the "
                      f"open sky (read from {ch['read']:,} of {ch['steps']:,} mine and place steps)")
+        lines.append("effect     " + "  ".join(f"{a} {100 * done / tried:.0f}% of {tried}" if tried else f"{a} n/a"
+                                             for a, (tried, done) in ch["by_action"].items())
+                     + " of the steps read changed the tile (a model learns an action where it did; a mine_down "
+                       "that works drops the player, so its steps standing still are misses)")
     return "\n".join(lines)
 
