@@ -102,7 +102,7 @@ def configs(cfg: RecipeConfig) -> dict:
              for i, name in enumerate(VIEWS)]
     world_views = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_views'][1]}",
                                                      f"data={collect_text.out}", chained[1],
-                                                     "views=[" + ",".join(f"'{v.out}'" for v in views) + "]",
+                                                     _views(v.out for v in views),
                                                      f"init={Path(world_text.loop.out) / 'last.safetensors'}",
                                                      *cfg.world_views], "train_world")
     collect_work = parse_overrides(CollectConfig, [f"experiment={RECIPES['collect_work'][1]}", *cfg.collect_work],
@@ -111,14 +111,18 @@ def configs(cfg: RecipeConfig) -> dict:
                                     "collect")
     world_build = parse_overrides(TrainWorldConfig, [f"experiment={RECIPES['world_build'][1]}",
                                                      f"data={collect_text.out}", chained[1],
-                                                     "views=[" + ",".join(f"'{d}'" for d in (
-                                                         *(v.out for v in views), collect_work.out,
-                                                         collect_build.out)) + "]",
+                                                     _views([*(v.out for v in views), collect_work.out,
+                                                             collect_build.out]),
                                                      f"init={Path(world_views.loop.out) / 'last.safetensors'}",
                                                      *cfg.world_build], "train_world")
     return {"collect": collect, "ae": ae, "world": world, "world_ft": world_ft, "collect_text": collect_text,
             "world_text": world_text, "collect_views": views, "world_views": world_views, "collect_work": collect_work,
             "collect_build": collect_build, "world_build": world_build}
+
+
+def _views(dirs) -> str:
+    """The `views=` setting of a world stage: its datasets beyond `data=`, quoted for Hydra."""
+    return "views=[" + ",".join(f"'{d}'" for d in dirs) + "]"
 
 
 def _suffixed(settings: list[str], i: int) -> list[str]:

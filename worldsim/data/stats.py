@@ -98,8 +98,9 @@ def craft2d_changes(root: Path, manifest: dict, most: int = CHANGES_READ) -> dic
     left open sky (a block that stood above the ground: a tree, a placed block) and how many a cave wall (mining into
     the ground, where nearly all of it happens when a player digs for its blocks); of the blocks placed, how many
     went into the open sky; and, for each mine and place action, of its steps read how many changed the tile (a press
-    on air, on a solid tile or with empty hands changes nothing, and a model learns an action where it did). A step counts where the player, so the camera, stood still: the tile the player faced
-    (or stood under or on) is decoded in the frames before and after. At most `most` such steps, evenly spread."""
+    on air, on a solid tile or with empty hands changes nothing, and a model learns an action where it did). A step
+    counts where the player, so the camera, stood still: the tile the player faced (or stood under or on) is decoded
+    in the frames before and after. At most `most` such steps, evenly spread."""
     from worldsim.envs.craft2d.decoder import tile_decoder
     from worldsim.envs.craft2d.tiles import EMPTY, MINEABLE, PLACES_AS, Tile
 
