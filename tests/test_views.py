@@ -88,6 +88,33 @@ def test_a_batch_is_one_view_drawn_alike_from_the_same_rng(run):
                           one.sample(3, np.random.default_rng(1)).latents)  # one dataset: draws as before
 
 
+def test_mix_sets_each_datasets_share_of_the_batches(run):
+    sets = [LatentClipDataset(next(d.parent.glob(f"{d.name}.latents-*")), 4, "train", 0.3) for d in run["data"]]
+    buckets = ViewBuckets(sets, [3, 0, 1])  # not by clips: the weights given, the second never drawn
+    assert np.allclose(buckets.p, [0.75, 0.0, 0.25])
+    rng = np.random.default_rng(0)
+    shapes = [tuple(buckets.sample(2, rng).latents.shape[-2:]) for _ in range(200)]
+    assert (8, 12) not in shapes  # the 96x64 view, weight 0
+    assert 0.65 < shapes.count((8, 8)) / len(shapes) < 0.85  # data's 3 of 4 (binomial sd 0.03)
+    with pytest.raises(ValueError, match=r"mix=\[1.0, 2.0\]: expected 3 weights >= 0"):
+        ViewBuckets(sets, [1.0, 2.0])
+    cfg = TrainWorldConfig(data=str(run["data"][0]), ae=str(run["root"] / "ae" / "last.safetensors"),
+                           views=[str(d) for d in run["data"][1:]], mix=[0, 0, 1],
+                           dit={"width": 24, "depth": 1, "heads": 2, "context": 4}, clip_len=4, batch_size=3,
+                           eval_clips=1, eval_context=2, horizons=[1], holdout=0.3)
+    task, rng = build_task(cfg), np.random.default_rng(0)  # a run's batches: the 64x96 view's only
+    assert {tuple(task.batch(rng)[0][0].shape[-2:]) for _ in range(10)} == {(12, 8)}
+
+
+@pytest.mark.parametrize("mix", ["[1,1]", "[1,-1,1]", "[0,0,0]"])
+def test_a_mix_that_does_not_fit_the_datasets_is_refused_before_any_work(run, tmp_path, capsys, mix):
+    args = [a for a in run["args"] if not a.startswith("loop.out=")]
+    assert main(["train", "world", *args, f"mix={mix}", f"loop.out={tmp_path / 'w'}"]) == 2
+    err = capsys.readouterr().err
+    assert "mix=" in err and "3 weights >= 0" in err, err
+    assert not (tmp_path / "w").exists()
+
+
 def _manifest_copy(src, dst, **changes):
     """A dataset directory holding only `src`'s manifest, edited: views are refused from their manifests, before any
     shard is read or encoded."""

@@ -242,14 +242,18 @@ class ViewBuckets:
 
     A bucket is picked with probability proportional to its clips: every clip of the union is then drawn equally
     often, so each dataset is trained on for the same number of epochs. Weighting by tokens would count a larger
-    frame's size twice (its batches already carry more tokens)."""
+    frame's size twice (its batches already carry more tokens). `mix`, one weight >= 0 a dataset, sets the chances
+    instead (their shares of the batches): a small dataset of rare events drawn more often than its size."""
 
-    def __init__(self, datasets: list[LatentClipDataset]):
+    def __init__(self, datasets: list[LatentClipDataset], mix: list[float] | None = None):
         if not datasets:
             raise ValueError("ViewBuckets needs at least one dataset")
         self.datasets = list(datasets)
-        clips = np.array([len(d) for d in self.datasets], np.float64)
-        self.p = clips / clips.sum()  # (K,) chance of each bucket
+        weights = np.array([len(d) for d in self.datasets] if not mix else mix, np.float64)
+        if len(weights) != len(self.datasets) or (weights < 0).any() or not weights.sum() > 0:
+            raise ValueError(f"mix={list(mix or [])}: expected {len(self.datasets)} weights >= 0, one a dataset, "
+                             "not all 0")
+        self.p = weights / weights.sum()  # (K,) chance of each bucket
 
     def sample(self, batch_size: int, rng: np.random.Generator, event_share: float = 0.0) -> LatentBatch:
         k = int(rng.choice(len(self.datasets), p=self.p)) if len(self.datasets) > 1 else 0

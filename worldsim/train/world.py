@@ -52,6 +52,9 @@ class TrainWorldConfig:
         "help": "more datasets of the same env at other frame sizes (Craft2D: worldsim collect "
                 "env_kwargs.view_width=12), encoded by the same autoencoder into caches beside them and trained on "
                 "with data, a whole batch from one of them; evaluation and start frames stay data's"})
+    mix: list[float] = field(default_factory=list, metadata={
+        "help": "each dataset's share of the batches, data's then the views' in order, e.g. mix=[3,1,1,1,2] (any "
+                "scale; 0: not trained on); empty: in proportion to their clips, so every clip alike"})
     model: str = field(default="S", metadata={"help": "DiT preset: S | M | L"})
     init: str | None = field(default=None, metadata={"help": "start from this world-model checkpoint's transformer "
                                                               "(fine-tuning; the model fields must match it)"})
@@ -93,6 +96,9 @@ class TrainWorldConfig:
         dirs = [str(Path(d).resolve()) for d in (self.data, *self.views) if d]
         check(all(self.views) and len(set(dirs)) == len(dirs), "views", list(self.views),
               "dataset directories, each once and none of them data")
+        check(not self.mix or (len(self.mix) == 1 + len(self.views) and min(self.mix) >= 0 and sum(self.mix) > 0),
+              "mix", list(self.mix), f"empty, or {1 + len(self.views)} weights >= 0 (data's, then one a view), not "
+                                     "all 0")
         check(self.model in DIT_PRESETS, "model", self.model, f"a DiT preset, one of {sorted(DIT_PRESETS)}")
         given = sorted({"latent_channels", "n_actions", "vocab", "reward_values"} & set(self.dit))
         check(not given, "dit", dict(self.dit), f"no {given}: the autoencoder and the dataset decide them")
@@ -182,7 +188,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     # the views hold out the same worlds as data (the split is a hash of each episode's seed): a world evaluated at
     # one size is never trained on at another
     sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
-    train_set, buckets = sets[0], ViewBuckets(sets)
+    train_set, buckets = sets[0], ViewBuckets(sets, list(cfg.mix))
     c, h, w = train_set.latent_shape
     values = reward_values(sets, cfg.reward_classes)
     n_actions = len(train_set.manifest["action_meanings"])
