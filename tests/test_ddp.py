@@ -54,7 +54,7 @@ TOY = textwrap.dedent("""
 
         other = dist.rank() == 1
         batch = lambda r: torch.from_numpy(r.standard_normal((rows, 4)).astype("float32"))  # the global batch
-        task = Task(name="toy", model=model, batch=batch, loss=loss, evaluate=lambda m: {}, export=lambda ema: {f"toy.{k}": v for k, v in ema.items()},
+        task = Task(name="toy", model=model, batch=batch, loss=loss, evaluate=lambda m: {}, export=lambda ema, final: {f"toy.{k}": v for k, v in ema.items()},
                     metadata={"config": {"width": 17 if "differ" in options and other else 16, "rows": rows}},
                     data_id="b" if "other-data" in options and other else "a")
         # fp32: bf16 sums a half batch in another order than a whole one, and keeps ~3 digits of the difference

@@ -44,7 +44,7 @@ def _task(seed: int = 0, bad_at: int = 0, bad: str = "loss", global_noise: bool 
         return out, {"loss": out.item()}
 
     return Task(name="toy", model=model, batch=batch, loss=loss, evaluate=lambda m: {"w0": float(m[0].weight[0, 0])},
-                export=lambda ema: {f"toy.{k}": v for k, v in ema.items()},
+                export=lambda ema, final: {f"toy.{k}": v for k, v in ema.items()},
                 metadata={"config": {"optim": {"steps": 60}, "width": 16}}, tokens_per_batch=8)
 
 
@@ -281,7 +281,7 @@ def test_saving_and_evaluating_do_not_change_the_weights(tmp_path):
     for name, save_every_s in (("every", 0.0), ("end", math.inf)):
         task = _task(global_noise=True)
         export, evaluate = task.export, task.evaluate
-        task.export = lambda ema, f=export: (torch.randn(100), f(ema))[1]
+        task.export = lambda ema, final, f=export: (torch.randn(100), f(ema, final))[1]
         task.evaluate = lambda m, f=evaluate: (torch.randn(100), f(m))[1]
         train(task, optim, LoopConfig(out=str(tmp_path / name), eval_every=3, save_every_s=save_every_s), CPU,
               quiet=True)

@@ -210,3 +210,20 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     sim.reset(np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]]))
     out = sim.step([2])
     assert out.frames.shape == (1, 64, 64, 3) and out.rewards[0] in sim.dit.config.reward_values
+
+
+def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_save(data, tmp_path, monkeypatch):
+    """A fit runs the held-out clips through the model (~30 s at one thread, a tenth of a 5-minute save interval):
+    periodic saves keep the last one, the run's last save fits its own weights."""
+    import worldsim.train.world as world
+
+    fits, fit = [], world.fit_reward_threshold
+    monkeypatch.setattr(world, "fit_reward_threshold", lambda *a, **k: fits.append(fit(*a, **k)) or fits[-1])
+    ae = _one_step_autoencoder(data, tmp_path / "ae")
+    run = tmp_path / "world"
+    assert main(["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1", "dit.heads=2",
+                 "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]",
+                 "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={run}", "loop.eval_every=0",
+                 "loop.save_every_s=0"]) == 0  # a save after every step: 4
+    assert len(fits) == 2  # the first save's and the last's
+    assert float(load_checkpoint(run / "last.safetensors")[0]["dit.reward_threshold"]) == pytest.approx(fits[-1])

@@ -82,7 +82,7 @@ def build_task(cfg: TrainAEConfig) -> Task:
             logs["tile_accuracy"] = tile_accuracy(recon, val)
         return logs
 
-    def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
         copy = Autoencoder(cfg.model)
         copy.load_state_dict({k: v.cpu() for k, v in ema.items()})
         _fit_stats(copy, stats, torch.device("cpu"))

@@ -10,7 +10,8 @@ A task supplies the model and these functions; the loop owns everything else:
                              restored): draw the noise for the whole batch and keep its rows, so that N processes
                              draw what one does
     evaluate(model)       -> logs dict (held-out metrics), run with the EMA weights
-    export(ema_state)     -> the tensors of the checkpoint people load, from the EMA weights
+    export(ema_state, final) -> the tensors of the checkpoint people load, from the EMA weights; final is True at the
+                             run's last save (a periodic save may reuse what costly fit an earlier export made)
     report(logs)          -> an evaluation as printed (optional; default: key value, ...)
 
 One process trains a run directory at a time (a lock file), its log.jsonl follows its checkpoint (a fresh run starts
@@ -132,7 +133,7 @@ class Task:
     batch: Callable[[np.random.Generator], Any]
     loss: Callable[[torch.nn.Module, Any, torch.Generator, slice], tuple[torch.Tensor, dict[str, float]]]
     evaluate: Callable[[torch.nn.Module], dict[str, float]]
-    export: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]  # EMA state dict -> checkpoint tensors
+    export: Callable[[dict[str, torch.Tensor], bool], dict[str, torch.Tensor]]  # (EMA state dict, final) -> tensors
     metadata: dict[str, Any]  # goes into every checkpoint; must hold "config" (compared on resume)
     tokens_per_batch: int = 0
     report: Callable[[dict[str, float]], str] | None = None  # an evaluation as printed (default: key value, ...)
@@ -202,7 +203,7 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
     fwd = dist.wrap(model, device)  # DDP under torchrun (after the load: it starts every rank from rank 0's weights)
     fwd = torch.compile(fwd) if loop.compile else fwd
 
-    def save() -> None:
+    def save(final: bool) -> None:
         live, averaged = model.state_dict(), ema.module.state_dict()
         bad = next((name for name, t in [*live.items(), *(("ema " + k, v) for k, v in averaged.items())]
                     if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
@@ -212,7 +213,7 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
         if not dist.is_main():
             return
         with _rngs_kept(device):  # an export that draws (the autoencoder builds a module) moves no training draw
-            exported = task.export(averaged)
+            exported = task.export(averaged, final)
         save_run(run, step, live, exported, task.metadata, opt, ema.state_dict(), rng, gen)
 
     progress = None if quiet else Progress(optim.steps, f"train {task.name}", "steps", initial=step)
@@ -281,7 +282,7 @@ def _train(task: Task, optim: OptimConfig, loop: LoopConfig, device: torch.devic
                     took = f"eval at step {step:,} ({time.perf_counter() - began:.0f} s):"
                     say(f"{took}\n{report}" if "\n" in report else f"{took} {report}")
                 if save_due or step == end:
-                    save()
+                    save(final=step == end)
                     saved, last_save = step, time.monotonic()
     finally:
         if progress:

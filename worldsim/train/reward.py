@@ -167,7 +167,7 @@ def build_task(cfg: TrainRewardConfig) -> Task:
     world_meta = {key: v for key, v in world.metadata.items()
                   if key not in ("format_version", "kind", "step", "reward_config", "world_config")}
 
-    def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
         scratch = RewardModel(rcfg)
         scratch.load_state_dict(ema)
         scores, events, _ = _scores(scratch, heldout)

@@ -303,12 +303,15 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
     calibration = heldout if 0.0 in dit_cfg.reward_values else None
 
-    def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    fitted: list[float] = []  # the last threshold fitted in this process
+
+    def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
         if calibration is not None:  # the reward head's threshold, chosen on held-out clips for these weights
-            scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)
-            scratch.load_state_dict(ema)
-            threshold = fit_reward_threshold(scratch, *(torch.from_numpy(a) for a in calibration))
-            ema = {**ema, "reward_threshold": torch.tensor(threshold)}
+            if final or not fitted:  # a periodic save keeps the last fit: a fit is ~30 s at one thread, a tenth
+                scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)  # of a 5-minute save interval
+                scratch.load_state_dict(ema)
+                fitted[:] = [fit_reward_threshold(scratch, *(torch.from_numpy(a) for a in calibration))]
+            ema = {**ema, "reward_threshold": torch.tensor(fitted[0])}
         return world_tensors(ae_state, ema, start_frames)
 
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
@@ -361,7 +364,8 @@ def _check_views(cfg: TrainWorldConfig, ae: Autoencoder) -> None:
 
 HELDOUT_LOSS_CLIPS = 64  # held-out clips the evaluation's denoising loss is the mean of
 CALIBRATION_CLIPS = 512  # held-out clips the reward threshold is chosen on: Craft2D pays ~1 step in 800, so ~20
-#                          events at 32 frames a clip, for ~10 s of forward passes on 2 CPU cores at each save
+#                          events at 32 frames a clip, for ~30 s of forward passes at one thread (2-core AMX Xeon,
+#                          preset S, stage 11's 431 held-out clips), at a run's first and last save
 
 
 def _heldout_latent_clips(latents_dir: str, cfg: TrainWorldConfig) -> tuple[np.ndarray, ...] | None:
