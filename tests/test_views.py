@@ -66,6 +66,16 @@ def test_a_mixed_view_run_records_its_views_and_trains_on_every_view_of_the_game
     assert sim.step([2]).frames.shape == (1, 64, 96, 3)
 
 
+def test_a_run_says_each_datasets_share_of_the_batches(run, capsys):
+    cfg = TrainWorldConfig(data=str(run["data"][0]), ae=str(run["root"] / "ae" / "last.safetensors"),
+                           views=[str(d) for d in run["data"][1:]], mix=[0, 0, 1],
+                           dit={"width": 24, "depth": 1, "heads": 2, "context": 4}, clip_len=4, batch_size=3,
+                           eval_clips=1, eval_context=2, horizons=[1], holdout=0.3)
+    build_task(cfg)
+    out = capsys.readouterr().out
+    assert f"batches drawn from: {run['data'][0]} 0.0% (" in out and f"{run['data'][2]} 100.0% (" in out, out
+
+
 def test_a_batch_is_one_view_drawn_alike_from_the_same_rng(run):
     cfg = TrainWorldConfig(data=str(run["data"][0]), ae=str(run["root"] / "ae" / "last.safetensors"),
                            views=[str(d) for d in run["data"][1:]],

@@ -101,7 +101,7 @@ def build_task(cfg: TrainPixelConfig) -> Task:
             lines.append(line)
         return "\n".join(lines)
 
-    def export(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
         return prefixed(ema, "pixel")
 
     config = to_dict(cfg)
