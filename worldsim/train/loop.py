@@ -11,7 +11,7 @@ A task supplies the model and these functions; the loop owns everything else:
                              draw what one does
     evaluate(model)       -> logs dict (held-out metrics), run with the EMA weights
     export(ema_state, final) -> the tensors of the checkpoint people load, from the EMA weights; final is True at the
-                             run's last save (a periodic save may reuse what costly fit an earlier export made)
+                             run's last save (a periodic save may reuse a costly fit an earlier one made)
     report(logs)          -> an evaluation as printed (optional; default: key value, ...)
 
 One process trains a run directory at a time (a lock file), its log.jsonl follows its checkpoint (a fresh run starts

@@ -190,8 +190,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     sets = [LatentClipDataset(cache, cfg.clip_len, "train", cfg.holdout, captions=cfg.captions) for _, cache in caches]
     train_set, buckets = sets[0], ViewBuckets(sets, list(cfg.mix))
     if len(sets) > 1 and dist.is_main():
-        print("batches drawn from: " + ", ".join(f"{d} {p:.1%} ({len(s):,} clips)" for (d, _), s, p in
-                                                 zip(caches, sets, buckets.p)) + (" (as mix= sets)" if cfg.mix else ""), flush=True)
+        shares = ", ".join(f"{d} {p:.1%} ({len(s):,} clips)" for (d, _), s, p in zip(caches, sets, buckets.p))
+        print(f"batches drawn from: {shares}" + (" (as mix= sets)" if cfg.mix else ""), flush=True)
     c, h, w = train_set.latent_shape
     values = reward_values(sets, cfg.reward_classes)
     n_actions = len(train_set.manifest["action_meanings"])
