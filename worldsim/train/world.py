@@ -306,15 +306,16 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
     calibration = heldout if 0.0 in dit_cfg.reward_values else None
 
-    fitted: list[float] = []  # the last threshold fitted in this process
+    threshold: float | None = None  # the last one fitted in this process
 
     def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
+        nonlocal threshold
         if calibration is not None:  # the reward head's threshold, chosen on held-out clips for these weights
-            if final or not fitted:  # a periodic save keeps the last fit: a fit is ~30 s at one thread, a tenth
-                scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)  # of a 5-minute save interval
+            if final or threshold is None:  # a periodic save keeps the last fit: a fit is ~30 s at one thread, a
+                scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)  # tenth of a 5-minute save interval
                 scratch.load_state_dict(ema)
-                fitted[:] = [fit_reward_threshold(scratch, *(torch.from_numpy(a) for a in calibration))]
-            ema = {**ema, "reward_threshold": torch.tensor(fitted[0])}
+                threshold = fit_reward_threshold(scratch, *(torch.from_numpy(a) for a in calibration))
+            ema = {**ema, "reward_threshold": torch.tensor(threshold)}
         return world_tensors(ae_state, ema, start_frames)
 
     return Task(name="world", model=model, batch=batch, loss=loss, evaluate=evaluate, report=report,
