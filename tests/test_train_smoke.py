@@ -44,7 +44,12 @@ def test_train_ae_then_world_then_step(data, tmp_path, capsys):
     evals = [json.loads(line) for line in (world_run / "log.jsonl").read_text().splitlines()]
     last = evals[-1]["eval"]
     assert last.keys() >= {"psnr_h1", "copy_psnr_h1", "tiles_h2", "copy_tiles_h2", "tiles_h2_s1", "psnr_h1_s1"}
+    # the reward head classifies (the data pays 0 or 1): the dream plays held-out clips that pay, at its threshold
+    assert last["dream_reward_events"] > 0 and 0 <= last["dream_reward_recall"] <= 1
+    assert last["dream_false_per_100"] >= 0 and "dream_reward_recall_s1" not in last
     out = capsys.readouterr().out  # printed as a table: the model's figures beside copy-last-frame's, per horizon
+    assert (f"reward head in the dream: {last['dream_reward_recall']:.0%} of {last['dream_reward_events']:.0f} "
+            "held-out rewards paid") in out
     assert f"resuming {world_run} at step 2: 2 steps planned, to step 4 of optim.steps=4" in out
     table = out[out.index("eval at step 4"):].splitlines()
     assert table[1].split()[-2:] == ["h1", "h2"]
@@ -224,6 +229,8 @@ def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_
     assert main(["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1", "dit.heads=2",
                  "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]",
                  "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={run}", "loop.eval_every=0",
-                 "loop.save_every_s=0"]) == 0  # a save after every step: 4
-    assert len(fits) == 2  # the first save's and the last's
+                 "loop.save_every_s=0", "eval_event_clips=0"]) == 0  # a save after every step: 4
+    assert len(fits) == 2  # the first save's and the last's (an evaluation with clips that pay fits one of its own)
+    last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["eval"]
+    assert "dream_reward_recall" not in last  # eval_event_clips=0: no clips played for it
     assert float(load_checkpoint(run / "last.safetensors")[0]["dit.reward_threshold"]) == pytest.approx(fits[-1])

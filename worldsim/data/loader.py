@@ -123,6 +123,20 @@ class ClipIndex:
             self._events = np.concatenate(found)
         return self._events
 
+    @property
+    def starts(self) -> np.ndarray:
+        """(N,) each clip's first row in its shard (shard_of)."""
+        return self._start
+
+    @property
+    def shard_of(self) -> np.ndarray:
+        """(N,) each clip's shard, an index into `shards`."""
+        return self._shard
+
+    def rewards_of(self, indices: np.ndarray) -> np.ndarray:
+        """(B, T) the rewards of the clips with these indices, no frames read."""
+        return self._gather(indices, ("rewards",))["rewards"]
+
     def draw(self, batch_size: int, rng: np.random.Generator, event_share: float = 0.0) -> np.ndarray:
         """(batch_size,) clip indices, uniform over the clips; with `event_share`, each one in that share drawn from
         event_clips() instead (uniform when there are none). With 0 the draws are exactly the uniform ones."""
@@ -146,7 +160,8 @@ class ClipIndex:
             if captions is not None:
                 captions.append(self._captions[self._shard[i]][s:s + T])
         out = {k: np.stack(v) for k, v in parts.items()}
-        out["actions"] = out["actions"].astype(np.int64)
+        if "actions" in out:
+            out["actions"] = out["actions"].astype(np.int64)
         return {**out, "episode": np.asarray(episode, np.int64), "captions": captions}
 
 

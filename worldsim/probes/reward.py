@@ -34,14 +34,14 @@ def _events(rewards: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.abs(rewards) >= EVENT)
 
 
-def _match(truth: np.ndarray, pred: np.ndarray) -> set[int]:
-    """The predicted steps matched to engine events (both sorted): greedy from the earliest, which is optimal when
-    every event has the same window."""
+def match_events(truth: np.ndarray, pred: np.ndarray, tolerance: int = TOLERANCE) -> set[int]:
+    """The predicted steps matched to true events (both sorted step indices), each at most `tolerance` steps away and
+    matched once: greedy from the earliest, which is optimal when every event has the same window."""
     matched, j = set(), 0
     for t in truth:
-        while j < len(pred) and pred[j] < t - TOLERANCE:
+        while j < len(pred) and pred[j] < t - tolerance:
             j += 1
-        if j < len(pred) and pred[j] <= t + TOLERANCE:
+        if j < len(pred) and pred[j] <= t + tolerance:
             matched.add(int(pred[j]))
             j += 1
     return matched
@@ -55,7 +55,7 @@ def count_run(actions: np.ndarray, truth_rewards: np.ndarray, truth_ended: np.nd
     end = int(stop[0]) if len(stop) else None
     window = len(actions) if end is None else min(len(actions), end + TOLERANCE + 1)
     truth, pred = _events(truth_rewards[:window]), _events(rewards[:window])
-    matched = _match(truth, pred)
+    matched = match_events(truth, pred)
     idle = np.asarray(actions[:window]) == int(Action.NOOP)
     mine = np.flatnonzero(ended[:window])
     out = {"true": len(truth), "pred": len(pred), "hit": len(matched), "idle": int(idle.sum()),

@@ -4,7 +4,9 @@ The dataset is encoded once into a latent cache by the given autoencoder (skippe
 rolls the EMA model out autoregressively from held-out clips: after `eval_context` real frames it plays the recorded
 actions for max(horizons) steps, and scores the frames at each horizon (PSNR, and Craft2D tile accuracy) beside the
 copy-last-frame baseline, which a model must beat to have learned anything about the world; and it runs the model
-clean on held-out latent clips to score its reward head against the true rewards (correlation, F1 of reward events).
+clean on held-out latent clips to score its reward head against the true rewards (correlation, F1 of reward events),
+and, for a head that classifies, plays held-out clips with a reward in the dream to see whether it pays for them
+(worldsim.train.dream_reward).
 
 `views=[DIR, ...]` trains the same model on more datasets of the game at other frame sizes (Sora's native-size
 training; the rotary positions make one set of weights work at every size): each step's batch comes from one of them
@@ -35,6 +37,7 @@ from worldsim.models.text import remap_embedding, vocabulary
 from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
 from worldsim.train import dist
+from worldsim.train.dream_reward import dream_scores, event_clips, payments, rollout
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
@@ -86,6 +89,10 @@ class TrainWorldConfig:
     holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
     eval_clips: int = field(default=4, metadata={"help": "held-out rollouts per evaluation"})
     eval_context: int = field(default=8, metadata={"help": "real frames a rollout starts from"})
+    eval_event_clips: int = field(default=16, metadata={
+        "help": "held-out clips with a reward in their rollout steps, also played in the dream: the share of their "
+                "rewards the dream pays (dream_reward_recall), beside its false payments on the ordinary rollouts "
+                "(dream_false_per_100); for a reward head that classifies, 0: none"})
     horizons: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "rollout steps scored"})
     eval_denoise_steps: list[int] = field(default_factory=list, metadata={
         "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.denoise_steps"})
@@ -135,6 +142,7 @@ class TrainWorldConfig:
                                                                  "episodes, training the rest")
         check(self.eval_clips >= 1, "eval_clips", self.eval_clips, "held-out rollouts >= 1")
         check(self.eval_context >= 1, "eval_context", self.eval_context, "real frames >= 1 to start a rollout from")
+        check(self.eval_event_clips >= 0, "eval_event_clips", self.eval_event_clips, "held-out clips >= 0 (0: none)")
         check(len(self.horizons) > 0 and min(self.horizons) >= 1, "horizons", list(self.horizons),
               "a list of rollout steps >= 1, e.g. [1,8,32]")
         check(all(s >= 1 for s in self.eval_denoise_steps), "eval_denoise_steps", list(self.eval_denoise_steps),
@@ -216,6 +224,12 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         model.text.requires_grad_(False)  # AdamW skips parameters without gradients; the EMA keeps them as they are
     craft2d = is_craft2d(val.manifest.get("env"))
     _, ph, pw = dit_cfg.patch
+    heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
+    calibration = heldout if 0.0 in dit_cfg.reward_values else None
+    # held-out clips with a reward in their rollout steps, played in the dream at each evaluation (classes only)
+    picks = event_clips(val, cfg.eval_context, cfg.eval_event_clips) if calibration is not None else ()
+    paying = val.get(picks) if len(picks) else None
+    threshold: float | None = None  # the last one fitted in this process
 
     starts_set = LatentClipDataset(latents_dir, 1, "train", cfg.holdout, captions=cfg.captions) \
         if cfg.start_frames else None
@@ -250,15 +264,25 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return total, {**out[1], "loss": total.item(), "start_loss": s_logs["denoise_loss"]}
 
     def evaluate(m) -> dict[str, float]:
+        nonlocal threshold
         logs = {}
         for hz in cfg.horizons:
             truth, last = clips.frames[:, cfg.eval_context + hz - 1], clips.frames[:, cfg.eval_context - 1]
             logs[f"copy_psnr_h{hz}"] = psnr(last, truth)
             if craft2d:
                 logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
+        if paying is not None:  # the dream pays at the threshold an export of these weights writes
+            threshold = fit_reward_threshold(m, *(torch.from_numpy(a) for a in calibration))
+            m.reward_threshold.fill_(threshold)
         for steps in dict.fromkeys([cfg.diffusion.denoise_steps, *cfg.eval_denoise_steps]):
             suffix = "" if steps == cfg.diffusion.denoise_steps else f"_s{steps}"
-            logs.update({f"{k}{suffix}": v for k, v in rollout_scores(m, steps).items()})
+            scores, paid = rollout_scores(m, steps)
+            logs.update({f"{k}{suffix}": v for k, v in scores.items()})
+            if paying is not None and not suffix:
+                ctx = cfg.eval_context
+                _, events_paid = rollout(simulator(m, steps), paying.frames, paying.actions, ctx)
+                logs.update(dream_scores(payments(clips.rewards[:, ctx:], paid),
+                                         payments(paying.rewards[:, ctx:], events_paid)))
         if heldout is not None:
             logs.update(reward_agreement(m, *(torch.from_numpy(a) for a in heldout)))
             logs["heldout_loss"] = heldout_loss(m, *heldout)
@@ -277,19 +301,21 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 for i in range(0, len(x0), 16)]  # 16 clips a pass (each pass's mean, weighted): bounded memory
         return sum(sums) / len(x0)
 
-    def rollout_scores(m, steps: int) -> dict[str, float]:
-        """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions."""
-        sim = WorldSimulator(ae, m, cfg.diffusion, denoise_steps=steps, device=next(m.parameters()).device, seed=0)
+    def simulator(m, steps: int) -> WorldSimulator:
+        return WorldSimulator(ae, m, cfg.diffusion, denoise_steps=steps, device=next(m.parameters()).device, seed=0)
+
+    def rollout_scores(m, steps: int) -> tuple[dict[str, float], np.ndarray]:
+        """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions: their scores,
+        and the rewards the dream paid (B, horizon)."""
         ctx = cfg.eval_context
-        sim.reset(clips.frames[:, :ctx], clips.actions[:, :ctx])
-        predicted = [sim.step(clips.actions[:, ctx + i]).frames for i in range(horizon)]
+        predicted, paid = rollout(simulator(m, steps), clips.frames, clips.actions, ctx)
         logs = {}
         for hz in cfg.horizons:
             truth = clips.frames[:, ctx + hz - 1]
             logs[f"psnr_h{hz}"] = psnr(predicted[hz - 1], truth)
             if craft2d:
                 logs[f"tiles_h{hz}"] = tile_accuracy(predicted[hz - 1], truth)
-        return logs
+        return logs, paid
 
     def report(logs: dict[str, float]) -> str:
         return eval_table(logs, cfg.horizons, cfg.diffusion.denoise_steps, cfg.eval_denoise_steps, len(clips.frames))
@@ -303,10 +329,6 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                               train_set.manifest["frame_shape"], env=train_set.manifest.get("env"),
                               views=[s.manifest["frame_shape"] for s in sets[1:]])
     ae_state = ae.state_dict()
-    heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
-    calibration = heldout if 0.0 in dit_cfg.reward_values else None
-
-    threshold: float | None = None  # the last one fitted in this process
 
     def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
         nonlocal threshold
@@ -509,6 +531,10 @@ def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, 
         f1 = f", F1 of reward events {logs['reward_f1']:.2f}" if "reward_f1" in logs else ""
         lines.append(f"  reward head, teacher-forced on held-out clips ({logs['reward_events']:.0f} rewards): "
                      f"correlation {logs['reward_r']:.2f}{f1}")
+    if "dream_reward_recall" in logs:
+        lines.append(f"  reward head in the dream: {logs['dream_reward_recall']:.0%} of "
+                     f"{logs['dream_reward_events']:.0f} held-out rewards paid (within a step), "
+                     f"{logs['dream_false_per_100']:.2f} false payments per 100 steps of the rollouts")
     return "\n".join(lines)
 
 
