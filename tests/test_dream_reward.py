@@ -48,3 +48,10 @@ def test_payments_match_the_data_within_a_step_and_count_the_rest_as_false():
     assert dream_scores(c, c) == {"dream_reward_recall": 0.5, "dream_reward_events": 2.0,
                                   "dream_false_per_100": 12.5}
     assert payments(truth, truth) == {"events": 2, "hits": 2, "false": 0, "steps": 16}
+
+
+def test_held_out_data_that_never_pays_gives_no_clips(tmp_path):
+    quiet = random_craft2d(tmp_path / "quiet", 200, max_episode_steps=50, shard_steps=200)  # no reward in 200 steps
+    val = ClipDataset(quiet, 10, "val", 0.3)
+    assert not len(val.event_clips()), "the fixture should hold no event"
+    assert len(event_clips(val, 2, 16)) == 0

@@ -28,6 +28,8 @@ def event_clips(val: ClipDataset, context: int, most: int) -> np.ndarray:
     starts, shards = val.starts, val.shard_of
     picks, seen = [], set()
     candidates = val.event_clips()
+    if not len(candidates):  # held-out data that never pays
+        return np.zeros(0, np.int64)
     for i, rewards in zip(candidates, val.rewards_of(candidates)):
         for f in np.flatnonzero(rewards[1:] != 0) + 1:  # frames that paid, as event_clips counts them
             row = (int(shards[i]), int(starts[i]) + int(f))
