@@ -22,14 +22,11 @@ def event_clips(val: ClipDataset, context: int, most: int) -> np.ndarray:
     such clips): one clip for each held-out reward that no clip chosen before scores, placed so that the rewards fall
     on every rollout step in turn (1 step after the real frames, then 2, ...), not all on the first or the last. A
     reward whose episode has too few frames around it for such a clip is left out."""
-    steps = val.clip_len - context
-    if most <= 0 or steps <= 0:
+    steps, candidates = val.clip_len - context, val.event_clips()
+    if most <= 0 or steps <= 0 or not len(candidates):  # none asked for, no rollout step, or data that never pays
         return np.zeros(0, np.int64)
     starts, shards = val.starts, val.shard_of
     picks, seen = [], set()
-    candidates = val.event_clips()
-    if not len(candidates):  # held-out data that never pays
-        return np.zeros(0, np.int64)
     for i, rewards in zip(candidates, val.rewards_of(candidates)):
         for f in np.flatnonzero(rewards[1:] != 0) + 1:  # frames that paid, as event_clips counts them
             row = (int(shards[i]), int(starts[i]) + int(f))

@@ -272,6 +272,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
             if craft2d:
                 logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
         if paying is not None:  # the dream pays at the threshold an export of these weights writes
+            kept = m.reward_threshold.clone()  # put back below: an evaluation leaves the EMA model as it found it
             threshold = fit_reward_threshold(m, *(torch.from_numpy(a) for a in calibration))
             m.reward_threshold.fill_(threshold)
         for steps in dict.fromkeys([cfg.diffusion.denoise_steps, *cfg.eval_denoise_steps]):
@@ -283,6 +284,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 _, events_paid = rollout(simulator(m, steps), paying.frames, paying.actions, ctx)
                 logs.update(dream_scores(payments(clips.rewards[:, ctx:], paid),
                                          payments(paying.rewards[:, ctx:], events_paid)))
+        if paying is not None:
+            m.reward_threshold.copy_(kept)
         if heldout is not None:
             logs.update(reward_agreement(m, *(torch.from_numpy(a) for a in heldout)))
             logs["heldout_loss"] = heldout_loss(m, *heldout)
