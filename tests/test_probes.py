@@ -49,6 +49,13 @@ def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
     assert [(d["k"], d["score"]) for d in engine["permanence"]] == [(k, 1.0) for k in QUICK.permanence_k]
     assert [(d["k"], d["score"]) for d in copy["permanence"]] == [(k, 0.0) for k in QUICK.permanence_k]
     assert sum(d["probes"] for d in copy["permanence"]) == copy["families"]["permanence"]["informative"]
+    # the walks' views: the engine's frames are where its camera was (animals move, so not always); copying the
+    # context never scrolls, so it is right only where the engine's camera is back where it began: seldom in
+    # permanence (it walks back one step less), at the last scored frame of a consistency leg (one in six here)
+    assert set(copy["view_right"]) == {"permanence", "consistency"}
+    for fam in ("permanence", "consistency"):
+        assert engine["view_right"][fam]["model"] > 0.8 and engine["view_right"][fam]["ceiling"] > 0.8
+    assert copy["view_right"]["permanence"]["model"] < 0.1 and copy["view_right"]["consistency"]["model"] < 0.25
 
 
 @pytest.mark.parametrize(("corruption", "family"), [

@@ -48,6 +48,12 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
             lines.append(f"| {e['name']} | {e['split']} | {_num(e['model']['mean'])} ± {_num(e['model']['std'])} | "
                          f"{_num(e['floor'])} ({e['floor_from'].replace('_', ' ')}) | {_num(e['ceiling']['mean'])} | "
                          f"{score} | {e['psnr']['model']:.1f} / {e['psnr']['copy_last']:.1f} dB | ![]({strip}) |")
+        if fam in summary.get("view_right", {}):
+            v = summary["view_right"][fam]
+            lines += ["", f"The view is where the engine's camera was on **{v['model']:.0%}** of the model's scored frames "
+                          f"(the engine under other seeds: {v['ceiling']:.0%}): each frame's world cells are compared "
+                          "with the engine's frames of the run from every camera, and a view that slipped a tile or "
+                          "stopped scrolling fails its scored cells whatever the model remembers."]
         if fam == "control" and summary.get("control"):
             lines += [""] + _control(summary["control"])
         if fam == "reward" and summary.get("reward"):

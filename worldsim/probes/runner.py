@@ -31,6 +31,7 @@ from worldsim.probes.predictors import (
 from worldsim.probes.scenarios import Probe, View
 
 REFERENCE_SEED = 0  # the engine run that is the truth; ceiling runs use seeds 1..seeds
+VIEW_FAMILIES = ("permanence", "consistency")  # the player walks away and back: is the view where the camera was?
 QUICK = Suite(permanence_k=(6, 20), ood=1, causality_checks=(1, 10), causality_walk=6, consistency_k=(6,),
               control_repeat=2, stability_steps=60, stability_every=20, reward_idle=4, idle_rows=2, idle_steps=40)
 
@@ -167,7 +168,7 @@ def run(cfg: ProbeConfig, predictor=None, quiet: bool = False) -> dict:
         "predictor": predictor.name, "view": [view.width, view.height], "frame_shape": list(view.frame_shape),
         **meta, "config": _public(cfg), "suite": _public(suite),
         "families": _families(results, cfg.families()), "permanence": _by_distance(results),
-        "control": _control(control),
+        "control": _control(control), "view_right": _view_right(results),
         "stability": _stability([r["json"] for r in results if "stability" in r["json"]]),
         "reward": {**rewarding.summary([_measure(c, "model") for c in paying]), "idle": idle} if paying else {},
         "probes": [r["json"] for r in results],
@@ -305,6 +306,9 @@ def _score(c: _Case, suite: Suite) -> dict:
         "scored_cells": int(sum(m.sum() for m in c.masks)), "curve": per_label,
         "psnr": {kind: _psnr(c, kind) for kind in ("model", "copy_last", "ceiling")},
     }
+    if p.family in VIEW_FAMILIES:  # is the view where the engine's camera was, at the scored steps?
+        entry["view_right"] = {kind: float(scoring.view_right(p, c.traces[0], c.rows[kind][0]).mean())
+                               for kind in ("model", "ceiling")}
     if p.family == "stability":
         g = got["model"]
         entry["stability"] = {"steps": list(p.score_at), "valid": g["valid"].mean(0).tolist(),
@@ -377,6 +381,17 @@ def _by_distance(results: list[dict]) -> list[dict]:
     return [{"k": k, "score": float(np.mean(v)), "probes": len(v)} for k, v in sorted(scores.items())]
 
 
+def _view_right(results: list[dict]) -> dict:
+    """Per walking family, the share of scored frames whose view is where the engine's camera was (score.view_right),
+    the model's and the engine's own under other seeds (animals move: not quite 1)."""
+    out = {}
+    for fam in VIEW_FAMILIES:
+        got = [r["json"]["view_right"] for r in results if r["json"]["family"] == fam and "view_right" in r["json"]]
+        if got:
+            out[fam] = {k: float(np.mean([g[k] for g in got])) for k in ("model", "ceiling")}
+    return out
+
+
 def _control(cases: list[_Case]) -> dict:
     """The per-action confusion matrix, the left<->right swap rate, and the PSNR gains over random and mirrored
     actions."""
@@ -433,6 +448,9 @@ def table(summary: dict) -> str:
     if summary.get("permanence"):
         lines.append("permanence by steps walked away: " + ", ".join(
             f"k={d['k']} {d['score']:.2f} ({d['probes']} probes)" for d in summary["permanence"]))
+    if summary.get("view_right"):
+        lines.append("view where the engine's camera was, at the scored steps: " + ", ".join(
+            f"{fam} {v['model']:.0%} (engine {v['ceiling']:.0%})" for fam, v in summary["view_right"].items()))
     ctrl = summary.get("control")
     if ctrl:
         lines.append(f"control: actions recognised {ctrl['accuracy']:.0%}, left<->right swaps "

@@ -82,6 +82,26 @@ def accuracy(probe: Probe, ref: list[np.ndarray], mask: list[np.ndarray], pred: 
         return right.sum(1) / total.sum(1), right / total
 
 
+def view_right(probe: Probe, trace: Trace, pred: np.ndarray) -> np.ndarray:
+    """pred (replicas, T, H, W, 3) -> (replicas, len(score_at)) bool: whether each scored frame shows the world from
+    where the engine's camera was, i.e. its world cells agree with the engine's frame of that step at least as well as
+    with every frame of the run (context included) taken from another camera. A walk whose view slipped a tile or
+    stopped scrolling fails every scored cell however well the rest is remembered: this tells the two apart. Rows
+    whose camera never moved are all True."""
+    steps = np.array(probe.score_at) - 1
+    t0 = len(trace.context.frames)
+    world = decode_cells(np.concatenate([trace.context.frames, trace.frames]))[0][:, :-1]  # (T0 + T, rows, cols)
+    out = np.ones((len(pred), len(steps)), bool)
+    for r, rollout in enumerate(pred):
+        cells = decode_cells(rollout[steps])[0][:, :-1]
+        for i, s in enumerate(steps):
+            elsewhere = (trace.cameras != trace.cameras[t0 + s]).any(1)  # (T0 + T,) frames from another camera
+            if elsewhere.any():
+                agree = (world == cells[i]).mean((1, 2))  # (T0 + T,) share of world cells alike
+                out[r, i] = agree[t0 + s] >= agree[elsewhere].max()
+    return out
+
+
 def stability(probe: Probe, trace: Trace, pred: np.ndarray, every: int) -> dict[str, np.ndarray]:
     """pred (replicas, T, H, W, 3) of a long rollout -> per replica and scored step: `valid` (cells that look like a
     sprite), `live` (valid cells that differ from the last context frame, over the engine's share of changed cells,
