@@ -81,11 +81,11 @@ def test_missing_file_says_how_to_get_one(tmp_path):
 
 # ---- world models: save_world / load_world ----------------------------------------------------------------------
 
-def _world(path, **overrides):
+def _world(path, dit_kw=None, **overrides):
     """A tiny world model written by save_world (the format every writer uses)."""
     torch.manual_seed(0)
     ae = Autoencoder(AutoencoderConfig(width=8, latent_channels=4, head_width=16))
-    dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=3, context=4))
+    dit = DiT(DiTConfig(latent_channels=4, width=24, depth=1, heads=2, n_actions=3, context=4, **(dit_kw or {})))
     frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     kw = dict(config={"tiny": True}, action_meanings=["noop", "left", "right"], frame_shape=[64, 64, 3],
               start_frames=frames, env="worldsim/Craft2D-v0", step=7) | overrides
@@ -116,9 +116,17 @@ def test_save_world_round_trip(tmp_path):
         assert torch.equal(v, written[k]), k  # every weight loaded, none left at its random init
 
 
+def test_a_world_that_reads_its_previous_frame_with_a_halo_round_trips(tmp_path):
+    path = _world(tmp_path / "halo.safetensors", dit_kw=dict(prev_frame=True, prev_halo=1))
+    world = load_world(path)
+    assert world.dit.config.prev_halo == 1 and world.dit.halo_embed.weight.shape == (24, 4 * 4 * 4)  # C x 4 x 4 cells
+    old = _world(tmp_path / "plain.safetensors")  # a file without one loads as the model without one
+    assert load_world(old).dit.config.prev_halo == 0 and not hasattr(load_world(old).dit, "halo_embed")
+
+
 def test_the_shipped_file_pays_by_a_threshold_chosen_on_held_out_data():
     world = load_world(default_checkpoint())
-    assert world.metadata["format_version"] == FORMAT_VERSION and world.diffusion.denoise_steps == 2
+    assert world.metadata["format_version"] in (5, FORMAT_VERSION) and world.diffusion.denoise_steps == 2
     assert world.dit.config.prev_frame and world.dit.config.reward_values == (0.0, 1.0)
     threshold = float(world.dit.reward_threshold)  # chosen for the best F1 of reward events on held-out clips
     assert 0.0 < threshold < 1.0 and threshold != 0.5  # not argmax's 0.5 (the build model's: 0.83)

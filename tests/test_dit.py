@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldsim.models.dit import (DIT_PRESETS, DiT, DiTConfig, apply_rope, dit_config, patchify, rope_tables,
+from worldsim.models.dit import (DIT_PRESETS, DiT, DiTConfig, apply_rope, dit_config, halo_patches, patchify,
+                                 rope_tables,
                                  unpatchify)
 
 C = 4  # latent channels of the tiny test models
@@ -335,12 +336,14 @@ def test_actions_and_noise_levels_are_checked():
 
 # --- training against a clean history, the previous frame as input, reward classes ---------------------------------
 
-@pytest.mark.parametrize("prev_frame, memory, t_start", [(False, 0, 0), (True, 0, 0), (True, 2, 1)])
-def test_training_on_a_clean_history_is_what_play_computes(prev_frame, memory, t_start):
+@pytest.mark.parametrize("prev_frame, memory, t_start, halo", [(False, 0, 0, 0), (True, 0, 0, 0), (True, 2, 1, 0),
+                                                            (True, 0, 0, 1)])
+def test_training_on_a_clean_history_is_what_play_computes(prev_frame, memory, t_start, halo):
     """forward(x, ..., history=h): each noisy chunk against the history chunks before it equals play time, where the
     history is cached chunk by chunk and a solver pass attends to it; also past the window, where the ring evicts,
     and with a memory beyond it."""
-    cfg = tiny(context=3, prev_frame=prev_frame, reward_values=(-1.0, 0.0, 1.0), memory=memory, memory_stride=2)
+    cfg = tiny(context=3, prev_frame=prev_frame, reward_values=(-1.0, 0.0, 1.0), memory=memory, memory_stride=2,
+               prev_halo=halo)
     model = randomized(cfg)
     chunks = 6 + 4 * memory
     x, sigma, actions = inputs(cfg, chunks=chunks)
@@ -385,6 +388,45 @@ def test_a_prev_frame_model_starts_as_copy_last_frame_and_forgets_it_on_reset():
         cache.reset_rows(torch.tensor([True, False]))
         out = model.forward_chunk(x[:, 1:2], 0.5, actions[:, 1], 1, cache).out
     assert torch.equal(out[0], torch.zeros_like(out[0])) and torch.equal(out[1], x[1, :1])
+
+
+def test_a_halo_shows_each_token_the_cells_around_its_patch():
+    """halo_patches tokens come in patchify's order; with a border of one cell a token sees its neighbours' edge cells
+    (a one-cell scroll or fall is in its own input), and zeros past the frame's edge."""
+    x = torch.randn(2, 4, C, 4, 6)
+    for patch in ((1, 2, 2), (2, 2, 1)):
+        plain, flat = halo_patches(x, patch, 0), patchify(x, patch)
+        assert plain.shape == flat.shape
+        torch.testing.assert_close(plain.sort(-1).values, flat.sort(-1).values, rtol=0, atol=0)
+    grid = torch.arange(4 * 6, dtype=torch.float32).view(1, 1, 1, 4, 6) + 1  # cell (r, c) holds 6 r + c + 1
+    seen = halo_patches(grid, (1, 2, 2), 1)[0, 0]  # (N=6, 16): token n sees a 4x4 square
+    assert seen.shape == (6, 16)
+    assert set(seen[4].tolist()) == {6 * r + c + 1 for r in range(1, 4) for c in range(1, 5)} | {0.0}  # row 1, col 1
+    assert (seen[0] == 0).sum() == 7  # the top-left token: a row and a column past the edge
+
+
+def test_a_halo_starts_as_the_model_without_one_and_then_reads_its_border():
+    """Zero-initialised, the halo changes nothing (a checkpoint without one is a fine-tune's start); trained, a token's
+    output depends on previous-frame cells outside its own patch, and only through the halo."""
+    base, halo = randomized(tiny(prev_frame=True)), DiT(tiny(prev_frame=True, prev_halo=1)).eval()
+    missing = halo.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["halo_embed.bias", "halo_embed.weight"]
+    x, sigma, actions = inputs(base.config, chunks=3)
+    with torch.no_grad():
+        torch.testing.assert_close(halo(x, sigma, actions).out, base(x, sigma, actions).out, rtol=0, atol=0)
+        halo.halo_embed.weight.normal_()
+        nudged = x.clone()
+        nudged[:, 0, :, 2, 2] += 1.0  # a cell of the first chunk outside the top-left token's patch (rows, cols 0-1)
+        # attention mixes every token of a chunk, so look where the change enters: the first block's input, the
+        # token embeddings, at chunk 1's top-left token (its previous frame: chunk 0)
+        def embedding(model, lat):
+            got = []
+            hook = model.blocks[0].register_forward_pre_hook(lambda _, args: got.append(args[0]))
+            model(lat, sigma, actions)
+            hook.remove()
+            return got[0].view(2, 3, -1, model.config.width)[:, 1, 0]  # (B, D)
+        assert (embedding(halo, nudged) - embedding(halo, x)).abs().amax() > 1e-3
+        assert torch.equal(embedding(base, nudged), embedding(base, x))
 
 
 def test_reward_classes_read_as_their_values():

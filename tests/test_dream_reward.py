@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from worldsim.data.loader import ClipDataset
-from worldsim.train.dream_reward import dream_scores, event_clips, payments
+from worldsim.train.dream_reward import dream_scores, event_clips, paying_clips, payments
 
 from conftest import random_craft2d
 
@@ -55,3 +55,25 @@ def test_held_out_data_that_never_pays_gives_no_clips(tmp_path):
     val = ClipDataset(quiet, 10, "val", 0.3)
     assert not len(val.event_clips()), "the fixture should hold no event"
     assert len(event_clips(val, 2, 16)) == 0
+    assert paying_clips(val, [str(quiet)], 0.3, 2, 16) is None
+
+
+def test_paying_clips_come_from_every_held_out_dataset_at_the_data_frame_size(data, tmp_path):
+    from worldsim.data.collect import CollectConfig, collect
+
+    context, clip_len = 2, 10
+    val = ClipDataset(data, clip_len, "val", 0.3)
+    alone = paying_clips(val, [], 0.3, context, most=100)
+    n = len(event_clips(val, context, most=100))
+    assert len(alone.frames) == n and alone.frames.shape[2:] == (64, 64, 3)
+    wide = tmp_path / "wide"  # 96 px wide: a view another batch would have to play
+    collect(CollectConfig(out=str(wide), agent="random", steps=1200, env_kwargs={"world_width": 64, "view_width": 12},
+                          max_episode_steps=60, shard_steps=400), quiet=True)
+    assert len(event_clips(ClipDataset(wide, clip_len, "val", 0.3), context, most=100)), "the fixture should pay"
+    both = paying_clips(val, [str(wide), str(data)], 0.3, context, most=100)  # data again: a view of its size
+    assert len(both.frames) == 2 * n and both.frames.shape[2:] == (64, 64, 3)  # the wide view passed over
+    np.testing.assert_array_equal(both.rewards[:n], alone.rewards)
+    np.testing.assert_array_equal(both.rewards[n:], alone.rewards)
+    capped = paying_clips(val, [str(data)], 0.3, context, most=3)  # spread over both: the first and the last
+    np.testing.assert_array_equal(capped.rewards[[0, -1]], alone.rewards[[0, -1]])
+    assert len(capped.frames) == 3 and capped.captions is None

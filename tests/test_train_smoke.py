@@ -181,7 +181,7 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 
 
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
-    """history=clean, the previous frame as input, change-weighted and action-balanced loss, action dropout, a strided
+    """history=clean, the previous frame as input (with a halo, from init=), change-weighted and action-balanced loss, action dropout, a strided
     memory beyond the window, the model's own samples as history (self_history), reward classes and extra first
     frames (start_frames, kept off pure noise), chunks at pure noise (noise_prob), clips that pay or end drawn more
     often (event_share), end to end; and loop.max_minutes: evaluated and saved when the time is up, and the same
@@ -215,6 +215,12 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
     sim.reset(np.stack([np.load(next(data.glob("shard-*")) / "frames.npy")[:2]]))
     out = sim.step([2])
     assert out.frames.shape == (1, 64, 64, 3) and out.rewards[0] in sim.dit.config.reward_values
+    # dit.prev_halo from a file without one: the halo joins at zero (the start is that model) and trains
+    halo = tmp_path / "halo"
+    assert main([*(a for a in args[:-4] if not a.startswith("optim.")), f"init={run / 'last.safetensors'}",
+                 "dit.prev_halo=1", "optim.steps=1", "optim.warmup=0", f"loop.out={halo}", "loop.eval_every=0"]) == 0
+    tuned = WorldSimulator.from_checkpoint(halo / "last.safetensors", device="cpu", seed=0).dit
+    assert tuned.config.prev_halo == 1 and tuned.halo_embed.weight.abs().amax() > 0
 
 
 def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_save(data, tmp_path, monkeypatch):

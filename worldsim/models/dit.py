@@ -48,6 +48,9 @@ class DiTConfig:
     rope_base: float = 10000.0  # positions stay small (window, grid): any base >= 100 resolves them
     prev_frame: bool = False  # the previous chunk's latents are an input of each new token (channel-concatenated),
     #                           and `out` is the change from them: copying the last frame is the starting point
+    prev_halo: int = 0  # prev_frame models: each token also reads the previous chunk's latents in a border of this
+    #                     many cells around its patch, so a one-cell move (a scroll, a fall) is a linear map of its
+    #                     own input rather than half a token fetched by attention (0: its patch alone)
     reward_values: tuple[float, ...] = ()  # () regresses the reward; K values: the reward head classifies among them
     heads_read: str = "frame"  # the pass the reward and termination heads read: "frame", the one that caches the
     #                            new frame (the reward of what the model drew); "action", the first solver pass, the
@@ -69,6 +72,8 @@ class DiTConfig:
         values = self.reward_values
         check(len(values) != 1 and list(values) == sorted(set(values)) and all(map(math.isfinite, values)),
               "reward_values", list(values), "() or >= 2 distinct finite values in increasing order")
+        check(self.prev_halo >= 0 and (self.prev_frame or not self.prev_halo), "prev_halo", self.prev_halo,
+              "an integer >= 0, and 0 unless prev_frame is true")
         check(self.heads_read in HEADS_READ, "heads_read", self.heads_read, f"one of {HEADS_READ}")
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"patch={self.patch}: expected three positive sizes (pt, ph, pw)")
@@ -171,6 +176,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2).to(x.dtype)  # (B, nh, L, hs)
 
 
+def halo_patches(x: torch.Tensor, patch: tuple[int, int, int], halo: int) -> torch.Tensor:
+    """(B, T, C, h, w) latents -> (B, T/pt, N, pt*C*(ph+2*halo)*(pw+2*halo)): each token's patch with a border of
+    `halo` cells (zeros past the frame's edge), tokens in patchify's order."""
+    b, t, c, h, w = x.shape
+    pt, ph, pw = patch
+    frames = x.reshape(b * (t // pt), pt * c, h, w)  # a chunk's frames side by side as channels
+    out = F.unfold(frames, (ph + 2 * halo, pw + 2 * halo), padding=halo, stride=(ph, pw))  # (B*T/pt, P', N) row-major
+    return out.transpose(1, 2).reshape(b, t // pt, out.shape[-1], -1)
+
+
 def previous_chunks(x: torch.Tensor, pt: int) -> torch.Tensor:
     """(B, T, C, h, w) latents shifted one chunk of pt frames later: each chunk's previous one, zeros for the first."""
     return torch.cat([torch.zeros_like(x[:, :pt]), x[:, :-pt]], 1)
@@ -263,6 +278,9 @@ class DiT(nn.Module):
         self.config = cfg = config
         self.patch_dim = math.prod(cfg.patch) * cfg.latent_channels
         self.x_embed = nn.Linear(self.patch_dim * (2 if cfg.prev_frame else 1), cfg.width)
+        if cfg.prev_halo:  # zero-initialised (initialize_weights): a model given a halo starts as it was without one
+            side = (cfg.patch[1] + 2 * cfg.prev_halo, cfg.patch[2] + 2 * cfg.prev_halo)
+            self.halo_embed = nn.Linear(cfg.patch[0] * cfg.latent_channels * side[0] * side[1], cfg.width)
         self.sigma_embed = SigmaEmbedder(cfg.width)
         self.action_embed = nn.Embedding(cfg.n_actions + 1, cfg.width)  # row n_actions: "no action" (-1)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
@@ -291,6 +309,8 @@ class DiT(nn.Module):
             nn.init.normal_(self.text.embed.weight, std=0.02)
             nn.init.normal_(self.text.pos, std=0.02)
             zeroed.append(self.text.proj)  # captions add nothing until trained: a fine-tune starts where it was
+        if self.config.prev_halo:
+            zeroed.append(self.halo_embed)
         for layer in zeroed + [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -421,7 +441,10 @@ class DiT(nn.Module):
         (b, t, n, _), (h, w) = tokens.shape, x_in.shape[-2:]
         if prev is not None:
             tokens = torch.cat([tokens, patchify(prev, cfg.patch)], -1)  # (B, T, N, 2P)
-        x = self.x_embed(tokens).flatten(1, 2)  # (B, T*N, D)
+        x = self.x_embed(tokens)  # (B, T, N, D)
+        if prev is not None and cfg.prev_halo:
+            x = x + self.halo_embed(halo_patches(prev, cfg.patch, cfg.prev_halo))
+        x = x.flatten(1, 2)  # (B, T*N, D)
         rows = torch.arange(t, device=x.device).repeat_interleave(n)  # (T*N,) each token's chunk: its row of cond
         pos = token_positions(t_index, h // cfg.patch[1], w // cfg.patch[2])  # (T*N, 3)
         rope = rope_tables(pos, cfg.width // cfg.heads, cfg.rope_base)

@@ -11,9 +11,13 @@ classifies with a threshold (a regression pays a little on every step).
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 
-from worldsim.data.loader import ClipDataset
+from worldsim.data.loader import Batch, ClipDataset
+from worldsim.data.shards import read_manifest
 from worldsim.probes.reward import match_events
 
 
@@ -45,6 +49,30 @@ def event_clips(val: ClipDataset, context: int, most: int) -> np.ndarray:
     if len(picks) > most:
         picks = picks[np.linspace(0, len(picks) - 1, most).round().astype(np.int64)]
     return picks
+
+
+def paying_clips(val: ClipDataset, views: list[str], holdout: float, context: int, most: int) -> Batch | None:
+    """Up to `most` held-out clips with a reward in their rollout steps (event_clips), from `val` and from the held-out
+    episodes of every dataset of `views` at val's frame size (one batch plays at one size; a view whose held-out
+    episodes give no clip of val's length is passed over), spread evenly over all of them: None when none pays.
+    Craft2D's captions data pays rarely (12 held-out rewards), its work and build views far more."""
+    sources = [val]
+    for root in views:
+        if tuple(read_manifest(Path(root))["frame_shape"]) != val.frame_shape:
+            continue
+        with warnings.catch_warnings():  # held-out episodes shorter than a clip: counted where the view trains
+            warnings.simplefilter("ignore")
+            try:
+                sources.append(ClipDataset(root, val.clip_len, "val", holdout))
+            except ValueError:  # no held-out clip of that length at all
+                continue
+    found = [(k, int(i)) for k, s in enumerate(sources) for i in event_clips(s, context, most)]
+    if not found:
+        return None
+    kept = [found[j] for j in np.linspace(0, len(found) - 1, min(most, len(found))).round().astype(np.int64)]
+    parts = [sources[k].get(np.array([i for kk, i in kept if kk == k], np.int64)) for k in sorted({k for k, _ in kept})]
+    arrays = ("frames", "actions", "rewards", "terminated", "truncated", "episode")
+    return Batch(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in arrays}, captions=None)
 
 
 def payments(truth: np.ndarray, paid: np.ndarray) -> dict[str, int]:

@@ -37,7 +37,7 @@ from worldsim.models.text import remap_embedding, vocabulary
 from worldsim.device import resolve_device
 from worldsim.simulator import WorldSimulator
 from worldsim.train import dist
-from worldsim.train.dream_reward import dream_scores, event_clips, payments, rollout
+from worldsim.train.dream_reward import dream_scores, paying_clips, payments, rollout
 from worldsim.train.loop import LoopConfig, OptimConfig, Task, train
 from worldsim.train.metrics import psnr, tile_accuracy
 
@@ -89,7 +89,7 @@ class TrainWorldConfig:
     holdout: float = field(default=0.05, metadata={"help": "fraction of episodes held out"})
     eval_clips: int = field(default=4, metadata={"help": "held-out rollouts per evaluation"})
     eval_context: int = field(default=8, metadata={"help": "real frames a rollout starts from"})
-    eval_event_clips: int = field(default=16, metadata={
+    eval_event_clips: int = field(default=32, metadata={
         "help": "held-out clips with a reward in their rollout steps, also played in the dream: the share of their "
                 "rewards the dream pays (dream_reward_recall), beside its false payments on the ordinary rollouts "
                 "(dream_false_per_100); for a reward head that classifies, 0: none"})
@@ -162,7 +162,8 @@ def _load_init(model: DiT, path: str) -> None:
 
     load_init(model, path, "dit", "transformer", "`worldsim train world`",
               f"set model= and dit.* to the checkpoint's (this run: {model.config})",
-              new=("text.",) if model.text is not None else (), adapt=adapt)
+              new=("text.",) * (model.text is not None) + ("halo_embed.",) * bool(model.config.prev_halo),
+              adapt=adapt)
 
 
 def start_frames_diffusion(cfg: TrainWorldConfig) -> DiffusionConfig:
@@ -227,8 +228,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     heldout = _heldout_latent_clips(latents_dir, cfg)  # the reward head's evaluation and threshold
     calibration = heldout if 0.0 in dit_cfg.reward_values else None
     # held-out clips with a reward in their rollout steps, played in the dream at each evaluation (classes only)
-    picks = event_clips(val, cfg.eval_context, cfg.eval_event_clips) if calibration is not None else ()
-    paying = val.get(picks) if len(picks) else None
+    paying = paying_clips(val, cfg.views, cfg.holdout, cfg.eval_context, cfg.eval_event_clips) \
+        if calibration is not None else None
     threshold: float | None = None  # the last one fitted in this process
 
     starts_set = LatentClipDataset(latents_dir, 1, "train", cfg.holdout, captions=cfg.captions) \
