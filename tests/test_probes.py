@@ -49,13 +49,12 @@ def test_engine_scores_one_and_trivial_guesses_zero_on_every_family(out):
     assert [(d["k"], d["score"]) for d in engine["permanence"]] == [(k, 1.0) for k in QUICK.permanence_k]
     assert [(d["k"], d["score"]) for d in copy["permanence"]] == [(k, 0.0) for k in QUICK.permanence_k]
     assert sum(d["probes"] for d in copy["permanence"]) == copy["families"]["permanence"]["informative"]
-    # the walks' views: the engine's frames are where its camera was (animals move, so not always); copying the
-    # context never scrolls, so it is right only where the engine's camera is back where it began: seldom in
-    # permanence (it walks back one step less), at the last scored frame of a consistency leg (one in six here)
-    assert set(copy["view_right"]) == {"permanence", "consistency"}
+    # the walks: the engine's view moves as its camera does on every step its frames tell; copying the context never
+    # moves, so it is right only on the steps the camera stood still (a walk turning back)
+    assert set(copy["moves"]) == {"permanence", "consistency"}
     for fam in ("permanence", "consistency"):
-        assert engine["view_right"][fam]["model"] > 0.8 and engine["view_right"][fam]["ceiling"] > 0.8
-    assert copy["view_right"]["permanence"]["model"] < 0.1 and copy["view_right"]["consistency"]["model"] < 0.25
+        assert engine["moves"][fam]["model"] > 0.95 and engine["moves"][fam]["ceiling"] > 0.95
+        assert engine["moves"][fam]["told"] > 50 and copy["moves"][fam]["model"] < 0.1
 
 
 @pytest.mark.parametrize(("corruption", "family"), [

@@ -48,12 +48,14 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
             lines.append(f"| {e['name']} | {e['split']} | {_num(e['model']['mean'])} ± {_num(e['model']['std'])} | "
                          f"{_num(e['floor'])} ({e['floor_from'].replace('_', ' ')}) | {_num(e['ceiling']['mean'])} | "
                          f"{score} | {e['psnr']['model']:.1f} / {e['psnr']['copy_last']:.1f} dB | ![]({strip}) |")
-        if fam in summary.get("view_right", {}):
-            v = summary["view_right"][fam]
-            lines += ["", f"The view is where the engine's camera was on **{v['model']:.0%}** of the model's scored frames "
-                          f"(the engine under other seeds: {v['ceiling']:.0%}): each frame's world cells are compared "
-                          "with the engine's frames of the run from every camera, and a view that slipped a tile or "
-                          "stopped scrolling fails its scored cells whatever the model remembers."]
+        if fam in summary.get("moves", {}):
+            v = summary["moves"][fam]
+            spans = ", ".join(f"{x:.0%} at steps {s}" for s, x in v["by_steps"].items())
+            lines += ["", f"The view moves as the engine's camera does on **{_pct(v['model'])}** of the {v['told']} "
+                          f"steps whose frames tell ({spans}; the engine under other seeds: {_pct(v['ceiling'])}): "
+                          "each step's move is the shift that best maps the frame before onto it. A view that stops "
+                          "scrolling, or draws what sticks to the player, fails the walk's scored cells whatever the "
+                          "model remembers."]
         if fam == "control" and summary.get("control"):
             lines += [""] + _control(summary["control"])
         if fam == "reward" and summary.get("reward"):
@@ -62,6 +64,10 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
     path = out / "probes.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
 def _num(x) -> str:

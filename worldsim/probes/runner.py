@@ -31,7 +31,7 @@ from worldsim.probes.predictors import (
 from worldsim.probes.scenarios import Probe, View
 
 REFERENCE_SEED = 0  # the engine run that is the truth; ceiling runs use seeds 1..seeds
-VIEW_FAMILIES = ("permanence", "consistency")  # the player walks away and back: is the view where the camera was?
+WALKS = ("permanence", "consistency")  # the families where the player walks away and back: does the view follow?
 QUICK = Suite(permanence_k=(6, 20), ood=1, causality_checks=(1, 10), causality_walk=6, consistency_k=(6,),
               control_repeat=2, stability_steps=60, stability_every=20, reward_idle=4, idle_rows=2, idle_steps=40)
 
@@ -168,7 +168,7 @@ def run(cfg: ProbeConfig, predictor=None, quiet: bool = False) -> dict:
         "predictor": predictor.name, "view": [view.width, view.height], "frame_shape": list(view.frame_shape),
         **meta, "config": _public(cfg), "suite": _public(suite),
         "families": _families(results, cfg.families()), "permanence": _by_distance(results),
-        "control": _control(control), "view_right": _view_right(results),
+        "control": _control(control), "moves": _moves(results),
         "stability": _stability([r["json"] for r in results if "stability" in r["json"]]),
         "reward": {**rewarding.summary([_measure(c, "model") for c in paying]), "idle": idle} if paying else {},
         "probes": [r["json"] for r in results],
@@ -306,9 +306,9 @@ def _score(c: _Case, suite: Suite) -> dict:
         "scored_cells": int(sum(m.sum() for m in c.masks)), "curve": per_label,
         "psnr": {kind: _psnr(c, kind) for kind in ("model", "copy_last", "ceiling")},
     }
-    if p.family in VIEW_FAMILIES:  # is the view where the engine's camera was, at the scored steps?
-        entry["view_right"] = {kind: float(scoring.view_right(p, c.traces[0], c.rows[kind][0]).mean())
-                               for kind in ("model", "ceiling")}
+    if p.family in WALKS:  # does the view move as the engine's camera does?
+        entry["moves"] = {kind: scoring.view_moves(c.traces[0], c.rows[kind][0]).tolist()
+                          for kind in ("model", "ceiling")}
     if p.family == "stability":
         g = got["model"]
         entry["stability"] = {"steps": list(p.score_at), "valid": g["valid"].mean(0).tolist(),
@@ -381,14 +381,23 @@ def _by_distance(results: list[dict]) -> list[dict]:
     return [{"k": k, "score": float(np.mean(v)), "probes": len(v)} for k, v in sorted(scores.items())]
 
 
-def _view_right(results: list[dict]) -> dict:
-    """Per walking family, the share of scored frames whose view is where the engine's camera was (score.view_right),
-    the model's and the engine's own under other seeds (animals move: not quite 1)."""
+def _moves(results: list[dict]) -> dict:
+    """Per walking family, the share of steps told (score.view_moves) on which the view moved as the engine's camera
+    did, the model's and the engine's own under other seeds, over the whole rollout and by its spans of steps."""
     out = {}
-    for fam in VIEW_FAMILIES:
-        got = [r["json"]["view_right"] for r in results if r["json"]["family"] == fam and "view_right" in r["json"]]
-        if got:
-            out[fam] = {k: float(np.mean([g[k] for g in got])) for k in ("model", "ceiling")}
+    for fam in WALKS:
+        counts = [np.array(r["json"]["moves"][kind]) for r in results if r["json"]["family"] == fam
+                  for kind in ("model", "ceiling")]
+        if not counts:
+            continue
+        model, ceiling = sum(counts[0::2]), sum(counts[1::2])  # (spans, 2): [told, right]
+
+        def share(c):
+            return float(c[..., 1].sum() / c[..., 0].sum()) if c[..., 0].sum() else float("nan")
+
+        spans = [f"{lo}-{hi}" if hi else f"{lo}+" for lo, hi in scoring.MOVE_SPANS]
+        out[fam] = {"model": share(model), "ceiling": share(ceiling), "told": int(model[:, 0].sum()),
+                    "by_steps": {s: share(m) for s, m in zip(spans, model)}}
     return out
 
 
@@ -439,6 +448,10 @@ def _public(obj) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(obj).items()}
 
 
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if np.isfinite(x) else "n/a"
+
+
 def table(summary: dict) -> str:
     """The family scores as a text table."""
     lines = [f"{'family':<12} {'score':>6} {'+-':>5} {'id':>6} {'ood':>6} {'probes':>7}"]
@@ -448,9 +461,10 @@ def table(summary: dict) -> str:
     if summary.get("permanence"):
         lines.append("permanence by steps walked away: " + ", ".join(
             f"k={d['k']} {d['score']:.2f} ({d['probes']} probes)" for d in summary["permanence"]))
-    if summary.get("view_right"):
-        lines.append("view where the engine's camera was, at the scored steps: " + ", ".join(
-            f"{fam} {v['model']:.0%} (engine {v['ceiling']:.0%})" for fam, v in summary["view_right"].items()))
+    if summary.get("moves"):
+        lines.append("the view moves as the engine's camera does, on the steps its frames tell: " + "; ".join(
+            f"{fam} {_pct(v['model'])} (steps " + ", ".join(f"{s} {_pct(x)}" for s, x in v["by_steps"].items()) +
+            f"; engine {_pct(v['ceiling'])})" for fam, v in summary["moves"].items()))
     ctrl = summary.get("control")
     if ctrl:
         lines.append(f"control: actions recognised {ctrl['accuracy']:.0%}, left<->right swaps "

@@ -82,23 +82,39 @@ def accuracy(probe: Probe, ref: list[np.ndarray], mask: list[np.ndarray], pred: 
         return right.sum(1) / total.sum(1), right / total
 
 
-def view_right(probe: Probe, trace: Trace, pred: np.ndarray) -> np.ndarray:
-    """pred (replicas, T, H, W, 3) -> (replicas, len(score_at)) bool: whether each scored frame shows the world from
-    where the engine's camera was, i.e. its world cells agree with the engine's frame of that step at least as well as
-    with every frame of the run (context included) taken from another camera. A walk whose view slipped a tile or
-    stopped scrolling fails every scored cell however well the rest is remembered: this tells the two apart. Rows
-    whose camera never moved are all True."""
-    steps = np.array(probe.score_at) - 1
+MOVES = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # a camera's move in one step, in tiles
+MOVE_SPANS = ((1, 4), (5, 12), (13, None))  # steps of a rollout (1-based) the moves are counted over apart
+
+
+def view_moves(trace: Trace, pred: np.ndarray) -> np.ndarray:
+    """pred (replicas, T, H, W, 3) -> (len(MOVE_SPANS), 2) counts over replicas: [steps told, steps right]. Each
+    step's move is read off the frames alone: the shift (dx, dy) in tiles that best maps the frame before (the last
+    context frame for the first step) onto this one, on the world cells away from the edges and from the player's
+    column (the camera centres on the player, who stays put). A step is told when one shift is best, and right when it
+    is the move of the engine's camera. A world that stops scrolling, or draws what sticks to the player, moves wrong
+    however well it remembers; over flat featureless ground nothing is told."""
     t0 = len(trace.context.frames)
-    world = decode_cells(np.concatenate([trace.context.frames, trace.frames]))[0][:, :-1]  # (T0 + T, rows, cols)
-    out = np.ones((len(pred), len(steps)), bool)
-    for r, rollout in enumerate(pred):
-        cells = decode_cells(rollout[steps])[0][:, :-1]
-        for i, s in enumerate(steps):
-            elsewhere = (trace.cameras != trace.cameras[t0 + s]).any(1)  # (T0 + T,) frames from another camera
-            if elsewhere.any():
-                agree = (world == cells[i]).mean((1, 2))  # (T0 + T,) share of world cells alike
-                out[r, i] = agree[t0 + s] >= agree[elsewhere].max()
+    moves = trace.cameras[t0:] - trace.cameras[t0 - 1:-1]  # (T, 2) the engine camera's move at each step
+    last = decode_cells(trace.context.frames[-1:])[0][0, :-1]
+    rows, cols = last.shape
+    inner = np.arange(1, cols - 1)
+    out = np.zeros((len(MOVE_SPANS), 2), np.int64)
+    for rollout in pred:
+        cells = decode_cells(rollout)[0][:, :-1]  # (T, rows, cols) world cells
+        for t, (before, now) in enumerate(zip([last, *cells[:-1]], cells)):
+            truth = tuple(int(v) for v in moves[t])
+            if truth not in MOVES:
+                continue  # a camera clamped or teleported: no one-tile move to judge
+            fit = []
+            for dx, dy in MOVES:  # now[r, c] shows what before showed at [r + dy, c + dx]
+                keep = (inner != cols // 2) & (inner + dx != cols // 2)
+                same = now[1:-1, 1:-1] == before[1 + dy:rows - 1 + dy, 1 + dx:cols - 1 + dx]  # (rows-2, cols-2)
+                fit.append(same[:, keep].mean())
+            fit = np.array(fit)
+            best = np.flatnonzero(fit == fit.max())
+            if len(best) == 1:
+                span = next(i for i, (lo, hi) in enumerate(MOVE_SPANS) if t + 1 >= lo and (hi is None or t + 1 <= hi))
+                out[span] += (1, int(MOVES[best[0]] == truth))
     return out
 
 
