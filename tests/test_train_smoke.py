@@ -181,11 +181,11 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 
 
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
-    """history=clean, the previous frame as input (with a halo, from init=), change-weighted and action-balanced loss, action dropout, a strided
-    memory beyond the window, the model's own samples as history (self_history), reward classes and extra first
-    frames (start_frames, kept off pure noise), chunks at pure noise (noise_prob), clips that pay or end drawn more
-    often (event_share), end to end; and loop.max_minutes: evaluated and saved when the time is up, and the same
-    command goes on from there (and from a copy of the run directory, with another time budget)."""
+    """history=clean, the previous frame as input (with a halo, from init=), change-weighted and action-balanced loss,
+    action dropout, a strided memory beyond the window, the model's own samples as history (self_history), reward
+    classes and extra first frames (start_frames, kept off pure noise), chunks at pure noise (noise_prob), clips that
+    pay or end drawn more often (event_share), end to end; and loop.max_minutes: evaluated and saved when the time is
+    up, and the same command goes on from there (and from a copy of the run directory, with another time budget)."""
     ae = _one_step_autoencoder(data, tmp_path / "ae")
     run = tmp_path / "world"
     args = ["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1",

@@ -51,8 +51,8 @@ from worldsim.models.reward import RewardModel, RewardModelConfig
 # read captions (dit_config.vocab, caption_words, text_depth; dit.text.*); 5: they may carry a reward/end model
 # (reward_config; reward.*); 6: they may read the previous frame with a border (dit_config.prev_halo; dit.halo_embed.*)
 FORMAT_VERSION = 6
-READABLE = (1, 2, 3, 4, 5, 6)  # older world models load unchanged (load_world maps format 1's old names; each is the next's
-#                          subset)
+READABLE = (1, 2, 3, 4, 5, 6)  # older world models load unchanged (load_world maps format 1's old names; each is the
+#                                next's subset)
 KIND = "worldsim"
 REQUIRED = ("format_version", "kind", "config")
 
