@@ -158,3 +158,19 @@ def test_the_control_matrix_credits_an_action_only_for_a_frame_that_looks_like_i
     conf = control_matrix(ref, noise, mask)
     assert np.allclose(conf.sum(1), 1) and np.trace(conf) / 3 < 0.8  # not "recognised" for matching nothing
     assert np.isclose(conf[1, 1], 1 / 3) and np.isclose(conf[0, 0], 2 / 3)  # a tie shares; the twin's share is a's
+
+
+def test_a_view_that_stops_scrolling_is_counted_wrong_from_the_step_it_stops():
+    """view_moves by spans of steps: the engine's own frames for four steps, then its fourth frame held (a dream that
+    stops following the player): every move told is right at steps 1-4, and after that the walk's moves go wrong."""
+    from worldsim.probes.predictors import reference
+    from worldsim.probes.score import view_moves
+
+    probe = next(p for p in build_suite(("permanence",), 0, QUICK) if p.params["k"] == max(QUICK.permanence_k))
+    trace = reference(probe.runs[0], 0)
+    stalled = np.concatenate([trace.frames[:4], np.repeat(trace.frames[3:4], len(trace.frames) - 4, 0)])
+    counts = view_moves(trace, np.stack([trace.frames, stalled]))  # (spans, [told, right]) over both rows
+    engine = view_moves(trace, trace.frames[None])
+    assert (engine[:, 0] > 0).all() and (engine[:, 1] == engine[:, 0]).all()  # the truth moves right when told
+    assert counts[0, 1] == counts[0, 0] == 2 * engine[0, 0]  # steps 1-4: both rows are the engine's
+    assert (counts[1:, 1] == engine[1:, 1]).all() and (counts[1:, 0] > engine[1:, 0]).all()  # the held frame: wrong
