@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from worldsim.plot import Series, save_chart
-from worldsim.probes.score import finite_mean
+from worldsim.probes.score import finite_mean, percent
 
 QUESTIONS = {
     "permanence": "Does an object that leaves the view come back when the player returns? (swept over the steps "
@@ -50,9 +50,9 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
                          f"{score} | {e['psnr']['model']:.1f} / {e['psnr']['copy_last']:.1f} dB | ![]({strip}) |")
         if fam in summary.get("moves", {}):
             v = summary["moves"][fam]
-            spans = ", ".join(f"{x:.0%} at steps {s}" for s, x in v["by_steps"].items())
-            lines += ["", f"The view moves as the engine's camera does on **{_pct(v['model'])}** of the {v['told']} "
-                          f"steps whose frames tell ({spans}; the engine under other seeds: {_pct(v['ceiling'])}): "
+            spans = ", ".join(f"{percent(x)} at steps {s}" for s, x in v["by_steps"].items())
+            lines += ["", f"The view moves as the engine's camera does on **{percent(v['model'])}** of the {v['told']} "
+                          f"steps whose frames tell ({spans}; the engine under other seeds: {percent(v['ceiling'])}): "
                           "each step's move is the shift that best maps the frame before onto it. A view that stops "
                           "scrolling, or draws what sticks to the player, fails the walk's scored cells whatever the "
                           "model remembers."]
@@ -64,10 +64,6 @@ def write_report(out: Path, summary: dict, cases, results) -> Path:
     path = out / "probes.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
 def _num(x) -> str:

@@ -384,20 +384,18 @@ def _by_distance(results: list[dict]) -> list[dict]:
 def _moves(results: list[dict]) -> dict:
     """Per walking family, the share of steps told (score.view_moves) on which the view moved as the engine's camera
     did, the model's and the engine's own under other seeds, over the whole rollout and by its spans of steps."""
+    spans = [f"{lo}-{hi}" if hi else f"{lo}+" for lo, hi in scoring.MOVE_SPANS]
+
+    def share(c):  # (..., 2) counts [told, right]
+        return float(c[..., 1].sum() / c[..., 0].sum()) if c[..., 0].sum() else float("nan")
+
     out = {}
     for fam in WALKS:
-        counts = [np.array(r["json"]["moves"][kind]) for r in results if r["json"]["family"] == fam
-                  for kind in ("model", "ceiling")]
-        if not counts:
-            continue
-        model, ceiling = sum(counts[0::2]), sum(counts[1::2])  # (spans, 2): [told, right]
-
-        def share(c):
-            return float(c[..., 1].sum() / c[..., 0].sum()) if c[..., 0].sum() else float("nan")
-
-        spans = [f"{lo}-{hi}" if hi else f"{lo}+" for lo, hi in scoring.MOVE_SPANS]
-        out[fam] = {"model": share(model), "ceiling": share(ceiling), "told": int(model[:, 0].sum()),
-                    "by_steps": {s: share(m) for s, m in zip(spans, model)}}
+        got = [r["json"]["moves"] for r in results if r["json"]["family"] == fam]
+        if got:
+            model, ceiling = (sum(np.array(g[kind]) for g in got) for kind in ("model", "ceiling"))  # (spans, 2)
+            out[fam] = {"model": share(model), "ceiling": share(ceiling), "told": int(model[:, 0].sum()),
+                        "by_steps": {s: share(m) for s, m in zip(spans, model)}}
     return out
 
 
@@ -448,10 +446,6 @@ def _public(obj) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(obj).items()}
 
 
-def _pct(x: float) -> str:
-    return f"{x:.0%}" if np.isfinite(x) else "n/a"
-
-
 def table(summary: dict) -> str:
     """The family scores as a text table."""
     lines = [f"{'family':<12} {'score':>6} {'+-':>5} {'id':>6} {'ood':>6} {'probes':>7}"]
@@ -463,8 +457,9 @@ def table(summary: dict) -> str:
             f"k={d['k']} {d['score']:.2f} ({d['probes']} probes)" for d in summary["permanence"]))
     if summary.get("moves"):
         lines.append("the view moves as the engine's camera does, on the steps its frames tell: " + "; ".join(
-            f"{fam} {_pct(v['model'])} (steps " + ", ".join(f"{s} {_pct(x)}" for s, x in v["by_steps"].items()) +
-            f"; engine {_pct(v['ceiling'])})" for fam, v in summary["moves"].items()))
+            f"{fam} {scoring.percent(v['model'])} (steps "
+            + ", ".join(f"{s} {scoring.percent(x)}" for s, x in v["by_steps"].items())
+            + f"; engine {scoring.percent(v['ceiling'])})" for fam, v in summary["moves"].items()))
     ctrl = summary.get("control")
     if ctrl:
         lines.append(f"control: actions recognised {ctrl['accuracy']:.0%}, left<->right swaps "

@@ -98,6 +98,9 @@ def view_moves(trace: Trace, pred: np.ndarray) -> np.ndarray:
     last = decode_cells(trace.context.frames[-1:])[0][0, :-1]
     rows, cols = last.shape
     inner = np.arange(1, cols - 1)
+    keep = [(inner != cols // 2) & (inner + dx != cols // 2) for dx, _ in MOVES]  # columns compared under each move
+    span_of = [next(i for i, (lo, hi) in enumerate(MOVE_SPANS) if t >= lo and (hi is None or t <= hi))
+               for t in range(1, len(moves) + 1)]  # each step's span
     out = np.zeros((len(MOVE_SPANS), 2), np.int64)
     for rollout in pred:
         cells = decode_cells(rollout)[0][:, :-1]  # (T, rows, cols) world cells
@@ -105,16 +108,12 @@ def view_moves(trace: Trace, pred: np.ndarray) -> np.ndarray:
             truth = tuple(int(v) for v in moves[t])
             if truth not in MOVES:
                 continue  # a camera clamped or teleported: no one-tile move to judge
-            fit = []
-            for dx, dy in MOVES:  # now[r, c] shows what before showed at [r + dy, c + dx]
-                keep = (inner != cols // 2) & (inner + dx != cols // 2)
-                same = now[1:-1, 1:-1] == before[1 + dy:rows - 1 + dy, 1 + dx:cols - 1 + dx]  # (rows-2, cols-2)
-                fit.append(same[:, keep].mean())
-            fit = np.array(fit)
+            # under move (dx, dy), now[r, c] shows what before showed at [r + dy, c + dx]
+            fit = np.array([(now[1:-1, 1:-1] == before[1 + dy:rows - 1 + dy, 1 + dx:cols - 1 + dx])[:, k].mean()
+                            for (dx, dy), k in zip(MOVES, keep)])
             best = np.flatnonzero(fit == fit.max())
             if len(best) == 1:
-                span = next(i for i, (lo, hi) in enumerate(MOVE_SPANS) if t + 1 >= lo and (hi is None or t + 1 <= hi))
-                out[span] += (1, int(MOVES[best[0]] == truth))
+                out[span_of[t]] += (1, int(MOVES[best[0]] == truth))
     return out
 
 
@@ -158,6 +157,11 @@ def finite_mean(x) -> float:
     x = np.asarray(x, np.float64)
     x = x[np.isfinite(x)]
     return float(x.mean()) if len(x) else float("nan")
+
+
+def percent(x) -> str:
+    """A share as a person reads it: "42%", or "n/a" where nothing was counted (None or NaN)."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
 def normalise(m: np.ndarray, floor: float, ceiling: float) -> tuple[float, float, bool]:
