@@ -99,6 +99,8 @@ def test_x0_training_targets_the_clean_latents():
     ("clean_prob", 1.5, r"clean_prob=1.5: expected a probability"),
     ("reward_weight", -0.1, r"reward_weight, terminated_weight=\(-0.1, 0.1\): expected weights >= 0"),
     ("self_history", 0.5, r"self_history=0.5: expected a probability in \[0, 1\], above 0 only with history='clean'"),
+    ("self_rollout", 4, r"self_rollout=4: expected a number of chunks >= 0, above 0 only with history='clean'"),
+    ("self_rollout_share", 0.0, r"self_rollout_share=0.0: expected a share in \(0, 1\]"),
     ("action_balance", 2.0, r"action_balance=2.0: expected an exponent in \[0, 1\]"),
 ])
 def test_bad_settings_are_refused_naming_the_field(field, value, message):
@@ -217,3 +219,59 @@ def test_action_balance_weighs_each_frame_by_its_actions_rarity():
     _, logs = training_loss(model, x0, actions, torch.zeros(1, 4), torch.zeros(1, 4), DiffusionConfig(),
                             torch.Generator().manual_seed(0), action_weights=torch.tensor([1.0, 3.0, 1.0]))
     assert logs["denoise_loss"] == pytest.approx(2 / 8)
+
+
+def _rough_dit(**overrides):
+    """A tiny DiT with every weight drawn at random (a fresh one's zero-initialised output would copy its input)."""
+    from worldsim.models.dit import DiT, DiTConfig
+    cfg = DiTConfig(**({"latent_channels": 2, "patch": (1, 2, 2), "width": 24, "depth": 2, "heads": 2, "n_actions": 3,
+                        "context": 8, "prev_frame": True} | overrides))
+    dit = DiT(cfg)
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
+    return dit
+
+
+@pytest.mark.parametrize("model, t_start", [({}, 0), ({"context": 3, "memory": 1, "memory_stride": 2}, 1)])
+def test_self_rollout_samples_the_stretch_as_play_does_each_chunk_from_the_ones_it_rolled_before(model, t_start):
+    # and with a window shorter than the clip and a memory beyond it, for a clip that starts mid-way through a world
+    from worldsim.models.diffusion import own_rollout
+    dit, gen = _rough_dit(**model), torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 6, 2, 4, 4, generator=gen), torch.randn(3, 6, 2, 4, 4, generator=gen)
+    actions, rolled = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 2, 1, 1, 0, 0], [1, 0, 1, 0, 1, 0]]), torch.tensor([1, 0, 1]) > 0
+    cfg = DiffusionConfig(history="clean", self_rollout=3)
+    shown = own_rollout(dit, x0, noise, rolled, 2, 5, actions, cfg, t_start)
+    # the reference: each chunk of the stretch sampled by the whole-clip forward pass, against the chunks shown before
+    want = x0.clone()
+    for i in range(2, 5):
+        def velocity(x, s):
+            clip, sigma = want[:, :i + 1].clone(), torch.zeros(3, i + 1)
+            clip[:, i:i + 1], sigma[:, i] = x, s
+            out = dit(clip, sigma, actions[:, :i + 1], t_start, history=want[:, :i + 1],
+                      history_sigma=torch.zeros(3, i + 1))
+            return to_velocity(out.out[:, i:i + 1], x, s, cfg.prediction)
+        own = sample(velocity, noise[:, i:i + 1], cfg.denoise_steps, cfg.shift)
+        want[rolled, i:i + 1] = own[rolled]
+    assert torch.allclose(shown, want, atol=1e-4)
+    assert torch.equal(shown[~rolled], x0[~rolled])  # a row not rolled is shown its real clip
+    assert torch.equal(shown[:, :2], x0[:, :2]) and torch.equal(shown[:, 5:], x0[:, 5:])  # only the stretch rolled
+    assert (shown[rolled, 2:5] - x0[rolled, 2:5]).abs().mean() > 0.1  # it is the model's, not the data
+    # the second rolled chunk follows the first rolled one: sampled against the real chunk 2 it comes out otherwise
+    real = own_rollout(dit, x0, noise, rolled, 3, 4, actions, cfg, t_start)
+    assert not torch.allclose(real[rolled, 3], shown[rolled, 3], atol=1e-3)
+
+
+def test_self_rollout_trains_the_clips_split_over_processes_as_one_process_does():
+    dit = _rough_dit()
+    x0, actions = torch.randn(4, 6, 2, 4, 4), torch.randint(0, 3, (4, 6))
+    z = torch.zeros(4, 6)
+    cfg = DiffusionConfig(history="clean", self_rollout=4, self_rollout_share=0.5)
+    whole, _ = training_loss(dit, x0, actions, z, z, cfg, torch.Generator().manual_seed(3))
+    halves = [training_loss(dit, x0, actions, z, z, cfg, torch.Generator().manual_seed(3), rows)[0]
+              for rows in (slice(0, 2), slice(2, 4))]
+    assert torch.isclose(whole, sum(halves) / 2, rtol=1e-5)
+    plain, _ = training_loss(dit, x0, actions, z, z, DiffusionConfig(history="clean"), torch.Generator().manual_seed(3))
+    assert not torch.isclose(whole, plain)  # the rolled history changes what the model is asked
+    whole.backward()
+    assert all(p.grad is not None for p in dit.blocks.parameters())

@@ -50,6 +50,14 @@ class DiffusionConfig:
     self_history: float = 0.0  # history="clean": chance a history chunk is replaced by the model's own one-pass
     #                            prediction of it (error recycling against drift: the next chunk is then learnt
     #                            against the kind of mistakes play feeds back; one more no-grad pass a step)
+    self_rollout: int = 0  # history="clean": in a share self_rollout_share of the clips, a stretch of up to this many
+    #                        history chunks (from one random chunk on, the same for the batch) is replaced by the
+    #                        model's own autoregressive rollout of it, sampled as play samples (denoise_steps passes a
+    #                        chunk against a KV cache, no caption) from the real chunks before it under the clip's
+    #                        actions; the chunks after it are learnt against the drift play feeds back, compounded over
+    #                        up to this many of its own steps (Self-Forcing's roll-out, with the real chunks as
+    #                        targets). Costs denoise_steps + 1 cached no-grad passes a rolled chunk; 0: off
+    self_rollout_share: float = 0.5  # the share of a batch's clips whose history is rolled out (the rest stays real)
     change_weight: float = 0.0  # extra loss weight on the patches whose clean latents changed since the last frame
     action_balance: float = 0.0  # a frame's loss weight goes as its action's frequency in the training data to the
     #                              power -action_balance (1: every action weighs alike in all; 0: every frame alike):
@@ -72,6 +80,10 @@ class DiffusionConfig:
         check(0.0 <= self.history_noise < 1.0, "history_noise", self.history_noise, "a noise level in [0, 1)")
         check(0.0 <= self.self_history <= 1.0 and (self.self_history == 0 or self.history == "clean"),
               "self_history", self.self_history, "a probability in [0, 1], above 0 only with history='clean'")
+        check(self.self_rollout >= 0 and (self.self_rollout == 0 or (self.history == "clean" and self.self_history == 0)),
+              "self_rollout", self.self_rollout,
+              "a number of chunks >= 0, above 0 only with history='clean' and without self_history")
+        check(0.0 < self.self_rollout_share <= 1.0, "self_rollout_share", self.self_rollout_share, "a share in (0, 1]")
         check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
         check(0.0 <= self.action_balance <= 1.0, "action_balance", self.action_balance,
               "an exponent in [0, 1] (0: every frame alike, 1: every action alike)")
@@ -137,6 +149,11 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
             own = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.self_history
             own[:, 0] = False  # a clip's first chunk has no history to be predicted from: it stays real
             start = torch.randn(x0.shape, generator=generator, device=x0.device)
+        rolling = cfg.self_rollout > 0 and n_chunks > 2  # a rolled chunk needs real ones before it and one after it
+        if rolling:
+            first = int(torch.randint(1, n_chunks - 1, (1,), generator=generator))  # the stretch's first rolled chunk
+            rolled = torch.rand((b,), generator=generator, device=x0.device) < cfg.self_rollout_share
+            start = torch.randn(x0.shape, generator=generator, device=x0.device)
     # normalised over the whole batch, as one process does
     weights = change_weights(x0, model.config.patch, cfg.change_weight) if cfg.change_weight > 0 else None
     if action_weights is not None:  # before action dropout: a frame weighs as the action that made it
@@ -146,6 +163,7 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
         weights = by_action if weights is None else weights * by_action
         weights = weights / weights.mean()
     weights = None if weights is None else weights[rows]
+    played = actions  # the rollout is played under the clip's own actions, as play is: before action dropout
     if cfg.action_dropout > 0:
         unknown = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.action_dropout
         actions = actions.masked_fill(unknown, -1)  # as an episode's first frame: no action known
@@ -157,12 +175,17 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
     # phase of it, as a world reset mid-way through a vector env's steps does
     at = {"t_start": int(torch.randint(0, dit.memory_stride, (1,), generator=generator))} \
         if getattr(dit, "memory", 0) else {}
-    x0, actions, rewards, terminated, sigma, eps = (t[rows] for t in (x0, actions, rewards, terminated, sigma, eps))
+    x0, actions, played, rewards, terminated, sigma, eps = (
+        t[rows] for t in (x0, actions, played, rewards, terminated, sigma, eps))
     history = {}
     if cfg.history == "clean":
         level, noise = level[rows], noise[rows]
-        shown = own_history(model, x0, start[rows], own[rows], actions, cfg.prediction, text, at) \
-            if cfg.self_history > 0 else x0
+        shown = x0
+        if cfg.self_history > 0:
+            shown = own_history(model, x0, start[rows], own[rows], actions, cfg.prediction, text, at)
+        elif rolling:
+            shown = own_rollout(model, x0, start[rows], rolled[rows], first, min(first + cfg.self_rollout, n_chunks),
+                                played, cfg, at.get("t_start", 0))
         history = {"history": add_noise(shown, level, noise), "history_sigma": level}
     out = model(add_noise(x0, sigma, eps), sigma, actions, **history, **at, **({} if text is None else {"text": text}))
     target = eps - x0 if cfg.prediction == "velocity" else x0
@@ -202,6 +225,30 @@ def own_history(model, x0: torch.Tensor, start: torch.Tensor, own: torch.Tensor,
     pred = out if prediction == "x0" else start - out  # velocity: x0 = x_sigma - sigma * v, at sigma 1
     mask = own.repeat_interleave(t // own.shape[1], dim=1).view(b, t, 1, 1, 1)  # (B, T, 1, 1, 1)
     return torch.where(mask, pred, x0)
+
+
+@torch.no_grad()
+def own_rollout(model, x0: torch.Tensor, noise: torch.Tensor, rolled: torch.Tensor, first: int, end: int,
+                actions: torch.Tensor, cfg: DiffusionConfig, t_start: int = 0) -> torch.Tensor:
+    """x0 (B, T, C, h, w) with chunks first..end-1 of the rows `rolled` (B,) replaced by the model's own rollout of
+    them, as play makes it: each chunk sampled from `noise` (like x0) in cfg.denoise_steps Euler steps against a KV
+    cache of the chunks before it (real up to `first`, its own after), under the clip's actions (B, n_chunks) and no
+    caption, then cached clean. The cache computes what the clip's forward pass would (the KV cache's tests), one chunk
+    at a time."""
+    dit = getattr(model, "module", model)  # the DiT itself under a distributed wrapper: forward_chunk is its own
+    pt, b = dit.config.patch[0], x0.shape[0]
+    cache, shown = dit.new_cache(b), x0.clone()
+    keep = rolled.view(b, 1, 1, 1, 1)  # (B, 1, 1, 1, 1)
+    for i in range(end):
+        span, act, t = slice(i * pt, (i + 1) * pt), actions[:, i], t_start + i
+        if i >= first:
+            def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+                return to_velocity(dit.forward_chunk(x, s, act, t, cache).out, x, s, cfg.prediction)
+            own = sample(velocity, noise[:, span], cfg.denoise_steps, cfg.shift).to(x0.dtype)  # (B, pt, C, h, w)
+            shown[:, span] = torch.where(keep, own, x0[:, span])
+        if i < end - 1:  # the last rolled chunk is history for the next only in the training pass
+            dit.forward_chunk(shown[:, span], 0.0, act, t, cache, write=True)
+    return shown
 
 
 def change_weights(x0: torch.Tensor, patch: tuple[int, int, int], weight: float) -> torch.Tensor:
