@@ -225,7 +225,8 @@ def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_c
 
 def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_save(data, tmp_path, monkeypatch):
     """A fit runs the held-out clips through the model (~30 s at one thread, a tenth of a 5-minute save interval):
-    periodic saves keep the last one, the run's last save fits its own weights."""
+    periodic saves keep the last one, the run's last save fits its own weights (or keeps the fit its last evaluation
+    just made of them)."""
     import worldsim.train.world as world
 
     fits, fit = [], world.fit_reward_threshold
@@ -240,3 +241,13 @@ def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_
     last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["eval"]
     assert "dream_reward_recall" not in last  # eval_event_clips=0: no clips played for it
     assert float(load_checkpoint(run / "last.safetensors")[0]["dit.reward_threshold"]) == pytest.approx(fits[-1])
+    # with clips that pay, the last evaluation fits the weights the last save writes: that save keeps its fit
+    fits.clear()
+    again = tmp_path / "again"
+    assert main(["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1", "dit.heads=2",
+                 "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]",
+                 "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={again}", "loop.eval_every=0",
+                 "loop.save_every_s=0"]) == 0
+    last = [json.loads(line) for line in (again / "log.jsonl").read_text().splitlines()][-1]["eval"]
+    assert "dream_reward_recall" in last and len(fits) == 2  # the first save's and the last evaluation's
+    assert float(load_checkpoint(again / "last.safetensors")[0]["dit.reward_threshold"]) == pytest.approx(fits[-1])

@@ -231,6 +231,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     paying = paying_clips(val, cfg.views, cfg.holdout, cfg.eval_context, cfg.eval_event_clips) \
         if calibration is not None else None
     threshold: float | None = None  # the last one fitted in this process
+    fitted_now = False  # `threshold` is of the weights as they are now: an evaluation fitted it since the last step
 
     starts_set = LatentClipDataset(latents_dir, 1, "train", cfg.holdout, captions=cfg.captions) \
         if cfg.start_frames else None
@@ -247,6 +248,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return clips, (torch.from_numpy(s.latents), model.tokenize(s.captions) if vocab else None)
 
     def loss(m, b, gen, rows):
+        nonlocal fitted_now
+        fitted_now = False  # this step moves the weights
         device = next(m.parameters()).device
         (x0, actions, rewards, terminated, *text), starts = [t.to(device) for t in b[0]], b[1]
         out = training_loss(m, x0, actions, rewards, terminated, cfg.diffusion, gen, rows,
@@ -265,7 +268,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return total, {**out[1], "loss": total.item(), "start_loss": s_logs["denoise_loss"]}
 
     def evaluate(m) -> dict[str, float]:
-        nonlocal threshold
+        nonlocal threshold, fitted_now
         logs = {}
         for hz in cfg.horizons:
             truth, last = clips.frames[:, cfg.eval_context + hz - 1], clips.frames[:, cfg.eval_context - 1]
@@ -274,7 +277,7 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 logs[f"copy_tiles_h{hz}"] = tile_accuracy(last, truth)
         if paying is not None:  # the dream pays at the threshold an export of these weights writes
             kept = m.reward_threshold.clone()  # put back below: an evaluation leaves the EMA model as it found it
-            threshold = fit_reward_threshold(m, *(torch.from_numpy(a) for a in calibration))
+            threshold, fitted_now = fit_reward_threshold(m, *(torch.from_numpy(a) for a in calibration)), True
             m.reward_threshold.fill_(threshold)
         for steps in dict.fromkeys([cfg.diffusion.denoise_steps, *cfg.eval_denoise_steps]):
             suffix = "" if steps == cfg.diffusion.denoise_steps else f"_s{steps}"
@@ -337,8 +340,10 @@ def build_task(cfg: TrainWorldConfig) -> Task:
     def export(ema: dict[str, torch.Tensor], final: bool) -> dict[str, torch.Tensor]:
         nonlocal threshold
         if calibration is not None:  # the reward head's threshold, chosen on held-out clips for these weights
-            if final or threshold is None:  # a periodic save keeps the last fit: a fit is ~30 s at one thread, a
-                scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)  # tenth of a 5-minute save interval
+            # a periodic save keeps the last fit (a fit is ~30 s at one thread, a tenth of a 5-minute save interval);
+            # the last save fits its own weights, unless the run's last evaluation just did
+            if threshold is None or (final and not fitted_now):
+                scratch = DiT(dit_cfg).to(next(iter(ema.values())).device)
                 scratch.load_state_dict(ema)
                 threshold = fit_reward_threshold(scratch, *(torch.from_numpy(a) for a in calibration))
             ema = {**ema, "reward_threshold": torch.tensor(threshold)}
