@@ -301,8 +301,9 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         device = next(m.parameters()).device
         x0, a, r = (torch.from_numpy(v[:HELDOUT_LOSS_CLIPS]).to(device) for v in (latents, actions, rewards))
         gen = torch.Generator(device).manual_seed(0)
-        # the loss itself, at the usual noise levels, the history as played
-        plain = replace(cfg.diffusion, change_weight=0.0, history_noise=0.0, noise_prob=0.0)
+        # the loss itself, at the usual noise levels, the real clip as history whatever a run's training shows it
+        plain = replace(cfg.diffusion, change_weight=0.0, history_noise=0.0, noise_prob=0.0, self_history=0.0,
+                        self_rollout=0)
         sums = [training_loss(m, x0[i:i + 16], a[i:i + 16], r[i:i + 16], torch.zeros_like(r[i:i + 16]), plain,
                               gen)[1]["denoise_loss"] * len(x0[i:i + 16])
                 for i in range(0, len(x0), 16)]  # 16 clips a pass (each pass's mean, weighted): bounded memory
