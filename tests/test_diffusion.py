@@ -239,7 +239,8 @@ def test_self_rollout_samples_the_stretch_as_play_does_each_chunk_from_the_ones_
     from worldsim.models.diffusion import own_rollout
     dit, gen = _rough_dit(**model), torch.Generator().manual_seed(0)
     x0, noise = torch.randn(3, 6, 2, 4, 4, generator=gen), torch.randn(3, 6, 2, 4, 4, generator=gen)
-    actions, rolled = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 2, 1, 1, 0, 0], [1, 0, 1, 0, 1, 0]]), torch.tensor([1, 0, 1]) > 0
+    actions = torch.tensor([[0, 1, 2, 0, 1, 2], [2, 2, 1, 1, 0, 0], [1, 0, 1, 0, 1, 0]])
+    rolled = torch.tensor([True, False, True])
     cfg = DiffusionConfig(history="clean", self_rollout=3)
     shown = own_rollout(dit, x0, noise, rolled, 2, 5, actions, cfg, t_start)
     # the reference: each chunk of the stretch sampled by the whole-clip forward pass, against the chunks shown before

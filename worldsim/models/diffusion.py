@@ -80,8 +80,8 @@ class DiffusionConfig:
         check(0.0 <= self.history_noise < 1.0, "history_noise", self.history_noise, "a noise level in [0, 1)")
         check(0.0 <= self.self_history <= 1.0 and (self.self_history == 0 or self.history == "clean"),
               "self_history", self.self_history, "a probability in [0, 1], above 0 only with history='clean'")
-        check(self.self_rollout >= 0 and (self.self_rollout == 0 or (self.history == "clean" and self.self_history == 0)),
-              "self_rollout", self.self_rollout,
+        alone = self.history == "clean" and self.self_history == 0
+        check(self.self_rollout >= 0 and (self.self_rollout == 0 or alone), "self_rollout", self.self_rollout,
               "a number of chunks >= 0, above 0 only with history='clean' and without self_history")
         check(0.0 < self.self_rollout_share <= 1.0, "self_rollout_share", self.self_rollout_share, "a share in (0, 1]")
         check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
