@@ -233,10 +233,10 @@ def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_
     monkeypatch.setattr(world, "fit_reward_threshold", lambda *a, **k: fits.append(fit(*a, **k)) or fits[-1])
     ae = _one_step_autoencoder(data, tmp_path / "ae")
     run = tmp_path / "world"
-    assert main(["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1", "dit.heads=2",
-                 "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]",
-                 "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={run}", "loop.eval_every=0",
-                 "loop.save_every_s=0", "eval_event_clips=0"]) == 0  # a save after every step: 4
+    args = ["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1", "dit.heads=2", "dit.context=4",
+            "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3",
+            "optim.steps=4", "optim.warmup=1", "loop.eval_every=0", "loop.save_every_s=0"]  # a save after every step
+    assert main([*args, f"loop.out={run}", "eval_event_clips=0"]) == 0
     assert len(fits) == 2  # the first save's and the last's (an evaluation with clips that pay fits one of its own)
     last = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["eval"]
     assert "dream_reward_recall" not in last  # eval_event_clips=0: no clips played for it
@@ -244,10 +244,7 @@ def test_the_reward_threshold_is_fitted_at_the_first_and_last_save_not_at_every_
     # with clips that pay, the last evaluation fits the weights the last save writes: that save keeps its fit
     fits.clear()
     again = tmp_path / "again"
-    assert main(["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1", "dit.heads=2",
-                 "dit.context=4", "clip_len=4", "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]",
-                 "holdout=0.3", "optim.steps=4", "optim.warmup=1", f"loop.out={again}", "loop.eval_every=0",
-                 "loop.save_every_s=0"]) == 0
+    assert main([*args, f"loop.out={again}"]) == 0
     last = [json.loads(line) for line in (again / "log.jsonl").read_text().splitlines()][-1]["eval"]
     assert "dream_reward_recall" in last and len(fits) == 2  # the first save's and the last evaluation's
     assert float(load_checkpoint(again / "last.safetensors")[0]["dit.reward_threshold"]) == pytest.approx(fits[-1])
