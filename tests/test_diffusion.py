@@ -222,15 +222,11 @@ def test_action_balance_weighs_each_frame_by_its_actions_rarity():
 
 
 def _rough_dit(**overrides):
-    """A tiny DiT with every weight drawn at random (a fresh one's zero-initialised output would copy its input)."""
-    from worldsim.models.dit import DiT, DiTConfig
-    cfg = DiTConfig(**({"latent_channels": 2, "patch": (1, 2, 2), "width": 24, "depth": 2, "heads": 2, "n_actions": 3,
-                        "context": 8, "prev_frame": True} | overrides))
-    dit = DiT(cfg)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
-    return dit
+    """A tiny previous-frame DiT with every weight perturbed (test_dit.randomized)."""
+    from test_dit import randomized
+    from worldsim.models.dit import DiTConfig
+    return randomized(DiTConfig(**({"latent_channels": 2, "patch": (1, 2, 2), "width": 24, "depth": 2, "heads": 2,
+                                    "n_actions": 3, "context": 8, "prev_frame": True} | overrides)))
 
 
 @pytest.mark.parametrize("model, t_start", [({}, 0), ({"context": 3, "memory": 1, "memory_stride": 2}, 1)])
