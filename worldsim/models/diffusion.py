@@ -150,11 +150,11 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
         if cfg.self_history > 0:
             own = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.self_history
             own[:, 0] = False  # a clip's first chunk has no history to be predicted from: it stays real
-            start = torch.randn(x0.shape, generator=generator, device=x0.device)
         rolling = cfg.self_rollout > 0 and n_chunks > 2  # a rolled chunk needs real ones before it and one after it
         if rolling:
             first = int(torch.randint(1, n_chunks - 1, (1,), generator=generator))  # the stretch's first rolled chunk
             rolled = torch.rand((b,), generator=generator, device=x0.device) < cfg.self_rollout_share
+        if cfg.self_history > 0 or rolling:  # the noise the model's own chunks are sampled from
             start = torch.randn(x0.shape, generator=generator, device=x0.device)
     # normalised over the whole batch, as one process does
     weights = change_weights(x0, model.config.patch, cfg.change_weight) if cfg.change_weight > 0 else None
