@@ -77,7 +77,7 @@ class DreamEnv(RendersFrames, gym.Env):
     ## Arguments
     ```python
     gymnasium.make("worldsim/Dream-v0", checkpoint=None, denoise_steps=None, context=None, history_sigma=None,
-                   device="auto", render_mode=None, view=None, action_guidance=None)
+                   device="auto", render_mode=None, view=None, action_guidance=None, reencode=None)
     ```
     `view`: the frame size to play at, `(H, W)` in pixels as the observation's shape reads (for Craft2D, 8 px a
     tile, the HUD row included: `view=(64, 96)` is 12 tiles wide and 8 high, `Craft2D-v0`'s view_width=12); each
@@ -87,8 +87,9 @@ class DreamEnv(RendersFrames, gym.Env):
     checkpoint's). `history_sigma`: the noise level the history is shown at, in [0, 1) (default: the
     checkpoint's). `action_guidance`: classifier-free guidance on the action, a scale >= 0 (1: none; more makes each
     action's own effect stronger, at one more model pass per solver step; measured in the README's fidelity
-    ladder; default: the checkpoint's). `device`: "auto" (CUDA when present), "cpu" or "cuda". The same seed and
-    actions give the same frames on the same device.
+    ladder; default: the checkpoint's). `reencode`: cache each frame made as the autoencoder encodes the picture
+    shown, as a real frame would be (one encoder pass a step; default: the checkpoint's). `device`: "auto" (CUDA
+    when present), "cpu" or "cuda". The same seed and actions give the same frames on the same device.
 
     ## Version History
     * v0: initial release; `view=` added with models trained on several frame sizes (same version: the default is
@@ -101,11 +102,13 @@ class DreamEnv(RendersFrames, gym.Env):
     def __init__(self, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
                  window_scale: int = 6, history_sigma: float | None = None,
-                 view: tuple[int, int] | tuple[int, int, int] | None = None, action_guidance: float | None = None):
+                 view: tuple[int, int] | tuple[int, int, int] | None = None, action_guidance: float | None = None,
+                 reencode: bool | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         self.sim, path = load_simulator(checkpoint, denoise_steps, context, device, batch_size=1,
-                                        history_sigma=history_sigma, action_guidance=action_guidance)
+                                        history_sigma=history_sigma, action_guidance=action_guidance,
+                                        reencode=reencode)
         self.checkpoint, self.render_mode, self.window_scale = path, render_mode, window_scale
         self.frame_shape, self.view_trained, bank = set_view(self.sim, view, path)
         meta = self.sim.metadata
@@ -279,13 +282,15 @@ class DreamVectorEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int = 1, checkpoint: str | Path | None = None, denoise_steps: int | None = None,
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
                  max_episode_steps: int | None = None, history_sigma: float | None = None,
-                 view: tuple[int, int] | tuple[int, int, int] | None = None, action_guidance: float | None = None):
+                 view: tuple[int, int] | tuple[int, int, int] | None = None, action_guidance: float | None = None,
+                 reencode: bool | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps}: expected None or an integer >= 1")
         self.sim, self.checkpoint = load_simulator(checkpoint, denoise_steps, context, device, batch_size=num_envs,
-                                                   history_sigma=history_sigma, action_guidance=action_guidance)
+                                                   history_sigma=history_sigma, action_guidance=action_guidance,
+                                                   reencode=reencode)
         self.frame_shape, self.view_trained, bank = set_view(self.sim, view, self.checkpoint)
         meta = self.sim.metadata
         # the real game at this view, where a Craft2D checkpoint's worlds start when its bank is of another size

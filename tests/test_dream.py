@@ -221,6 +221,20 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_the_cli(ckpt, tmp_path, cap
     assert not (tmp_path / "r.gif").exists()
 
 
+def test_reencode_overrides_the_checkpoints_and_changes_what_follows(ckpt):
+    assert DreamEnv(checkpoint=ckpt).sim.diffusion.reencode is False
+    frames = {}
+    for reencode in (False, True):
+        env = DreamEnv(checkpoint=ckpt, reencode=reencode)
+        assert env.sim.diffusion.reencode is reencode
+        env.reset(seed=0)
+        frames[reencode] = [env.step(a)[0] for a in (1, 2, 0)]
+    assert np.array_equal(frames[False][0], frames[True][0])  # the first frame is made alike, then cached apart
+    assert any((a != b).any() for a, b in zip(frames[False], frames[True]))
+    with pytest.raises(ValueError, match=r"reencode='yes': expected True, False, or None"):
+        DreamEnv(checkpoint=ckpt, reencode="yes")
+
+
 def test_history_sigma_overrides_the_checkpoints_and_noises_the_cached_history(ckpt):
     assert DreamEnv(checkpoint=ckpt).sim.diffusion.history_sigma == 0.0
     frames = {}

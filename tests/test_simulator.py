@@ -137,6 +137,37 @@ def test_an_int_seed_seeds_world_b_with_seed_plus_b_and_restart_reseeds():
         WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=[1, 2, 3]).reset(clip)
 
 
+@pytest.mark.parametrize("reencode", [True, False])
+def test_reencode_caches_a_dreamt_frame_as_its_picture_encodes(reencode):
+    """With diffusion.reencode a frame the model made enters the history as a real frame would: the world goes on
+    exactly as one reset on the frames it showed. Without, the solver's own latents stay in the cache, which the
+    picture's encoding is not (a test that could not fail would pass both ways)."""
+    ae, dit = _models()
+    diffusion = DiffusionConfig(denoise_steps=1, reencode=reencode)
+    clip = _clip(b=2, t=2)
+    dreamt = WorldSimulator(ae, dit, diffusion, seed=3)
+    dreamt.reset(clip, np.array([[-1, 2], [-1, 5]]))
+    shown = np.stack([dreamt.step([4, 1]).frames for _ in range(2)], 1)  # (B, 2, H, W, 3)
+    real = WorldSimulator(ae, dit, diffusion, seed=3)
+    real.reset(np.concatenate([clip, shown], 1), np.array([[-1, 2, 4, 4], [-1, 5, 1, 1]]))
+    for sim in (dreamt, real):
+        sim.seed(11)  # the same noise for the next step of both
+    same = np.allclose(dreamt.step([7, 0]).latents, real.step([7, 0]).latents, atol=1e-5)
+    assert same == reencode
+
+
+def test_restarted_worlds_start_from_their_frame_as_encoded_under_reencode():
+    ae, dit = _models()
+    diffusion = DiffusionConfig(denoise_steps=1, reencode=True)
+    clip = _clip(b=2, t=1)
+    pair = WorldSimulator(ae, dit, diffusion, seed=[5, 6])
+    pair.reset(clip)
+    pair.step([3, 3], restart=np.array([False, True]), start_frames=clip[:, 0], restart_seeds=[0, 99])
+    fresh = WorldSimulator(ae, dit, diffusion, seed=99)
+    fresh.reset(clip[1:, :1])
+    assert np.allclose(pair.step([4, 4]).latents[1], fresh.step([4]).latents[0], atol=1e-4)
+
+
 def test_a_device_this_machine_lacks_is_refused_with_a_message():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")

@@ -81,6 +81,18 @@ def test_train_ae_then_world_then_step(data, tmp_path, capsys):
                                                  for k in before)
     assert main([*base, f"init={world_run / 'last.safetensors'}", "dit.width=32", f"loop.out={tmp_path / 'x'}"]) == 2
 
+    # diffusion.reencode is a play setting the checkpoint carries; eval_reencode scores the rollouts both ways
+    reencoded = tmp_path / "reencoded"
+    capsys.readouterr()
+    assert main([*base, f"init={world_run / 'last.safetensors'}", "optim.steps=1", "optim.warmup=0",
+                 "diffusion.reencode=true", "eval_reencode=true", f"loop.out={reencoded}"]) == 0
+    last = json.loads((reencoded / "log.jsonl").read_text().splitlines()[-1])["eval"]
+    assert {"psnr_h2", "psnr_h2_raw", "tiles_h1_raw"} <= last.keys() and "psnr_h2_re" not in last
+    table = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:2] == ["not", "reencoded"] and line.split()[-1] == f"{last['psnr_h2_raw']:.2f}"
+               for line in table)
+    assert WorldSimulator.from_checkpoint(reencoded / "last.safetensors", device="cpu").diffusion.reencode is True
+
     # freeze_text: the transformer learns, the text encoder stays the checkpoint's (prompts read as before)
     frozen = tmp_path / "frozen"
     assert main([*base, f"init={world_run / 'last.safetensors'}", "freeze_text=true", "optim.steps=2",

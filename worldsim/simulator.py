@@ -156,6 +156,7 @@ class WorldSimulator:
         z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
         drafted = self._action_heads(first, a, None)
         judged = self._judge(a, z)
+        frames, seen = self._shown(z)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -163,7 +164,7 @@ class WorldSimulator:
                 raise ValueError(f"restart needs start_frames for all {self._batch} worlds (B, H, W, 3) uint8")
             first = torch.from_numpy(np.ascontiguousarray(start_frames[rows])).to(self.device)
             idx = torch.from_numpy(rows).to(self.device)
-            z[idx, 0] = self.ae.encode(first)  # (R, C, h, w): their first frame, as reset() would encode it
+            z[idx, 0] = seen[idx, 0] = self.ae.encode(first)  # (R, C, h, w): their first frame, as reset() encodes it
             a = a.clone()
             a[idx] = -1  # no action led to a first frame
             self.cache.reset_rows(idx)
@@ -171,7 +172,7 @@ class WorldSimulator:
                 self.recent[idx] = z[idx, 0, None]
             for row in rows if restart_seeds is not None else ():  # after this step's draw: as reset() then step()
                 self.generators[row].manual_seed(int(restart_seeds[row]) % 2 ** 64)
-        result = self._result(z, self._commit(z, a), drafted, judged)
+        result = self._result(z, frames, self._commit(seen, a), drafted, judged)
         if rows is not None:
             result.frames[rows], result.rewards[rows], result.terminated[rows] = start_frames[rows], 0.0, False
         return result
@@ -225,19 +226,30 @@ class WorldSimulator:
             z, first = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
                                      start=1.0 if target is None else strength)
         judged = self._judge(a, z)
-        return self._result(z, self._commit(z, a, text), self._action_heads(first, a, text), judged)
+        frames, seen = self._shown(z)
+        return self._result(z, frames, self._commit(seen, a, text), self._action_heads(first, a, text),
+                            judged)
 
-    def _result(self, z: torch.Tensor, committed, drafted=None,
+    def _shown(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the frames a step shows (B, H, W, 3) uint8, the chunk to cache (B, 1, C, h, w)) for the finished chunk z.
+        With diffusion.reencode the cache gets the shown frames as the autoencoder encodes them, as it would a real
+        frame of the game: what the solver left between the latents a picture can have (a blur of two sprites, a
+        shade no frame has) is not fed back, so the history stays on the latents training saw. Else z itself."""
+        frames = self.ae.decode_uint8(z[:, 0])  # (B, H, W, 3)
+        return frames, self.ae.encode(frames)[:, None] if self.diffusion.reencode else z
+
+    def _result(self, z: torch.Tensor, frames: torch.Tensor, committed, drafted=None,
                 judged: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepResult:
-        """What a step returns for the finished chunk z (B, 1, C, h, w): the reward and termination from the reward
-        model (`judged`, where there is one), else from the DiT's heads on the pass that cached the chunk
-        (`committed`) or, for dit.heads_read="action", on the solver pass on pure noise (`drafted`)."""
+        """What a step returns for the finished chunk z (B, 1, C, h, w) shown as `frames` (B, H, W, 3) uint8: the
+        reward and termination from the reward model (`judged`, where there is one), else from the DiT's heads on the
+        pass that cached the chunk (`committed`) or, for dit.heads_read="action", on the solver pass on pure noise
+        (`drafted`)."""
         out = committed if drafted is None else drafted
         if judged is None:
             rewards, ended = self.dit.reward_of(out.reward)[:, 0], out.terminated_logit[:, 0] > 0
         else:
             rewards, ended = judged
-        return StepResult(frames=self.ae.decode_uint8(z[:, 0]).cpu().numpy(),  # (B, H, W, 3)
+        return StepResult(frames=frames.cpu().numpy(),
                           rewards=rewards.float().cpu().numpy(), terminated=ended.cpu().numpy(),
                           latents=z[:, 0].float().cpu().numpy())
 
@@ -353,11 +365,12 @@ class WorldSimulator:
 
 def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, context: int | None,
                    device: str | torch.device, batch_size: int,
-                   history_sigma: float | None = None,
-                   action_guidance: float | None = None) -> tuple[WorldSimulator, Path]:
+                   history_sigma: float | None = None, action_guidance: float | None = None,
+                   reencode: bool | None = None) -> tuple[WorldSimulator, Path]:
     """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
     that names it. `history_sigma` overrides the noise level the history is shown at, `action_guidance` the scale of
-    guidance on the action (the checkpoint's by default)."""
+    guidance on the action, `reencode` whether a frame made is cached as its picture encodes (the checkpoint's by
+    default)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():
         raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
@@ -373,11 +386,15 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
                                             math.isfinite(action_guidance) and action_guidance >= 0):
         raise ValueError(f"action_guidance={action_guidance!r}: expected a finite scale >= 0 (1: none), or None for "
                          "the checkpoint's")
+    if reencode is not None and not isinstance(reencode, (bool, np.bool_)):
+        raise ValueError(f"reencode={reencode!r}: expected True, False, or None for the checkpoint's")
     sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
     if history_sigma is not None:
         sim.diffusion = replace(sim.diffusion, history_sigma=float(history_sigma))
     if action_guidance is not None:
         sim.diffusion = replace(sim.diffusion, action_guidance=float(action_guidance))
+    if reencode is not None:
+        sim.diffusion = replace(sim.diffusion, reencode=bool(reencode))
     trained = sim.dit.config.context
     if context is not None:
         if not isinstance(context, (int, np.integer)) or not 2 <= context <= trained:

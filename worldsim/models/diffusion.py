@@ -36,6 +36,9 @@ class DiffusionConfig:
     #                          it; the pass a model with dit.heads_read="action" reads its reward from, so its heads
     #                          learn on these chunks alone
     history_sigma: float = 0.0  # noise level the history is shown at in play (a little can stabilise long rollouts)
+    reencode: bool = False  # play: each frame made is cached as the autoencoder encodes the picture shown (decoded
+    #                         to uint8), as a real frame of the game would be, not as the solver left it: the history
+    #                         stays on the latents training saw (one encoder pass a step). Measured: README, ladder
     denoise_steps: int = 2  # Euler steps per new chunk at play time
     shift: float = 1.0  # > 1 spends more of the steps at high noise (sigma' = shift*s / (1 + (shift-1)*s))
     prediction: str = "x0"  # what the network outputs: "x0" (the clean chunk; its MSE is v's weighted by sigma^2,
@@ -98,6 +101,7 @@ class DiffusionConfig:
         check(0.0 <= self.noise_prob <= 1.0 and self.clean_prob + self.noise_prob <= 1.0, "noise_prob",
               self.noise_prob, f"a probability in [0, 1 - clean_prob = {1 - self.clean_prob:g}]")
         check(0.0 <= self.history_sigma < 1.0, "history_sigma", self.history_sigma, "a noise level in [0, 1)")
+        check(isinstance(self.reencode, bool), "reencode", self.reencode, "true or false")
         check(self.sigma_std > 0, "sigma_std", self.sigma_std, "> 0")
         check(self.shift > 0, "shift", self.shift, "> 0 (1: no shift)")
         check(self.reward_weight >= 0 and self.terminated_weight >= 0, "reward_weight, terminated_weight",

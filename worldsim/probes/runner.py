@@ -55,6 +55,9 @@ class ProbeConfig:
                 "long rollout"})
     action_guidance: float | None = field(default=None, metadata={
         "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
+    reencode: bool | None = field(default=None, metadata={
+        "help": "cache each frame made as the autoencoder encodes its picture, as a real frame would be (default: the "
+                "checkpoint's)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
     batch: int = field(default=64, metadata={"help": "rows stepped together (at most a model's max_batch)"})
     collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
@@ -79,11 +82,14 @@ class ProbeConfig:
               "null (the checkpoint's) or a noise level in [0, 1)")
         check(self.action_guidance is None or 0 <= self.action_guidance <= 100, "action_guidance",
               self.action_guidance, "null (the checkpoint's) or a scale in [0, 100] (1: none)")
+        check(self.reencode is None or isinstance(self.reencode, bool), "reencode", self.reencode,
+              "null (the checkpoint's), true or false")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
         check(not (self.model and self.checkpoint), "model", self.model, f"a model or a checkpoint, not both "
               f"(checkpoint={self.checkpoint})")
         check(self.model or not self.model_kwargs, "model_kwargs", self.model_kwargs, "model=MODULE:NAME with them")
-        for key in ("denoise_steps", "history_sigma", "action_guidance"):  # a checkpoint's: never silently ignored
+        # a checkpoint's settings: never silently ignored
+        for key in ("denoise_steps", "history_sigma", "action_guidance", "reencode"):
             check(not self.model or getattr(self, key) is None, key, getattr(self, key),
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
@@ -192,7 +198,7 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     if cfg.model:
         return protocol.load(cfg.model, cfg.model_kwargs, cfg.batch), {}
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
-                      action_guidance=cfg.action_guidance, device=cfg.device, batch=cfg.batch,
+                      action_guidance=cfg.action_guidance, reencode=cfg.reencode, device=cfg.device, batch=cfg.batch,
                       teacher_forced=cfg.teacher_forced)
 
 

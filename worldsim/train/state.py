@@ -125,7 +125,7 @@ def restore_rngs(state: dict[str, torch.Tensor], state_meta: dict, sampler_rng: 
 # (loop.out too: a run directory copied or moved elsewhere continues from what it holds)
 RESUMABLE_CHANGES = ("optim.steps", "loop.stop_after", "loop.max_minutes", "loop.out", "loop.save_every_s",
                      "loop.eval_every", "loop.log_every", "loop.device", "loop.compile", "loop.precision",
-                     "eval_denoise_steps")
+                     "eval_denoise_steps", "eval_reencode")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

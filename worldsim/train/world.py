@@ -96,6 +96,9 @@ class TrainWorldConfig:
     horizons: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "rollout steps scored"})
     eval_denoise_steps: list[int] = field(default_factory=list, metadata={
         "help": "also score rollouts at these solver step counts (keys tiles_h8_s4...), to choose diffusion.denoise_steps"})
+    eval_reencode: bool = field(default=False, metadata={
+        "help": "also score rollouts with diffusion.reencode the other way (keys psnr_h8_re, or _raw where the run "
+                "reencodes), the same weights and noise: whether caching each frame as its picture encodes pays"})
 
     def __post_init__(self):
         for key in ("data", "ae", "latents", "init"):
@@ -288,6 +291,10 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 _, events_paid = rollout(simulator(m, steps), paying.frames, paying.actions, ctx)
                 logs.update(dream_scores(payments(clips.rewards[:, ctx:], paid),
                                          payments(paying.rewards[:, ctx:], events_paid)))
+        if cfg.eval_reencode:
+            flipped = not cfg.diffusion.reencode
+            scores, _ = rollout_scores(m, cfg.diffusion.denoise_steps, flipped)
+            logs.update({f"{k}{REENCODE_SUFFIX[flipped]}": v for k, v in scores.items()})
         if paying is not None:
             m.reward_threshold.copy_(kept)
         if heldout is not None:
@@ -309,14 +316,15 @@ def build_task(cfg: TrainWorldConfig) -> Task:
                 for i in range(0, len(x0), 16)]  # 16 clips a pass (each pass's mean, weighted): bounded memory
         return sum(sums) / len(x0)
 
-    def simulator(m, steps: int) -> WorldSimulator:
-        return WorldSimulator(ae, m, cfg.diffusion, denoise_steps=steps, device=next(m.parameters()).device, seed=0)
+    def simulator(m, steps: int, reencode: bool | None = None) -> WorldSimulator:
+        diffusion = cfg.diffusion if reencode is None else replace(cfg.diffusion, reencode=reencode)
+        return WorldSimulator(ae, m, diffusion, denoise_steps=steps, device=next(m.parameters()).device, seed=0)
 
-    def rollout_scores(m, steps: int) -> tuple[dict[str, float], np.ndarray]:
+    def rollout_scores(m, steps: int, reencode: bool | None = None) -> tuple[dict[str, float], np.ndarray]:
         """Autoregressive rollouts from `eval_context` real frames, driven by the recorded actions: their scores,
-        and the rewards the dream paid (B, horizon)."""
+        and the rewards the dream paid (B, horizon); `reencode`: diffusion.reencode (None: the run's)."""
         ctx = cfg.eval_context
-        predicted, paid = rollout(simulator(m, steps), clips.frames, clips.actions, ctx)
+        predicted, paid = rollout(simulator(m, steps, reencode), clips.frames, clips.actions, ctx)
         logs = {}
         for hz in cfg.horizons:
             truth = clips.frames[:, ctx + hz - 1]
@@ -326,7 +334,8 @@ def build_task(cfg: TrainWorldConfig) -> Task:
         return logs, paid
 
     def report(logs: dict[str, float]) -> str:
-        return eval_table(logs, cfg.horizons, cfg.diffusion.denoise_steps, cfg.eval_denoise_steps, len(clips.frames))
+        return eval_table(logs, cfg.horizons, cfg.diffusion.denoise_steps, cfg.eval_denoise_steps, len(clips.frames),
+                          cfg.diffusion.reencode if cfg.eval_reencode else None)
 
     # Real start frames for the simulator's resets (Dream-v0 draws one per episode): reset frames of training episodes
     starts = ClipDataset(cfg.data, 1, "train", cfg.holdout)
@@ -522,13 +531,19 @@ def action_weights_of(datasets: list[LatentClipDataset], n_actions: int, exponen
     return torch.tensor(w, dtype=torch.float32)
 
 
+REENCODE_SUFFIX = {True: "_re", False: "_raw"}  # eval_reencode's keys: the flipped setting's rollouts
+
+
 def eval_table(logs: dict[str, float], horizons: list[int], denoise_steps: int, more_steps: list[int],
-               clips: int) -> str:
-    """An evaluation as a small table: PSNR and cells right at each horizon, the model's (at each solver step count)
-    beside copy-last-frame's, which a model must beat to have learned anything about the world; then the reward
-    head's agreement with the true rewards."""
+               clips: int, reencode: bool | None = None) -> str:
+    """An evaluation as a small table: PSNR and cells right at each horizon, the model's (at each solver step count,
+    and with diffusion.reencode the other way where `reencode`, the run's, is given) beside copy-last-frame's, which
+    a model must beat to have learned anything about the world; then the reward head's agreement with the true
+    rewards."""
     rows = [(f"model, {s} solver step{'s' if s > 1 else ''}", "", "" if s == denoise_steps else f"_s{s}")
             for s in dict.fromkeys([denoise_steps, *more_steps])]  # (label, key prefix, key suffix)
+    if reencode is not None:
+        rows.insert(1, ("  reencoded" if not reencode else "  not reencoded", "", REENCODE_SUFFIX[not reencode]))
     rows.append(("copy last frame", "copy_", ""))
     lines = [f"  {clips} held-out rollouts (EMA weights)".ljust(36) + "".join(f"{f'h{hz}':>9}" for hz in horizons)]
     for title, metric, fmt in (("psnr dB", "psnr", "{:.2f}"), ("cells right", "tiles", "{:.1%}")):
