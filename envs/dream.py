@@ -87,8 +87,8 @@ class DreamEnv(RendersFrames, gym.Env):
     checkpoint's). `history_sigma`: the noise level the history is shown at, in [0, 1) (default: the
     checkpoint's). `action_guidance`: classifier-free guidance on the action, a scale >= 0 (1: none; more makes each
     action's own effect stronger, at one more model pass per solver step; measured in the README's fidelity
-    ladder; default: the checkpoint's). `reencode`: cache each frame made as the autoencoder encodes the picture
-    shown, as a real frame would be (one encoder pass a step; default: the checkpoint's). `device`: "auto" (CUDA
+    ladder; default: the checkpoint's). `reencode`: cache every frame as the autoencoder encodes its picture, the
+    frame shown for a dreamt one (one encoder pass a step; default: the checkpoint's). `device`: "auto" (CUDA
     when present), "cpu" or "cuda". The same seed and actions give the same frames on the same device.
 
     ## Version History

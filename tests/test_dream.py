@@ -229,7 +229,6 @@ def test_reencode_overrides_the_checkpoints_and_changes_what_follows(ckpt):
         assert env.sim.diffusion.reencode is reencode
         env.reset(seed=0)
         frames[reencode] = [env.step(a)[0] for a in (1, 2, 0)]
-    assert np.array_equal(frames[False][0], frames[True][0])  # the first frame is made alike, then cached apart
     assert any((a != b).any() for a, b in zip(frames[False], frames[True]))
     with pytest.raises(ValueError, match=r"reencode='yes': expected True, False, or None"):
         DreamEnv(checkpoint=ckpt, reencode="yes")

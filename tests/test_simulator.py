@@ -138,25 +138,27 @@ def test_an_int_seed_seeds_world_b_with_seed_plus_b_and_restart_reseeds():
 
 
 @pytest.mark.parametrize("reencode", [True, False])
-def test_reencode_caches_a_dreamt_frame_as_its_picture_encodes(reencode):
-    """With diffusion.reencode a frame the model made enters the history as a real frame would: the world goes on
-    exactly as one reset on the frames it showed. Without, the solver's own latents stay in the cache, which the
-    picture's encoding is not (a test that could not fail would pass both ways)."""
+def test_reencode_caches_every_frame_as_its_picture_encodes(reencode):
+    """With diffusion.reencode every frame enters the history as the encoding of a picture: a dreamt one as the step
+    shows it, a given one after a round trip through the autoencoder. So the world goes on exactly as a plain world
+    reset on those pictures (the given frames' round trips, then the frames it showed). Without, the solver's own
+    latents stay in the cache, which no picture's encoding is (a test that could not fail would pass both ways)."""
     ae, dit = _models()
-    diffusion = DiffusionConfig(denoise_steps=1, reencode=reencode)
     clip = _clip(b=2, t=2)
-    dreamt = WorldSimulator(ae, dit, diffusion, seed=3)
+    dreamt = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1, reencode=reencode), seed=3)
     dreamt.reset(clip, np.array([[-1, 2], [-1, 5]]))
     shown = np.stack([dreamt.step([4, 1]).frames for _ in range(2)], 1)  # (B, 2, H, W, 3)
-    real = WorldSimulator(ae, dit, diffusion, seed=3)
-    real.reset(np.concatenate([clip, shown], 1), np.array([[-1, 2, 4, 4], [-1, 5, 1, 1]]))
-    for sim in (dreamt, real):
+    with torch.no_grad():
+        round_trip = ae.decode_uint8(ae.encode(torch.from_numpy(clip))).numpy()  # (B, 2, H, W, 3)
+    pictures = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=3)
+    pictures.reset(np.concatenate([round_trip, shown], 1), np.array([[-1, 2, 4, 4], [-1, 5, 1, 1]]))
+    for sim in (dreamt, pictures):
         sim.seed(11)  # the same noise for the next step of both
-    same = np.allclose(dreamt.step([7, 0]).latents, real.step([7, 0]).latents, atol=1e-5)
+    same = np.allclose(dreamt.step([7, 0]).latents, pictures.step([7, 0]).latents, atol=1e-5)
     assert same == reencode
 
 
-def test_restarted_worlds_start_from_their_frame_as_encoded_under_reencode():
+def test_restarted_worlds_start_from_their_frame_as_reset_takes_it_under_reencode():
     ae, dit = _models()
     diffusion = DiffusionConfig(denoise_steps=1, reencode=True)
     clip = _clip(b=2, t=1)

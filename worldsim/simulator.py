@@ -124,7 +124,7 @@ class WorldSimulator:
             raise ValueError(f"actions of shape {actions.shape}: expected {(b, t0)}, one per frame")
         if not frames.flags.writeable:
             frames = frames.copy()  # torch.from_numpy wants a writable array (a decoded picture may not be)
-        z = self.ae.encode(torch.from_numpy(frames).to(self.device))  # (B, T0, C, h, w) normalised latents
+        z = self._given(self.ae.encode(torch.from_numpy(frames).to(self.device)))  # (B, T0, C, h, w) normalised
         if len(self.generators) != b:
             self._make_generators(b)  # kept across resets of the same batch: the noise goes on, as one stream
         self._batch = b
@@ -164,7 +164,7 @@ class WorldSimulator:
                 raise ValueError(f"restart needs start_frames for all {self._batch} worlds (B, H, W, 3) uint8")
             first = torch.from_numpy(np.ascontiguousarray(start_frames[rows])).to(self.device)
             idx = torch.from_numpy(rows).to(self.device)
-            z[idx, 0] = seen[idx, 0] = self.ae.encode(first)  # (R, C, h, w): their first frame, as reset() encodes it
+            z[idx, 0] = seen[idx, 0] = self._given(self.ae.encode(first))  # (R, C, h, w): as reset() takes it
             a = a.clone()
             a[idx] = -1  # no action led to a first frame
             self.cache.reset_rows(idx)
@@ -232,11 +232,17 @@ class WorldSimulator:
 
     def _shown(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the frames a step shows (B, H, W, 3) uint8, the chunk to cache (B, 1, C, h, w)) for the finished chunk z.
-        With diffusion.reencode the cache gets the shown frames as the autoencoder encodes them, as it would a real
-        frame of the game: what the solver left between the latents a picture can have (a blur of two sprites, a
-        shade no frame has) is not fed back, so the history stays on the latents training saw. Else z itself."""
+        With diffusion.reencode the cache gets the shown frames as the autoencoder encodes them: what the solver left
+        between the latents a picture can have (a blur of two sprites, a shade no frame has) is not fed back. Else z
+        itself."""
         frames = self.ae.decode_uint8(z[:, 0])  # (B, H, W, 3)
         return frames, self.ae.encode(frames)[:, None] if self.diffusion.reencode else z
+
+    def _given(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (..., C, h, w) of given frames (reset, restart) as the cache takes them: with diffusion.reencode,
+        after one round trip through the autoencoder (decoded to uint8, encoded again), as a dreamt frame enters
+        (_shown), so the history is one kind of latent throughout, real frames and dreamt ones alike."""
+        return self.ae.encode(self.ae.decode_uint8(z)) if self.diffusion.reencode else z
 
     def _result(self, z: torch.Tensor, frames: torch.Tensor, committed, drafted=None,
                 judged: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepResult:
@@ -369,7 +375,7 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
                    reencode: bool | None = None) -> tuple[WorldSimulator, Path]:
     """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
     that names it. `history_sigma` overrides the noise level the history is shown at, `action_guidance` the scale of
-    guidance on the action, `reencode` whether a frame made is cached as its picture encodes (the checkpoint's by
+    guidance on the action, `reencode` whether every frame is cached as its picture encodes (the checkpoint's by
     default)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():

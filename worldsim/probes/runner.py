@@ -56,8 +56,8 @@ class ProbeConfig:
     action_guidance: float | None = field(default=None, metadata={
         "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
     reencode: bool | None = field(default=None, metadata={
-        "help": "cache each frame made as the autoencoder encodes its picture, as a real frame would be (default: the "
-                "checkpoint's)"})
+        "help": "cache every frame as the autoencoder encodes its picture, a dreamt one as the step shows it (default: "
+                "the checkpoint's)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
     batch: int = field(default=64, metadata={"help": "rows stepped together (at most a model's max_batch)"})
     collect_seed: int = field(default=0, metadata={"help": "seed of the training data's `worldsim collect`: its "
