@@ -119,22 +119,25 @@ def test_a_world_dreams_the_same_in_any_batch():
     assert not np.allclose(together[0].latents[0], together[0].latents[1])  # and the worlds' noise differs
 
 
-def test_an_int_seed_seeds_world_b_with_seed_plus_b_and_restart_reseeds():
+@pytest.mark.parametrize("reencode", [False, True])
+def test_an_int_seed_seeds_world_b_with_seed_plus_b_and_restart_reseeds(reencode):
+    """With diffusion.reencode too: a restarted world starts from its frame as reset() takes it (round-tripped)."""
     ae, dit = _models()
+    diffusion = DiffusionConfig(denoise_steps=1, reencode=reencode)
     clip = _clip(b=2, t=1)
-    pair = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=5)
+    pair = WorldSimulator(ae, dit, diffusion, seed=5)
     pair.reset(clip)
-    explicit = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=[5, 6])
+    explicit = WorldSimulator(ae, dit, diffusion, seed=[5, 6])
     explicit.reset(clip)
     assert np.array_equal(pair.step([1, 2]).latents, explicit.step([1, 2]).latents)
     # a restarted world draws from its new seed, as a fresh reset seeded with it would
     restart, starts = np.array([False, True]), clip[:, 0]
     pair.step([3, 3], restart=restart, start_frames=starts, restart_seeds=[0, 99])
-    fresh = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=99)
+    fresh = WorldSimulator(ae, dit, diffusion, seed=99)
     fresh.reset(clip[1:, :1])
     assert np.allclose(pair.step([4, 4]).latents[1], fresh.step([4]).latents[0], atol=1e-4)
     with pytest.raises(ValueError, match="3 seeds for 2 worlds"):
-        WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=1), seed=[1, 2, 3]).reset(clip)
+        WorldSimulator(ae, dit, diffusion, seed=[1, 2, 3]).reset(clip)
 
 
 @pytest.mark.parametrize("reencode", [True, False])
@@ -156,18 +159,6 @@ def test_reencode_caches_every_frame_as_its_picture_encodes(reencode):
         sim.seed(11)  # the same noise for the next step of both
     same = np.allclose(dreamt.step([7, 0]).latents, pictures.step([7, 0]).latents, atol=1e-5)
     assert same == reencode
-
-
-def test_restarted_worlds_start_from_their_frame_as_reset_takes_it_under_reencode():
-    ae, dit = _models()
-    diffusion = DiffusionConfig(denoise_steps=1, reencode=True)
-    clip = _clip(b=2, t=1)
-    pair = WorldSimulator(ae, dit, diffusion, seed=[5, 6])
-    pair.reset(clip)
-    pair.step([3, 3], restart=np.array([False, True]), start_frames=clip[:, 0], restart_seeds=[0, 99])
-    fresh = WorldSimulator(ae, dit, diffusion, seed=99)
-    fresh.reset(clip[1:, :1])
-    assert np.allclose(pair.step([4, 4]).latents[1], fresh.step([4]).latents[0], atol=1e-4)
 
 
 def test_a_device_this_machine_lacks_is_refused_with_a_message():
