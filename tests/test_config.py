@@ -175,6 +175,8 @@ def test_one_name_per_setting_across_commands():
     (["probe", "history_sigma=1.0"], "history_sigma=1.0"),
     (["probe", "action_guidance=-2"], "action_guidance=-2.0"),
     (["events", "action_guidance=101"], "action_guidance=101.0"),
+    (["probe", "history_guidance=-1"], "history_guidance=-1.0"),
+    (["events", "history_guidance=101"], "history_guidance=101.0"),
     (["probe", "device=tpu"], "device='tpu'"),
     (["bench", "repeats=0"], "repeats=0"),
     (["bench", "steps=-3"], "steps=-3"),

@@ -188,6 +188,10 @@ def test_action_dropout_hides_a_share_of_the_actions_and_nothing_else():
         DiffusionConfig(action_dropout=1.0)
     with pytest.raises(ValueError, match=r"action_guidance=-1.0: expected a finite scale >= 0"):
         DiffusionConfig(action_guidance=-1.0)
+    with pytest.raises(ValueError, match=r"history_guidance=-1.0: expected a finite scale >= 0"):
+        DiffusionConfig(history_guidance=-1.0)
+    with pytest.raises(ValueError, match=r"history_window=0: expected an integer >= 1"):
+        DiffusionConfig(history_window=0)
 
 
 def test_action_balance_weighs_each_frame_by_its_actions_rarity():

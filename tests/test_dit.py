@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from worldsim.models.dit import (DIT_PRESETS, DiT, DiTConfig, apply_rope, dit_config, halo_patches, patchify,
-                                 rope_tables,
-                                 unpatchify)
+from worldsim.models.dit import (DIT_PRESETS, Condition, DiT, DiTConfig, apply_rope, dit_config, halo_patches,
+                                 patchify, rope_tables, unpatchify)
 
 C = 4  # latent channels of the tiny test models
 
@@ -162,6 +162,39 @@ def test_kv_cache_matches_full_forward(patch):
     n = (4 // 2) * (6 // 2)
     assert solver.k[0].shape == (2, cfg.heads, cfg.context * n, cfg.width // cfg.heads)
     assert solver.lengths.tolist() == [cfg.context - 1] * 2
+
+
+@pytest.mark.parametrize("cfg", [tiny(context=4), tiny(context=4, prev_frame=True), tiny(context=3, memory=2,
+                                                                                      memory_stride=2)],
+                         ids=["plain", "prev_frame", "memory"])
+def test_conditions_in_one_call_equal_one_pass_each(cfg):
+    """forward_conditions runs guidance's passes as one call: each conditioning's result is the pass forward_chunk
+    makes under it alone, and one that sees the latest `recent` cached chunks is the pass against a cache holding only
+    those (no memory); the cache afterwards is as one plain pass leaves it."""
+    model = randomized(cfg)
+    chunks = 8
+    x, sigma, actions = inputs(cfg, chunks=chunks)
+    cache = model.new_cache(2)
+    for i in range(chunks):
+        chunk = x[:, i:i + 1]
+        conditions = [Condition(actions[:, i]), Condition(-1), Condition(actions[:, i], recent=2)]
+        got = model.forward_conditions(chunk, sigma[:, i], conditions, i, cache)
+        for c, out in zip(conditions[:2], got):
+            ref = model.forward_chunk(chunk, sigma[:, i], c.actions, i, cache)
+            torch.testing.assert_close(out.out, ref.out, atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.reward, ref.reward, atol=1e-5, rtol=0)
+        short = copy.deepcopy(cache)
+        short.lengths.clamp_(max=2)
+        short.memory_lengths.zero_()
+        ref = model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, short)
+        torch.testing.assert_close(got[2].out, ref.out, atol=1e-5, rtol=0)
+        model.forward_chunk(chunk, sigma[:, i], actions[:, i], i, cache, write=True)
+    assert (got[2].out - got[0].out).abs().amax() > 1e-3  # more than 2 chunks (or a memory) held: they differ
+    with torch.no_grad():
+        full = model(x, sigma, actions)  # the write passes after every multi-conditioning call, as if none ran
+    torch.testing.assert_close(got[0].out, full.out[:, -1:], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match=r"recent=\(None, 0\): expected None"):
+        model.forward_conditions(x[:, :1], 0.5, [Condition(1), Condition(1, recent=0)], chunks, cache)
 
 
 def test_reset_rows_starts_a_row_afresh():

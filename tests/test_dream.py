@@ -175,6 +175,9 @@ def test_bad_actions_and_arguments_are_named(ckpt, tmp_path):
         DreamEnv(checkpoint=ckpt, action_guidance=-1.0)
     assert DreamEnv(checkpoint=ckpt, action_guidance=2).sim.diffusion.action_guidance == 2.0  # else the checkpoint's
     assert DreamEnv(checkpoint=ckpt).sim.diffusion.action_guidance == 1.0
+    with pytest.raises(ValueError, match=r"history_guidance=nan: expected a finite scale >= 0"):
+        DreamEnv(checkpoint=ckpt, history_guidance=float("nan"))
+    assert DreamEnv(checkpoint=ckpt, history_guidance=3).sim.diffusion.history_guidance == 3.0
     cartpole = DreamEnv(checkpoint=write_world(tmp_path / "cp.safetensors", env="CartPole-v1"))
     with pytest.raises(ValueError, match=r"scenario.*Craft2D checkpoint.*'CartPole-v1'"):
         cartpole.reset(options={"scenario": Scenario("....>....\nGGGGGGGGG")})

@@ -3,6 +3,8 @@ built from a checkpoint; a device this machine lacks refused."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -197,12 +199,43 @@ def test_action_guidance_contrasts_the_action_with_none():
     calls = []
     sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2, action_guidance=3.0), seed=3)
     sim.reset(frames, history)
-    forward = sim.dit.forward_chunk
-    sim.dit.forward_chunk = lambda *args, **kw: calls.append(kw.get("write")) or forward(*args, **kw)
+    passes = sim.dit.forward_conditions  # every pass goes through it, the cache write's too: (conditions) a call
+    sim.dit.forward_conditions = lambda x, s, conds, *a: calls.append(len(conds)) or passes(x, s, conds, *a)
     sim.step(np.array([-1, -1]))
-    assert calls == [False, False, True]  # two solver passes and the cache write: none to contrast with
+    assert calls == [1, 1, 1]  # two solver passes and the cache write: none to contrast with
     sim.step(np.array([5, -1]))
-    assert calls[3:] == [False, False, False, False, True]
+    assert calls[3:] == [2, 2, 1]  # each solver pass runs its contrast in the same call
+
+
+def test_history_guidance_contrasts_the_whole_history_with_the_latest_frames():
+    """out = short + g (full - short), short the pass that sees the latest history_window cached frames: the same as
+    the plain step while the history holds no more than that (the first step here: 2 frames), different once it holds
+    more (3, the most a window of 4 holds); g = 0 is the short pass alone, the same step as a world whose cache holds
+    those frames only."""
+    ae, dit = _models()
+    frames, history = _clip(t=2), np.array([[-1, 3], [-1, 1]])
+    plan = [[5, 7], [2, 2], [4, 0], [1, 3]]
+
+    def rollout(guidance):
+        sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2, history_guidance=guidance, history_window=2),
+                             seed=3)
+        sim.reset(frames, history)
+        return [sim.step(np.array(a)).latents for a in plan], sim
+
+    plain, guided = rollout(1.0)[0], rollout(2.0)[0]
+    np.testing.assert_allclose(guided[0], plain[0], atol=1e-5)
+    assert np.abs(guided[1] - plain[1]).max() > 1e-3  # 3 frames held: the oldest now counts for more
+
+    short = rollout(0.0)[0]
+    np.testing.assert_allclose(short[0], plain[0], atol=1e-5)
+    _, sim = rollout(1.0)  # as `plain` after its 4 steps, then one more step against the latest 2 frames only
+    sim.cache.lengths.clamp_(max=2)
+    sim.seed(11)
+    last = sim.step(np.array([6, 6])).latents
+    _, sim = rollout(1.0)  # the same history, then the short pass alone
+    sim.diffusion = replace(sim.diffusion, history_guidance=0.0)
+    sim.seed(11)
+    np.testing.assert_allclose(sim.step(np.array([6, 6])).latents, last, atol=1e-5)
 
 
 @pytest.mark.parametrize("heads_read", ["frame", "action"])

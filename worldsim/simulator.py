@@ -26,7 +26,7 @@ from worldsim.checkpoint import default_checkpoint, load_world, trained_views, v
 from worldsim.config import check
 from worldsim.device import resolve_device
 from worldsim.models.diffusion import DiffusionConfig, add_noise, sample, to_velocity
-from worldsim.models.dit import DiTOutput
+from worldsim.models.dit import Condition, DiTOutput
 
 
 @dataclass
@@ -287,26 +287,31 @@ class WorldSimulator:
         """(the new chunk, its first conditioned pass): the chunk (absolute index t_index) from x (B, 1, C, h, w) at
         noise level `start`, against `cache`, optionally under captions `text` (B, L) with classifier-free guidance
         `guidance`, and with guidance on the action at diffusion.action_guidance. Guidance is on the network's
-        prediction (x0 or v: both affine in it), each contrast with the pass that drops its one condition and meets
-        the same history:
-            out = cond + (guidance - 1) (cond - no caption) + (action_guidance - 1) (cond - no action).
+        prediction (x0 or v: both affine in it), each contrast with the pass that drops its one condition (the
+        caption, the action, or the history older than diffusion.history_window frames):
+            out = cond + (guidance - 1) (cond - no caption) + (action_guidance - 1) (cond - no action)
+                       + (history_guidance - 1) (cond - only the latest history_window frames of history).
         The first pass is returned when it ran on pure noise (`start` 1), else None: what _action_heads reads."""
         text_scale = guidance - 1 if text is not None else 0.0
         action_scale = self.diffusion.action_guidance - 1 if bool((actions >= 0).any()) else 0.0
+        history_scale = self.diffusion.history_guidance - 1
         none = torch.full_like(actions, -1)
         prediction = self.diffusion.prediction
 
+        contrasts = [(scale, c) for scale, c in (
+            (text_scale, Condition(actions)),  # no caption
+            (action_scale, Condition(none, text)),  # no action
+            (history_scale, Condition(actions, text, self.diffusion.history_window)),  # the latest frames only
+        ) if scale]
+        conditions = [Condition(actions, text), *(c for _, c in contrasts)]  # one call runs them all
+
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            full = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False, text=text)
+            full, *others = self.dit.forward_conditions(x, s, conditions, t_index, cache)
             if not first:
                 first.append(full)
-            out = guided = full.out
-            if text_scale:
-                uncond = self.dit.forward_chunk(x, s, actions, t_index, cache, write=False).out
-                guided = guided + text_scale * (out - uncond)
-            if action_scale:
-                unacted = self.dit.forward_chunk(x, s, none, t_index, cache, write=False, text=text).out
-                guided = guided + action_scale * (out - unacted)
+            guided = full.out
+            for (scale, _), other in zip(contrasts, others):
+                guided = guided + scale * (full.out - other.out)
             return to_velocity(guided, x, s, prediction)
 
         first = []  # the first conditioned pass
@@ -372,11 +377,12 @@ class WorldSimulator:
 def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, context: int | None,
                    device: str | torch.device, batch_size: int,
                    history_sigma: float | None = None, action_guidance: float | None = None,
-                   reencode: bool | None = None) -> tuple[WorldSimulator, Path]:
+                   reencode: bool | None = None,
+                   history_guidance: float | None = None) -> tuple[WorldSimulator, Path]:
     """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
-    that names it. `history_sigma` overrides the noise level the history is shown at, `action_guidance` the scale of
-    guidance on the action, `reencode` whether every frame is cached as its picture encodes (the checkpoint's by
-    default)."""
+    that names it. `history_sigma` overrides the noise level the history is shown at, `action_guidance` and
+    `history_guidance` the scales of guidance on the action and on the older history, `reencode` whether every frame
+    is cached as its picture encodes (the checkpoint's by default)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():
         raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
@@ -388,17 +394,18 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
     if history_sigma is not None and not (isinstance(history_sigma, (int, float)) and 0 <= history_sigma < 1):
         raise ValueError(f"history_sigma={history_sigma!r}: expected a noise level in [0, 1), or None for the "
                          "checkpoint's")
-    if action_guidance is not None and not (isinstance(action_guidance, (int, float)) and
-                                            math.isfinite(action_guidance) and action_guidance >= 0):
-        raise ValueError(f"action_guidance={action_guidance!r}: expected a finite scale >= 0 (1: none), or None for "
-                         "the checkpoint's")
+    guidance = {"action_guidance": action_guidance, "history_guidance": history_guidance}
+    for name, scale in guidance.items():
+        if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
+            raise ValueError(f"{name}={scale!r}: expected a finite scale >= 0 (1: none), or None for the checkpoint's")
     if reencode is not None and not isinstance(reencode, (bool, np.bool_)):
         raise ValueError(f"reencode={reencode!r}: expected True, False, or None for the checkpoint's")
     sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
     if history_sigma is not None:
         sim.diffusion = replace(sim.diffusion, history_sigma=float(history_sigma))
-    if action_guidance is not None:
-        sim.diffusion = replace(sim.diffusion, action_guidance=float(action_guidance))
+    for name, scale in guidance.items():
+        if scale is not None:
+            sim.diffusion = replace(sim.diffusion, **{name: float(scale)})
     if reencode is not None:
         sim.diffusion = replace(sim.diffusion, reencode=bool(reencode))
     trained = sim.dit.config.context

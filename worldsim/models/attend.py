@@ -58,6 +58,9 @@ class KVCache:
     for an empty row): the previous-frame input of a `prev_frame` model.
     A model with a memory has `memory` more slots after the ring, a ring of their own: a chunk leaving the window
     whose absolute index is a multiple of memory_stride is copied there (each row counts its own, as for the window).
+    A call may denoise its chunk under several conditionings at once (guidance: `recent` in _prepare), each a copy
+    of the chunk in flight: the first is written at `head`, the others in slots after the memory (added on first use),
+    each seen by its own copy alone; none of them is kept.
     """
 
     def __init__(self, config: DiTConfig, batch_size: int):
@@ -70,6 +73,7 @@ class KVCache:
         self.prev: torch.Tensor | None = None  # (B, pt, C, h, w) the last chunk written, zeros for an empty row
         self.memory_head = 0  # memory slot the next kept chunk goes to
         self.memory_lengths = torch.zeros(batch_size, dtype=torch.long)  # kept chunks per row, <= memory
+        self.extra = 0  # slots for the chunk in flight under more conditionings than one (the largest call so far)
 
     def reset(self) -> None:
         """Forget every row's history; keeps the buffers."""
@@ -82,7 +86,7 @@ class KVCache:
         """Forget everything and free the buffers (the next call may use another frame size)."""
         self.reset()
         self.k = self.v = None
-        self.n_tokens = 0
+        self.n_tokens = self.extra = 0
 
     def reset_rows(self, rows) -> None:
         """Forget the history of some rows: `rows` a (B,) bool mask (numpy or torch) or indices."""
@@ -92,8 +96,10 @@ class KVCache:
         if self.prev is not None:
             self.prev[rows.to(self.prev.device)] = 0
 
-    def _prepare(self, b: int, n: int, device: torch.device) -> torch.Tensor:
-        """Check sizes; the attention mask (B, 1, N, S) of this call's chunk queries over the buffers."""
+    def _prepare(self, b: int, n: int, device: torch.device, recent: tuple[int | None, ...] = (None,)) -> torch.Tensor:
+        """Check sizes; the attention mask (B, 1, G * N, S) of this call's queries over the buffers, for a chunk of N
+        tokens in flight under G = len(recent) conditionings: copy g sees its row's cached chunks, only the latest
+        recent[g] of them and no memory where that is not None, and itself."""
         cfg = self.config
         if b != self.batch_size:
             raise ValueError(f"a batch of {b} for a cache of batch size {self.batch_size}: make one with "
@@ -101,27 +107,42 @@ class KVCache:
         if self.k is not None and n != self.n_tokens:
             raise ValueError(f"chunks of {n} tokens for a cache holding chunks of {self.n_tokens}: call cache.clear() "
                              "to change the frame size")
-        self.n_tokens, self.lengths = n, self.lengths.to(device)
+        if any(r is not None and r < 1 for r in recent):
+            raise ValueError(f"recent={recent}: expected None (the whole history) or at least 1 cached chunk each")
+        self.n_tokens, self.lengths, self.extra = n, self.lengths.to(device), max(self.extra, len(recent) - 1)
         age = (self.head - torch.arange(cfg.context, device=device)) % cfg.context  # (R,) 0 = in flight
-        seen = age[None, :] <= self.lengths[:, None]  # (B, R)
+        kept = torch.zeros(b, 0, dtype=torch.bool, device=device)  # (B, M): each row's memory slots that hold a chunk
         if cfg.memory:
             self.memory_lengths = self.memory_lengths.to(device)
-            kept = (self.memory_head - 1 - torch.arange(cfg.memory, device=device)) % cfg.memory  # (M,) 0 = newest
-            seen = torch.cat([seen, kept[None, :] < self.memory_lengths[:, None]], 1)  # (B, R + M)
-        seen = seen.repeat_interleave(n, dim=1)  # (B, (R + M) * N)
-        return seen[:, None, None].expand(b, 1, n, -1)  # (B, 1, N, S): the cached chunks and itself, every query
+            newest = (self.memory_head - 1 - torch.arange(cfg.memory, device=device)) % cfg.memory  # (M,) 0 = newest
+            kept = newest[None, :] < self.memory_lengths[:, None]
+        copies = []
+        for g, r in enumerate(recent):
+            lengths = self.lengths if r is None else self.lengths.clamp(max=r)
+            ring = (age[None, :] <= lengths[:, None]) & ((age > 0) | (g == 0))  # (B, R): copy 0 is in flight at head
+            own = torch.arange(self.extra, device=device)[None, :].expand(b, -1) == g - 1  # (B, X): the others here
+            copies.append(torch.cat([ring, kept & (r is None), own], 1))  # (B, R + M + X)
+        seen = torch.stack(copies, 1).repeat_interleave(n, dim=2)  # (B, G, (R + M + X) * N)
+        return seen[:, :, None].expand(-1, -1, n, -1).reshape(b, 1, len(recent) * n, -1)  # each copy's N queries
 
     def _insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this call's k, v (B, nh, N, hs) into the buffers; returns them whole (B, nh, S, hs)."""
+        """Write this call's k, v (B, nh, G * N, hs) into the buffers; returns them whole (B, nh, S, hs)."""
         cfg, n = self.config, self.n_tokens
+        slots = cfg.context + cfg.memory + self.extra
         if self.k is None:  # allocated here, where the dtype (autocast or not) is known
-            shape = (self.batch_size, cfg.heads, (cfg.context + cfg.memory) * n, cfg.width // cfg.heads)
+            shape = (self.batch_size, cfg.heads, slots * n, cfg.width // cfg.heads)
             # zeros, not empty: masked slots still meet V in the matmul, and 0 * NaN garbage would be NaN
             self.k = [k.new_zeros(shape) for _ in range(cfg.depth)]
             self.v = [v.new_zeros(shape) for _ in range(cfg.depth)]
+        if self.k[layer].shape[2] < slots * n:  # a call under more conditionings than before: room for its copies
+            grow = slots * n - self.k[layer].shape[2]
+            self.k[layer], self.v[layer] = (torch.cat([b, b.new_zeros(*b.shape[:2], grow, b.shape[3])], 2)
+                                            for b in (self.k[layer], self.v[layer]))
         kb, vb = self.k[layer], self.v[layer]
-        at = self.head * n
-        kb[:, :, at:at + n], vb[:, :, at:at + n] = k, v
+        at, rest = self.head * n, (cfg.context + cfg.memory) * n
+        kb[:, :, at:at + n], vb[:, :, at:at + n] = k[:, :, :n], v[:, :, :n]
+        if k.shape[2] > n:
+            kb[:, :, rest:rest + k.shape[2] - n], vb[:, :, rest:rest + k.shape[2] - n] = k[:, :, n:], v[:, :, n:]
         return kb, vb
 
     def _advance(self, t_index: int) -> None:

@@ -75,6 +75,12 @@ class DiffusionConfig:
     #                               (1: the conditioned model alone; more makes the action's own effect stronger;
     #                               one more pass per solver step; "none" is the row of an episode's first frame,
     #                               which action_dropout trains on more frames)
+    history_guidance: float = 1.0  # play: guidance on the older history, out = short + g * (full - short), where
+    #                                "short" is the pass that sees only the latest history_window cached frames (as
+    #                                a clip's early chunks do in training): g > 1 makes what the older frames say
+    #                                count for more (History-Guided Video Diffusion's temporal guidance); one more
+    #                                pass per solver step; 1: none
+    history_window: int = 4  # the cached frames the short-history pass of history_guidance sees
     caption_dropout: float = 0.5  # chance a chunk's caption is dropped in training: the unconditioned model, which
     #                               plays every step after a prompt's first frame and which classifier-free guidance
     #                               contrasts with, is trained as much as the conditioned one
@@ -97,6 +103,9 @@ class DiffusionConfig:
         check(0.0 <= self.action_dropout < 1.0, "action_dropout", self.action_dropout, "a probability in [0, 1)")
         check(math.isfinite(self.action_guidance) and self.action_guidance >= 0, "action_guidance",
               self.action_guidance, "a finite scale >= 0 (1: none)")
+        check(math.isfinite(self.history_guidance) and self.history_guidance >= 0, "history_guidance",
+              self.history_guidance, "a finite scale >= 0 (1: none)")
+        check(self.history_window >= 1, "history_window", self.history_window, "an integer >= 1 (cached frames)")
         check(0.0 <= self.caption_dropout <= 1.0, "caption_dropout", self.caption_dropout, "a probability in [0, 1]")
         check(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "an integer >= 1")
         check(0.0 <= self.clean_prob <= 1.0, "clean_prob", self.clean_prob, "a probability in [0, 1]")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -109,6 +109,15 @@ def dit_config(preset: str, **overrides) -> DiTConfig:
     if unknown := sorted(set(overrides) - known):
         raise ValueError(f"unknown DiTConfig fields {unknown} for preset {preset!r}; known fields: {sorted(known)}")
     return replace(DIT_PRESETS[preset], **overrides)
+
+
+class Condition(NamedTuple):
+    """One conditioning of a chunk in play (DiT.forward_conditions): its actions (B,) or an int (-1: none), its
+    caption as word ids (B, L) or None, and how many of the latest cached chunks it sees (None: the whole history)."""
+
+    actions: torch.Tensor | int
+    text: torch.Tensor | None = None
+    recent: int | None = None
 
 
 class DiTOutput(NamedTuple):
@@ -377,24 +386,39 @@ class DiT(nn.Module):
         write=True keeps this chunk's K/V as history: once per step, on the clean chunk (sigma 0), after the solver's
         write=False calls. `text` (B, L): the chunk's caption as word ids, or None. Returns what `forward` would for a one-chunk clip: out like x_chunk, reward (B, 1).
         """
+        out = self.forward_conditions(x_chunk, sigma, [Condition(actions, text)], t_index, cache)[0]
+        if write:
+            cache._advance(t_index)
+            if self.config.prev_frame:
+                cache.prev = x_chunk.clone()  # as committed: the next chunk's previous frame
+        return out
+
+    @torch.no_grad()
+    def forward_conditions(self, x_chunk: torch.Tensor, sigma, conditions: Sequence[Condition], t_index: int,
+                           cache: KVCache) -> list[DiTOutput]:
+        """The chunk x_chunk (B, pt, C, h, w) at noise level sigma against the cache under each of G `conditions` in
+        one call (guidance's passes: at batch 1 most of a pass is fixed cost, so G conditionings cost far less than G
+        calls); each result is forward_chunk's for its condition alone, write=False (equal up to float rounding)."""
         b, pt, dev = x_chunk.shape[0], self.config.patch[0], x_chunk.device
         if x_chunk.ndim != 5 or x_chunk.shape[1] != pt:
             raise ValueError(f"x_chunk of shape {tuple(x_chunk.shape)}: expected (B, pt={pt}, C, h, w)")
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=dev).expand(b)[:, None]  # (B, 1)
-        actions = torch.as_tensor(actions, dtype=torch.long, device=dev).expand(b)[:, None]  # (B, 1)
-        tokens, cond = self._inputs(x_chunk, sigma, actions, None if text is None else text[:, None])
-        mask = cache._prepare(b, tokens.shape[2], dev)  # (B, 1, N, S)
+        g, conds = len(conditions), []
+        for c in conditions:
+            actions = torch.as_tensor(c.actions, dtype=torch.long, device=dev).expand(b)[:, None]  # (B, 1)
+            tokens, cond = self._inputs(x_chunk, sigma, actions, None if c.text is None else c.text[:, None])
+            conds.append(cond)  # (B, 1, D)
+        mask = cache._prepare(b, tokens.shape[2], dev, tuple(c.recent for c in conditions))  # (B, 1, G*N, S)
         prev = None
         if self.config.prev_frame:
             if cache.prev is None or cache.prev.shape != x_chunk.shape:
                 cache.prev = torch.zeros_like(x_chunk)
-            prev = cache.prev.to(x_chunk.dtype)
-        out = self._run(x_chunk, tokens, cond, torch.tensor([t_index], device=dev), mask, cache, prev)
-        if write:
-            cache._advance(t_index)
-            if prev is not None:
-                cache.prev = x_chunk.clone()  # as committed: the next chunk's previous frame
-        return out
+            prev = cache.prev.to(x_chunk.dtype).repeat(1, g, 1, 1, 1)  # (B, G*pt, C, h, w)
+        # the G copies run as G chunks of one clip, all at time t_index: each its own conditioning and mask rows
+        out = self._run(x_chunk.repeat(1, g, 1, 1, 1), tokens.repeat(1, g, 1, 1), torch.cat(conds, 1),
+                        torch.full((g,), t_index, device=dev), mask, cache, prev)
+        return [DiTOutput(out.out[:, i * pt:(i + 1) * pt], out.reward[:, i:i + 1], out.terminated_logit[:, i:i + 1])
+                for i in range(g)]
 
     def reward_of(self, reward: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """A DiTOutput's reward as values (B, n_chunks): the regression as is; for classes, 0 unless the probability

@@ -47,6 +47,9 @@ class EventsConfig:
     denoise_steps: int | None = field(default=None, metadata={"help": "solver steps (default: the checkpoint's)"})
     action_guidance: float | None = field(default=None, metadata={
         "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
+    history_guidance: float | None = field(default=None, metadata={
+        "help": "guidance on the history older than the checkpoint's diffusion.history_window frames, a scale >= 0 "
+                "(default: the checkpoint's; 1: none)"})
     out: str = field(default="events", metadata={"help": "directory of events.json and events.md"})
 
     def __post_init__(self):
@@ -54,8 +57,9 @@ class EventsConfig:
               "episodes >= 1 and steps >= 2")
         check(self.per_kind >= 1, "per_kind", self.per_kind, "steps >= 1")
         check(self.context >= 1, "context", self.context, "frames >= 1")
-        check(self.action_guidance is None or 0 <= self.action_guidance <= 100, "action_guidance",
-              self.action_guidance, "null (the checkpoint's) or a scale in [0, 100] (1: none)")
+        for key in ("action_guidance", "history_guidance"):
+            check(getattr(self, key) is None or 0 <= getattr(self, key) <= 100, key, getattr(self, key),
+                  "null (the checkpoint's) or a scale in [0, 100] (1: none)")
         check(self.agent in AGENTS, "agent", self.agent, f"one of {AGENTS} (an agent that plays by itself)")
 
 
@@ -149,12 +153,14 @@ def run(cfg: EventsConfig) -> dict:
     from worldsim.probes.scenarios import DEFAULT_VIEW
 
     predictor, meta = load_model(cfg.checkpoint, DEFAULT_VIEW, denoise_steps=cfg.denoise_steps,
-                                 action_guidance=cfg.action_guidance, device="cpu")
+                                 action_guidance=cfg.action_guidance, history_guidance=cfg.history_guidance,
+                                 device="cpu")
     if meta["context"] - 1 < cfg.context:
         print(f"context={cfg.context}: the model's window holds {meta['context'] - 1} frames beside the new one; "
               "the older ones leave it at once")
     results = {"checkpoint": meta["checkpoint"], "denoise_steps": meta["denoise_steps"],
-               "action_guidance": meta["action_guidance"], "config": asdict(cfg),
+               "action_guidance": meta["action_guidance"], "history_guidance": meta["history_guidance"],
+               "config": asdict(cfg),
                "kinds": score(predictor, play(cfg))}
     text = report(results)
     write_results(cfg.out, "events", results, text)

@@ -212,7 +212,8 @@ class TeacherForced:
 
 def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None = None,
                history_sigma: float | None = None, action_guidance: float | None = None,
-               reencode: bool | None = None, device: str = "auto", batch: int = 64,
+               history_guidance: float | None = None, reencode: bool | None = None, device: str = "auto",
+               batch: int = 64,
                teacher_forced: bool = False) -> tuple[Probed | TeacherForced, dict]:
     """A Craft2D world-model checkpoint (None: the shipped one) as a predictor that makes frames of `view`, and what
     the report says of it: `view_trained` is whether `view` is among the frame shapes it was trained on. A view its
@@ -223,7 +224,8 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
     from worldsim.simulator import load_simulator, set_view
 
     sim, path = load_simulator(checkpoint, denoise_steps, None, device, batch_size=1, history_sigma=history_sigma,
-                               action_guidance=action_guidance, reencode=reencode)
+                               action_guidance=action_guidance, reencode=reencode,
+                               history_guidance=history_guidance)
     if not is_craft2d(sim.metadata.get("env")):
         raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
                          "of Craft2D, and need a Craft2D world model")
@@ -235,7 +237,8 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
                          f"of {w}x{h} px (W x H): expected {problem}; it was trained at {frame_sizes(views)}")
     _, trained, _ = set_view(sim, (h, w), path)  # as Dream-v0 plays at a view: the metadata says what it makes
     meta = {"checkpoint": str(path), "denoise_steps": sim.denoise_steps, "history_sigma": sim.diffusion.history_sigma,
-            "action_guidance": sim.diffusion.action_guidance, "reencode": sim.diffusion.reencode,
+            "action_guidance": sim.diffusion.action_guidance, "history_guidance": sim.diffusion.history_guidance,
+            "history_window": sim.diffusion.history_window, "reencode": sim.diffusion.reencode,
             "context": sim.dit.config.context, "view_trained": trained, "trained_views": [list(v) for v in views],
             "teacher_forced": teacher_forced}
     return (TeacherForced(sim) if teacher_forced else Probed(Checkpoint(sim), batch=batch)), meta

@@ -55,6 +55,9 @@ class ProbeConfig:
                 "long rollout"})
     action_guidance: float | None = field(default=None, metadata={
         "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
+    history_guidance: float | None = field(default=None, metadata={
+        "help": "guidance on the history older than the checkpoint's diffusion.history_window frames, a scale >= 0 "
+                "(default: the checkpoint's; 1: none)"})
     reencode: bool | None = field(default=None, metadata={
         "help": "cache every frame as the autoencoder encodes its picture, a dreamt one as the step shows it (default: "
                 "the checkpoint's)"})
@@ -80,8 +83,9 @@ class ProbeConfig:
               "null (the checkpoint's) or an integer >= 1")
         check(self.history_sigma is None or 0 <= self.history_sigma < 1, "history_sigma", self.history_sigma,
               "null (the checkpoint's) or a noise level in [0, 1)")
-        check(self.action_guidance is None or 0 <= self.action_guidance <= 100, "action_guidance",
-              self.action_guidance, "null (the checkpoint's) or a scale in [0, 100] (1: none)")
+        for key in ("action_guidance", "history_guidance"):
+            check(getattr(self, key) is None or 0 <= getattr(self, key) <= 100, key, getattr(self, key),
+                  "null (the checkpoint's) or a scale in [0, 100] (1: none)")
         check(self.reencode is None or isinstance(self.reencode, bool), "reencode", self.reencode,
               "null (the checkpoint's), true or false")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
@@ -89,7 +93,7 @@ class ProbeConfig:
               f"(checkpoint={self.checkpoint})")
         check(self.model or not self.model_kwargs, "model_kwargs", self.model_kwargs, "model=MODULE:NAME with them")
         # a checkpoint's settings: never silently ignored
-        for key in ("denoise_steps", "history_sigma", "action_guidance", "reencode"):
+        for key in ("denoise_steps", "history_sigma", "action_guidance", "history_guidance", "reencode"):
             check(not self.model or getattr(self, key) is None, key, getattr(self, key),
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
@@ -198,8 +202,8 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     if cfg.model:
         return protocol.load(cfg.model, cfg.model_kwargs, cfg.batch), {}
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
-                      action_guidance=cfg.action_guidance, reencode=cfg.reencode, device=cfg.device, batch=cfg.batch,
-                      teacher_forced=cfg.teacher_forced)
+                      action_guidance=cfg.action_guidance, history_guidance=cfg.history_guidance,
+                      reencode=cfg.reencode, device=cfg.device, batch=cfg.batch, teacher_forced=cfg.teacher_forced)
 
 
 def _case(probe: Probe, index: int) -> _Case:
