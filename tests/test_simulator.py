@@ -261,3 +261,22 @@ def test_heads_read_action_pay_from_the_first_solver_pass_whatever_the_frame_dra
     target = sim.step(np.array([3, 7])).frames
     kept = sim.guided_step(np.array([3, 7]), target=target, strength=0.0)  # no solver pass: the heads still read
     assert kept.rewards.shape == (2,) and np.isfinite(kept.rewards).all()
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_a_reward_model_reads_the_frame_made_as_the_history_will_hold_it(reencode):
+    """A reward model that reads the frame a step made (`after`) gets it as the cache and the next step's `recent`
+    get it: under reencode the picture's latents, not the solver's."""
+    from worldsim.models.reward import RewardModel, RewardModelConfig
+
+    ae, dit = _models()
+    reward = RewardModel(RewardModelConfig(latent_channels=4, n_actions=12, history=2, width=8, depth=1, after=True))
+    sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2, reencode=reencode), seed=3, reward=reward)
+    read = []
+    forward = sim.reward.forward
+    sim.reward.forward = lambda frames, actions: read.append(frames) or forward(frames, actions)
+    sim.reset(_clip(t=2), np.array([[-1, 3], [-1, 1]]))
+    out = sim.step(np.array([5, 7]))
+    torch.testing.assert_close(read[-1][:, -1], sim.recent[:, -1])  # the frame made, as the history now holds it
+    z = torch.from_numpy(out.latents)
+    assert reencode == (not torch.allclose(sim.recent[:, -1], z))  # the round trip moves the solver's latents

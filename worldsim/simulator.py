@@ -155,8 +155,8 @@ class WorldSimulator:
         # each solver pass attends to the cached history and does not write to it
         z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
         drafted = self._action_heads(first, a, None)
-        judged = self._judge(a, z)
         frames, seen = self._shown(z)
+        judged = self._judge(a, seen)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -225,8 +225,8 @@ class WorldSimulator:
         else:
             z, first = self._denoise(x, a, text, guidance, steps or self.denoise_steps, self.cache, self.t,
                                      start=1.0 if target is None else strength)
-        judged = self._judge(a, z)
         frames, seen = self._shown(z)
+        judged = self._judge(a, seen)
         return self._result(z, frames, self._commit(seen, a, text), self._action_heads(first, a, text),
                             judged)
 
@@ -262,7 +262,8 @@ class WorldSimulator:
     def _judge(self, actions: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(rewards (B,), terminated (B,) bool) of this step from the reward model, read before the new frame is
         cached: the frames the step starts from, `actions` (B,) and, for a model that reads it (`after`), the frame
-        made, z (B, 1, C, h, w); None without a reward model. A world with no frame yet (begin) pays nothing and goes
+        made as it will be cached, z (B, 1, C, h, w) (_shown's: under diffusion.reencode the picture's latents, as
+        `recent` holds the frames before); None without a reward model. A world with no frame yet (begin) pays nothing and goes
         on."""
         if self.reward is None:
             return None
