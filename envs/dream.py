@@ -78,7 +78,7 @@ class DreamEnv(RendersFrames, gym.Env):
     ```python
     gymnasium.make("worldsim/Dream-v0", checkpoint=None, denoise_steps=None, context=None, history_sigma=None,
                    device="auto", render_mode=None, view=None, action_guidance=None, reencode=None,
-                   history_guidance=None)
+                   history_guidance=None, history_window=None)
     ```
     `view`: the frame size to play at, `(H, W)` in pixels as the observation's shape reads (for Craft2D, 8 px a
     tile, the HUD row included: `view=(64, 96)` is 12 tiles wide and 8 high, `Craft2D-v0`'s view_width=12); each
@@ -90,7 +90,8 @@ class DreamEnv(RendersFrames, gym.Env):
     action's own effect stronger, at one more model pass per solver step; measured in the README's fidelity
     ladder; default: the checkpoint's). `history_guidance`: guidance on the older history, a scale >= 0 (1: none;
     more makes what the frames before the latest few show count for more, at no extra call a step: the contrast
-    runs in the same model call; default: the checkpoint's). `reencode`: cache every frame as the autoencoder
+    runs in the same model call; default: the checkpoint's); `history_window`: the latest frames the pass it
+    contrasts with sees (default: the checkpoint's). `reencode`: cache every frame as the autoencoder
     encodes its picture, the frame shown for a dreamt one (one encoder pass a step; default: the checkpoint's). `device`: "auto" (CUDA
     when present), "cpu" or "cuda". The same seed and actions give the same frames on the same device.
 
@@ -106,12 +107,14 @@ class DreamEnv(RendersFrames, gym.Env):
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
                  window_scale: int = 6, history_sigma: float | None = None,
                  view: tuple[int, int] | tuple[int, int, int] | None = None, action_guidance: float | None = None,
-                 reencode: bool | None = None, history_guidance: float | None = None):
+                 reencode: bool | None = None, history_guidance: float | None = None,
+                 history_window: int | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         self.sim, path = load_simulator(checkpoint, denoise_steps, context, device, batch_size=1,
                                         history_sigma=history_sigma, action_guidance=action_guidance,
-                                        reencode=reencode, history_guidance=history_guidance)
+                                        reencode=reencode, history_guidance=history_guidance,
+                                        history_window=history_window)
         self.checkpoint, self.render_mode, self.window_scale = path, render_mode, window_scale
         self.frame_shape, self.view_trained, bank = set_view(self.sim, view, path)
         meta = self.sim.metadata
@@ -286,14 +289,16 @@ class DreamVectorEnv(gym.vector.VectorEnv):
                  context: int | None = None, device: str = "auto", render_mode: str | None = None,
                  max_episode_steps: int | None = None, history_sigma: float | None = None,
                  view: tuple[int, int] | tuple[int, int, int] | None = None, action_guidance: float | None = None,
-                 reencode: bool | None = None, history_guidance: float | None = None):
+                 reencode: bool | None = None, history_guidance: float | None = None,
+                 history_window: int | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps}: expected None or an integer >= 1")
         self.sim, self.checkpoint = load_simulator(checkpoint, denoise_steps, context, device, batch_size=num_envs,
                                                    history_sigma=history_sigma, action_guidance=action_guidance,
-                                                   reencode=reencode, history_guidance=history_guidance)
+                                                   reencode=reencode, history_guidance=history_guidance,
+                                                   history_window=history_window)
         self.frame_shape, self.view_trained, bank = set_view(self.sim, view, self.checkpoint)
         meta = self.sim.metadata
         # the real game at this view, where a Craft2D checkpoint's worlds start when its bank is of another size

@@ -177,6 +177,7 @@ def test_one_name_per_setting_across_commands():
     (["events", "action_guidance=101"], "action_guidance=101.0"),
     (["probe", "history_guidance=-1"], "history_guidance=-1.0"),
     (["events", "history_guidance=101"], "history_guidance=101.0"),
+    (["probe", "history_window=0"], "history_window=0"),
     (["probe", "device=tpu"], "device='tpu'"),
     (["bench", "repeats=0"], "repeats=0"),
     (["bench", "steps=-3"], "steps=-3"),

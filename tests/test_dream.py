@@ -178,6 +178,9 @@ def test_bad_actions_and_arguments_are_named(ckpt, tmp_path):
     with pytest.raises(ValueError, match=r"history_guidance=nan: expected a finite scale >= 0"):
         DreamEnv(checkpoint=ckpt, history_guidance=float("nan"))
     assert DreamEnv(checkpoint=ckpt, history_guidance=3).sim.diffusion.history_guidance == 3.0
+    with pytest.raises(ValueError, match=r"history_window=0: expected an integer >= 1"):
+        DreamEnv(checkpoint=ckpt, history_window=0)
+    assert DreamEnv(checkpoint=ckpt, history_window=1).sim.diffusion.history_window == 1
     cartpole = DreamEnv(checkpoint=write_world(tmp_path / "cp.safetensors", env="CartPole-v1"))
     with pytest.raises(ValueError, match=r"scenario.*Craft2D checkpoint.*'CartPole-v1'"):
         cartpole.reset(options={"scenario": Scenario("....>....\nGGGGGGGGG")})

@@ -378,12 +378,13 @@ class WorldSimulator:
 def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, context: int | None,
                    device: str | torch.device, batch_size: int,
                    history_sigma: float | None = None, action_guidance: float | None = None,
-                   reencode: bool | None = None,
-                   history_guidance: float | None = None) -> tuple[WorldSimulator, Path]:
+                   reencode: bool | None = None, history_guidance: float | None = None,
+                   history_window: int | None = None) -> tuple[WorldSimulator, Path]:
     """(WorldSimulator, path) for Dream-v0's arguments (checkpoint None: the shipped one), each checked with a message
     that names it. `history_sigma` overrides the noise level the history is shown at, `action_guidance` and
-    `history_guidance` the scales of guidance on the action and on the older history, `reencode` whether every frame
-    is cached as its picture encodes (the checkpoint's by default)."""
+    `history_guidance` the scales of guidance on the action and on the older history, `history_window` the latest
+    frames the short-history pass sees, `reencode` whether every frame is cached as its picture encodes (the
+    checkpoint's by default)."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.exists():
         raise FileNotFoundError(f"the shipped checkpoint is missing from this install ({path}): reinstall worldsim, "
@@ -399,6 +400,9 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
     for name, scale in guidance.items():
         if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
             raise ValueError(f"{name}={scale!r}: expected a finite scale >= 0 (1: none), or None for the checkpoint's")
+    if history_window is not None and (not isinstance(history_window, (int, np.integer)) or history_window < 1):
+        raise ValueError(f"history_window={history_window!r}: expected an integer >= 1 (cached frames), or None for "
+                         "the checkpoint's")
     if reencode is not None and not isinstance(reencode, (bool, np.bool_)):
         raise ValueError(f"reencode={reencode!r}: expected True, False, or None for the checkpoint's")
     sim = WorldSimulator.from_checkpoint(path, denoise_steps=denoise_steps, device=device, seed=0)
@@ -407,6 +411,8 @@ def load_simulator(checkpoint: str | Path | None, denoise_steps: int | None, con
     for name, scale in guidance.items():
         if scale is not None:
             sim.diffusion = replace(sim.diffusion, **{name: float(scale)})
+    if history_window is not None:
+        sim.diffusion = replace(sim.diffusion, history_window=int(history_window))
     if reencode is not None:
         sim.diffusion = replace(sim.diffusion, reencode=bool(reencode))
     trained = sim.dit.config.context

@@ -48,8 +48,10 @@ class EventsConfig:
     action_guidance: float | None = field(default=None, metadata={
         "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
     history_guidance: float | None = field(default=None, metadata={
-        "help": "guidance on the history older than the checkpoint's diffusion.history_window frames, a scale >= 0 "
-                "(default: the checkpoint's; 1: none)"})
+        "help": "guidance on the history older than the latest history_window frames, a scale >= 0 (default: the "
+                "checkpoint's; 1: none)"})
+    history_window: int | None = field(default=None, metadata={
+        "help": "the latest cached frames the pass history guidance contrasts with sees (default: the checkpoint's)"})
     out: str = field(default="events", metadata={"help": "directory of events.json and events.md"})
 
     def __post_init__(self):
@@ -57,6 +59,8 @@ class EventsConfig:
               "episodes >= 1 and steps >= 2")
         check(self.per_kind >= 1, "per_kind", self.per_kind, "steps >= 1")
         check(self.context >= 1, "context", self.context, "frames >= 1")
+        check(self.history_window is None or self.history_window >= 1, "history_window", self.history_window,
+              "null (the checkpoint's) or cached frames >= 1")
         for key in ("action_guidance", "history_guidance"):
             check(getattr(self, key) is None or 0 <= getattr(self, key) <= 100, key, getattr(self, key),
                   "null (the checkpoint's) or a scale in [0, 100] (1: none)")
@@ -154,13 +158,13 @@ def run(cfg: EventsConfig) -> dict:
 
     predictor, meta = load_model(cfg.checkpoint, DEFAULT_VIEW, denoise_steps=cfg.denoise_steps,
                                  action_guidance=cfg.action_guidance, history_guidance=cfg.history_guidance,
-                                 device="cpu")
+                                 history_window=cfg.history_window, device="cpu")
     if meta["context"] - 1 < cfg.context:
         print(f"context={cfg.context}: the model's window holds {meta['context'] - 1} frames beside the new one; "
               "the older ones leave it at once")
     results = {"checkpoint": meta["checkpoint"], "denoise_steps": meta["denoise_steps"],
                "action_guidance": meta["action_guidance"], "history_guidance": meta["history_guidance"],
-               "config": asdict(cfg),
+               "history_window": meta["history_window"], "config": asdict(cfg),
                "kinds": score(predictor, play(cfg))}
     text = report(results)
     write_results(cfg.out, "events", results, text)

@@ -212,8 +212,8 @@ class TeacherForced:
 
 def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None = None,
                history_sigma: float | None = None, action_guidance: float | None = None,
-               history_guidance: float | None = None, reencode: bool | None = None, device: str = "auto",
-               batch: int = 64,
+               history_guidance: float | None = None, history_window: int | None = None,
+               reencode: bool | None = None, device: str = "auto", batch: int = 64,
                teacher_forced: bool = False) -> tuple[Probed | TeacherForced, dict]:
     """A Craft2D world-model checkpoint (None: the shipped one) as a predictor that makes frames of `view`, and what
     the report says of it: `view_trained` is whether `view` is among the frame shapes it was trained on. A view its
@@ -225,7 +225,7 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
 
     sim, path = load_simulator(checkpoint, denoise_steps, None, device, batch_size=1, history_sigma=history_sigma,
                                action_guidance=action_guidance, reencode=reencode,
-                               history_guidance=history_guidance)
+                               history_guidance=history_guidance, history_window=history_window)
     if not is_craft2d(sim.metadata.get("env")):
         raise ValueError(f"checkpoint {path} was trained on {sim.metadata.get('env')!r}: the probes ask questions "
                          "of Craft2D, and need a Craft2D world model")

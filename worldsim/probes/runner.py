@@ -56,8 +56,10 @@ class ProbeConfig:
     action_guidance: float | None = field(default=None, metadata={
         "help": "classifier-free guidance on the action, a scale >= 0 (default: the checkpoint's; 1: none)"})
     history_guidance: float | None = field(default=None, metadata={
-        "help": "guidance on the history older than the checkpoint's diffusion.history_window frames, a scale >= 0 "
-                "(default: the checkpoint's; 1: none)"})
+        "help": "guidance on the history older than the latest history_window frames, a scale >= 0 (default: the "
+                "checkpoint's; 1: none)"})
+    history_window: int | None = field(default=None, metadata={
+        "help": "the latest cached frames the pass history guidance contrasts with sees (default: the checkpoint's)"})
     reencode: bool | None = field(default=None, metadata={
         "help": "cache every frame as the autoencoder encodes its picture, a dreamt one as the step shows it (default: "
                 "the checkpoint's)"})
@@ -83,6 +85,8 @@ class ProbeConfig:
               "null (the checkpoint's) or an integer >= 1")
         check(self.history_sigma is None or 0 <= self.history_sigma < 1, "history_sigma", self.history_sigma,
               "null (the checkpoint's) or a noise level in [0, 1)")
+        check(self.history_window is None or self.history_window >= 1, "history_window", self.history_window,
+              "null (the checkpoint's) or cached frames >= 1")
         for key in ("action_guidance", "history_guidance"):
             check(getattr(self, key) is None or 0 <= getattr(self, key) <= 100, key, getattr(self, key),
                   "null (the checkpoint's) or a scale in [0, 100] (1: none)")
@@ -93,7 +97,8 @@ class ProbeConfig:
               f"(checkpoint={self.checkpoint})")
         check(self.model or not self.model_kwargs, "model_kwargs", self.model_kwargs, "model=MODULE:NAME with them")
         # a checkpoint's settings: never silently ignored
-        for key in ("denoise_steps", "history_sigma", "action_guidance", "history_guidance", "reencode"):
+        for key in ("denoise_steps", "history_sigma", "action_guidance", "history_guidance", "history_window",
+                    "reencode"):
             check(not self.model or getattr(self, key) is None, key, getattr(self, key),
                   "null with model= (a checkpoint's setting; a model takes its own in model_kwargs)")
         self.families()
@@ -203,7 +208,8 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
         return protocol.load(cfg.model, cfg.model_kwargs, cfg.batch), {}
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
                       action_guidance=cfg.action_guidance, history_guidance=cfg.history_guidance,
-                      reencode=cfg.reencode, device=cfg.device, batch=cfg.batch, teacher_forced=cfg.teacher_forced)
+                      history_window=cfg.history_window, reencode=cfg.reencode, device=cfg.device, batch=cfg.batch,
+                      teacher_forced=cfg.teacher_forced)
 
 
 def _case(probe: Probe, index: int) -> _Case:
