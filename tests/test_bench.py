@@ -109,3 +109,16 @@ def test_a_steps_flop_count_includes_the_memory_beyond_the_window(tmp_path):
     plain = count_step_flops(str(write_world(tmp_path / "plain.safetensors")), 0)
     memory = count_step_flops(str(write_world(tmp_path / "memory.safetensors", memory=3)), 0)
     assert plain < memory < 2 * plain
+
+
+def test_guidance_times_the_first_model_guided_beside_the_same_file_plain(tmp_path, capsys):
+    from worldsim.checkpoint import default_checkpoint
+
+    shipped = default_checkpoint()
+    assert main(["bench", "only=[step]", "repeats=1", "step_calls=2", "denoise_steps=[1]", "history_guidance=3",
+                 f"compare={shipped}", f"out={tmp_path}"]) == 0
+    rows = {r["name"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
+    assert {f"Dream-v0 step, {shipped.name}, history_guidance=3, 1 solver step(s)",
+            f"Dream-v0 step, {shipped.name} (compare=), 1 solver step(s)"} <= rows
+    assert main(["bench", "only=[step]", "action_guidance=-1", f"out={tmp_path}"]) == 2
+    assert "action_guidance=-1.0: expected null (the checkpoint's) or a scale in [0, 100]" in capsys.readouterr().err

@@ -61,6 +61,11 @@ class BenchArgs:
     compare: str | None = field(default=None, metadata={"help": "a second world model for the step benchmark, its "
                                                                 "runs alternating with the first's (e.g. the previous "
                                                                 "shipped model)"})
+    action_guidance: float | None = field(default=None, metadata={
+        "help": "step benchmark: guidance on the action the first model plays with (default: its checkpoint's; "
+                "compare= keeps its own), to time guidance's extra conditioning against the plain step"})
+    history_guidance: float | None = field(default=None, metadata={
+        "help": "step benchmark: guidance on the older history the first model plays with, as action_guidance"})
     train_batch: int = field(default=8, metadata={"help": "clips per optimizer step in the train benchmark "
                                                           "(clip_len frames each), as `worldsim train world`"})
     train_steps: int = field(default=10, metadata={"help": "optimizer steps per train run"})
@@ -84,6 +89,9 @@ class BenchArgs:
         for name in ("denoise_steps", "num_envs"):
             values = getattr(self, name)
             check(len(values) > 0 and min(values) >= 1, name, values, "a non-empty list of integers >= 1")
+        for name in ("action_guidance", "history_guidance"):
+            scale = getattr(self, name)
+            check(scale is None or 0 <= scale <= 100, name, scale, "null (the checkpoint's) or a scale in [0, 100]")
         early, late = (list(self.episode_steps) + [0, 0])[:2]
         check(len(self.episode_steps) == 2 and 11 <= early < late, "episode_steps", self.episode_steps,
               "[early, late] with 11 <= early < late (each is timed over the 21 steps around it)")

@@ -32,6 +32,8 @@ class DreamBenchArgs(Protocol):
     episode_steps: list[int]
     num_envs: list[int]
     vector_steps: int
+    action_guidance: float | None
+    history_guidance: float | None
 
 
 def dream_checkpoint(args: DreamBenchArgs, tmp: str) -> str:
@@ -85,14 +87,18 @@ def _timed_steps(step, calls: int) -> list[float]:
 def bench_step(args: DreamBenchArgs) -> list[dict]:
     """Dream-v0 single-env step latency (median and p95 over every timed step of every run) and the FPS it allows,
     at each solver step count, from a full window of history: the steady-state cost. With `compare=`, a second
-    model's runs alternate with the first's, so both meet the same machine load (machines differ 3-4x)."""
+    model's runs alternate with the first's, so both meet the same machine load (machines differ 3-4x); with
+    `action_guidance=` or `history_guidance=` the first plays with that guidance (compare= the same file: what it
+    costs)."""
     from worldsim.envs.dream import DreamEnv
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="worldsim-bench-") as tmp:
         paths = [dream_checkpoint(args, tmp)] + ([args.compare] if args.compare else [])
-        envs = {_label(args, p) if i == 0 else f"{Path(p).name} (compare=)": DreamEnv(checkpoint=p, device="cpu")
-                for i, p in enumerate(paths)}
+        play = {k: getattr(args, k) for k in ("action_guidance", "history_guidance") if getattr(args, k) is not None}
+        first = _label(args, paths[0]) + "".join(f", {k}={v:g}" for k, v in play.items())
+        envs = {first: DreamEnv(checkpoint=paths[0], device="cpu", **play)}
+        envs |= {f"{Path(p).name} (compare=)": DreamEnv(checkpoint=p, device="cpu") for p in paths[1:]}
         for steps in args.denoise_steps:
             for env in envs.values():
                 env.sim.denoise_steps = steps
