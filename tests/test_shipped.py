@@ -37,6 +37,9 @@ def test_dream_v0_plays_the_shipped_model_when_no_checkpoint_is_named():
         env.close()
     meta = env.unwrapped.sim.metadata
     assert is_craft2d(meta["env"]) and meta["action_meanings"][1] == "left"
-    assert env.unwrapped.sim.diffusion.reencode  # its play default: every frame cached as its picture encodes
+    diffusion = env.unwrapped.sim.diffusion
+    assert diffusion.reencode  # its play default: every frame cached as its picture encodes
+    # and guided on the history older than the latest frame and on the action, as its recipe's last stage sets
+    assert (diffusion.history_guidance, diffusion.history_window, diffusion.action_guidance) == (3.0, 1, 1.5)
     _, distance = decode_cells(frames)
     assert (distance <= VALID_DISTANCE).mean() > 0.8  # Craft2D's sprites, not mush (94% over these 8 steps)

@@ -73,13 +73,16 @@ class DiffusionConfig:
     #                              learns the frame no matter the action, which action guidance contrasts with
     action_guidance: float = 1.0  # play: classifier-free guidance on the action, out = none + g * (action - none)
     #                               (1: the conditioned model alone; more makes the action's own effect stronger;
-    #                               one more pass per solver step; "none" is the row of an episode's first frame,
-    #                               which action_dropout trains on more frames)
+    #                               one more conditioning in each solver pass's call, ~1.2x a step at batch 1;
+    #                               "none" is the row of an episode's first frame, which action_dropout trains on
+    #                               more frames)
     history_guidance: float = 1.0  # play: guidance on the older history, out = short + g * (full - short), where
     #                                "short" is the pass that sees only the latest history_window cached frames (as
     #                                a clip's early chunks do in training): g > 1 makes what the older frames say
-    #                                count for more (History-Guided Video Diffusion's temporal guidance); one more
-    #                                pass per solver step; 1: none
+    #                                count for more (History-Guided Video Diffusion's temporal guidance, on the
+    #                                cached K/V: those of the latest frames still carry some of the older ones
+    #                                through the layers); one more conditioning in each solver pass's call; 1: none.
+    #                                Measured (README, ladder): the view follows a walk longer, the world lives less
     history_window: int = 4  # the cached frames the short-history pass of history_guidance sees
     caption_dropout: float = 0.5  # chance a chunk's caption is dropped in training: the unconditioned model, which
     #                               plays every step after a prompt's first frame and which classifier-free guidance
