@@ -206,6 +206,14 @@ def test_action_guidance_contrasts_the_action_with_none():
     sim.step(np.array([5, -1]))
     assert calls[3:] == [2, 2, 1]  # each solver pass runs its contrast in the same call
 
+    sim = WorldSimulator(ae, dit, DiffusionConfig(denoise_steps=2, history_guidance=3.0, history_window=2), seed=3)
+    sim.reset(frames[:, :1], history[:, :1])
+    calls.clear()
+    sim.step(np.array([-1, -1]))
+    sim.step(np.array([-1, -1]))
+    sim.step(np.array([-1, -1]))
+    assert calls == [1, 1, 1] * 2 + [2, 2, 1]  # 1, then 2 frames held: nothing older than the window to contrast
+
 
 def test_history_guidance_contrasts_the_whole_history_with_the_latest_frames():
     """out = short + g (full - short), short the pass that sees the latest history_window cached frames: the same as

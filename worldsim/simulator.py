@@ -263,8 +263,8 @@ class WorldSimulator:
         """(rewards (B,), terminated (B,) bool) of this step from the reward model, read before the new frame is
         cached: the frames the step starts from, `actions` (B,) and, for a model that reads it (`after`), the frame
         made as it will be cached, z (B, 1, C, h, w) (_shown's: under diffusion.reencode the picture's latents, as
-        `recent` holds the frames before); None without a reward model. A world with no frame yet (begin) pays nothing and goes
-        on."""
+        `recent` holds the frames before); None without a reward model. A world with no frame yet (begin) pays
+        nothing and goes on."""
         if self.reward is None:
             return None
         if self.recent is None:
@@ -295,14 +295,17 @@ class WorldSimulator:
         The first pass is returned when it ran on pure noise (`start` 1), else None: what _action_heads reads."""
         text_scale = guidance - 1 if text is not None else 0.0
         action_scale = self.diffusion.action_guidance - 1 if bool((actions >= 0).any()) else 0.0
-        history_scale = self.diffusion.history_guidance - 1
+        window = self.diffusion.history_window
+        # nothing older than the window in any row (a first frame, a prompt's start): the contrast would be zero
+        older = bool((cache.lengths > window).any() or (cache.memory_lengths > 0).any())
+        history_scale = self.diffusion.history_guidance - 1 if older else 0.0
         none = torch.full_like(actions, -1)
         prediction = self.diffusion.prediction
 
         contrasts = [(scale, c) for scale, c in (
             (text_scale, Condition(actions)),  # no caption
             (action_scale, Condition(none, text)),  # no action
-            (history_scale, Condition(actions, text, self.diffusion.history_window)),  # the latest frames only
+            (history_scale, Condition(actions, text, window)),  # the latest frames only
         ) if scale]
         conditions = [Condition(actions, text), *(c for _, c in contrasts)]  # one call runs them all
 
