@@ -89,15 +89,16 @@ class DreamEnv(RendersFrames, gym.Env):
     checkpoint's). `action_guidance`: classifier-free guidance on the action, a scale >= 0 (1: none; more makes each
     action's own effect stronger, at one more model pass per solver step; measured in the README's fidelity
     ladder; default: the checkpoint's). `history_guidance`: guidance on the older history, a scale >= 0 (1: none;
-    more makes what the frames before the latest few show count for more, at no extra call a step: the contrast
-    runs in the same model call; default: the checkpoint's); `history_window`: the latest frames the pass it
-    contrasts with sees (default: the checkpoint's). `reencode`: cache every frame as the autoencoder
-    encodes its picture, the frame shown for a dreamt one (one encoder pass a step; default: the checkpoint's). `device`: "auto" (CUDA
+    more makes what the frames before the latest few show count for more; its contrast runs in the solver's own
+    model call, ~1.2x a step; default: the checkpoint's); `history_window`: the latest frames the pass it contrasts
+    with sees (default: the checkpoint's). `reencode`: cache every frame as the autoencoder encodes its picture, the
+    frame shown for a dreamt one (one encoder pass a step; default: the checkpoint's). `device`: "auto" (CUDA
     when present), "cpu" or "cuda". The same seed and actions give the same frames on the same device.
 
     ## Version History
     * v0: initial release; `view=` added with models trained on several frame sizes (same version: the default is
-      unchanged).
+      unchanged); `history_guidance=` and `history_window=` added (the shipped checkpoint plays guided since
+      2026-12-03: play settings come from the checkpoint).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}

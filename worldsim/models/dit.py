@@ -384,7 +384,8 @@ class DiT(nn.Module):
         x_chunk (B, pt, C, h, w); sigma (B,) or a float; actions (B,) int64 (-1: none) or an int; t_index the absolute
         chunk index, shared by all rows (only differences matter: it need not restart when a row is reset).
         write=True keeps this chunk's K/V as history: once per step, on the clean chunk (sigma 0), after the solver's
-        write=False calls. `text` (B, L): the chunk's caption as word ids, or None. Returns what `forward` would for a one-chunk clip: out like x_chunk, reward (B, 1).
+        write=False calls. `text` (B, L): the chunk's caption as word ids, or None. Returns what `forward` would for
+        a one-chunk clip: out like x_chunk, reward (B, 1).
         """
         out = self.forward_conditions(x_chunk, sigma, [Condition(actions, text)], t_index, cache)[0]
         if write:
