@@ -34,7 +34,7 @@ import numpy as np
 
 from worldsim.bench_agents import bench_agents
 from worldsim.bench_dream import bench_cache, bench_episode, bench_flops, bench_step, bench_vector
-from worldsim.config import check, to_dict
+from worldsim.config import check, check_guidance, to_dict
 from worldsim.io import atomic_write_json
 
 BENCHMARKS = ("engine", "loader", "step", "cache", "flops", "episode", "vector", "train", "agents")
@@ -89,9 +89,7 @@ class BenchArgs:
         for name in ("denoise_steps", "num_envs"):
             values = getattr(self, name)
             check(len(values) > 0 and min(values) >= 1, name, values, "a non-empty list of integers >= 1")
-        for name in ("action_guidance", "history_guidance"):
-            scale = getattr(self, name)
-            check(scale is None or 0 <= scale <= 100, name, scale, "null (the checkpoint's) or a scale in [0, 100]")
+        check_guidance(self)
         early, late = (list(self.episode_steps) + [0, 0])[:2]
         check(len(self.episode_steps) == 2 and 11 <= early < late, "episode_steps", self.episode_steps,
               "[early, late] with 11 <= early < late (each is timed over the 21 steps around it)")

@@ -200,6 +200,17 @@ def check(ok: bool, name: str, value: Any, expected: str) -> None:
         raise ValueError(f"{name}={value!r}: expected {expected}")
 
 
+def check_guidance(config: Any) -> None:
+    """Refuse a command's play overrides of guidance (probe, events, bench), whichever of them it has: scales null (the
+    checkpoint's) or in [0, 100], the history window null or >= 1 cached frames."""
+    for name in ("action_guidance", "history_guidance"):
+        scale = getattr(config, name, None)
+        check(scale is None or 0 <= scale <= 100, name, scale,
+              "null (the checkpoint's) or a scale in [0, 100] (1: none)")
+    window = getattr(config, "history_window", None)
+    check(window is None or window >= 1, "history_window", window, "null (the checkpoint's) or cached frames >= 1")
+
+
 def check_out(name: str, path: str, suffixes: tuple[str, ...]) -> None:
     """Refuse an output file at construction, not after the work that makes it: a suffix that cannot be written, or
     a folder this user cannot write to (missing folders are created later, so the nearest existing one decides)."""

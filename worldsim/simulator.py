@@ -295,10 +295,10 @@ class WorldSimulator:
         The first pass is returned when it ran on pure noise (`start` 1), else None: what _action_heads reads."""
         text_scale = guidance - 1 if text is not None else 0.0
         action_scale = self.diffusion.action_guidance - 1 if bool((actions >= 0).any()) else 0.0
-        window = self.diffusion.history_window
+        window, history_scale = self.diffusion.history_window, self.diffusion.history_guidance - 1
         # nothing older than the window in any row (a first frame, a prompt's start): the contrast would be zero
-        older = bool((cache.lengths > window).any() or (cache.memory_lengths > 0).any())
-        history_scale = self.diffusion.history_guidance - 1 if older else 0.0
+        if history_scale and not bool((cache.lengths > window).any() or (cache.memory_lengths > 0).any()):
+            history_scale = 0.0
         none = torch.full_like(actions, -1)
         prediction = self.diffusion.prediction
 

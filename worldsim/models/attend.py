@@ -116,11 +116,11 @@ class KVCache:
             self.memory_lengths = self.memory_lengths.to(device)
             newest = (self.memory_head - 1 - torch.arange(cfg.memory, device=device)) % cfg.memory  # (M,) 0 = newest
             kept = newest[None, :] < self.memory_lengths[:, None]
-        copies = []
+        copies, extra = [], torch.arange(self.extra, device=device)[None, :].expand(b, -1)  # (B, X)
         for g, r in enumerate(recent):
             lengths = self.lengths if r is None else self.lengths.clamp(max=r)
             ring = (age[None, :] <= lengths[:, None]) & ((age > 0) | (g == 0))  # (B, R): copy 0 is in flight at head
-            own = torch.arange(self.extra, device=device)[None, :].expand(b, -1) == g - 1  # (B, X): the others here
+            own = extra == g - 1  # (B, X): copies after the first are in flight in the extra slots, each its own
             copies.append(torch.cat([ring, kept & (r is None), own], 1))  # (B, R + M + X)
         seen = torch.stack(copies, 1).repeat_interleave(n, dim=2)  # (B, G, (R + M + X) * N)
         return seen[:, :, None].expand(-1, -1, n, -1).reshape(b, 1, len(recent) * n, -1)  # each copy's N queries

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from worldsim.config import check
+from worldsim.config import check, check_guidance
 from worldsim.io import write_results
 
 WORK_PLANS = {"forage": 4.0, "tinker": 4.0}  # the explorer's plans that change the world in place, on beside its own
@@ -59,11 +59,7 @@ class EventsConfig:
               "episodes >= 1 and steps >= 2")
         check(self.per_kind >= 1, "per_kind", self.per_kind, "steps >= 1")
         check(self.context >= 1, "context", self.context, "frames >= 1")
-        check(self.history_window is None or self.history_window >= 1, "history_window", self.history_window,
-              "null (the checkpoint's) or cached frames >= 1")
-        for key in ("action_guidance", "history_guidance"):
-            check(getattr(self, key) is None or 0 <= getattr(self, key) <= 100, key, getattr(self, key),
-                  "null (the checkpoint's) or a scale in [0, 100] (1: none)")
+        check_guidance(self)
         check(self.agent in AGENTS, "agent", self.agent, f"one of {AGENTS} (an agent that plays by itself)")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from worldsim.config import check
+from worldsim.config import check, check_guidance
 from worldsim.envs.craft2d.tiles import N_ACTIONS
 from worldsim.probes import protocol
 from worldsim.probes import reward as rewarding
@@ -85,11 +85,7 @@ class ProbeConfig:
               "null (the checkpoint's) or an integer >= 1")
         check(self.history_sigma is None or 0 <= self.history_sigma < 1, "history_sigma", self.history_sigma,
               "null (the checkpoint's) or a noise level in [0, 1)")
-        check(self.history_window is None or self.history_window >= 1, "history_window", self.history_window,
-              "null (the checkpoint's) or cached frames >= 1")
-        for key in ("action_guidance", "history_guidance"):
-            check(getattr(self, key) is None or 0 <= getattr(self, key) <= 100, key, getattr(self, key),
-                  "null (the checkpoint's) or a scale in [0, 100] (1: none)")
+        check_guidance(self)
         check(self.reencode is None or isinstance(self.reencode, bool), "reencode", self.reencode,
               "null (the checkpoint's), true or false")
         resolve_device(self.device)  # an unknown or absent device is refused here, before anything runs
