@@ -168,6 +168,31 @@ def test_self_history_shows_the_next_chunk_the_models_own_sample_of_its_history(
     assert len(calls) == 1 and torch.equal(calls[0][2], x0)
 
 
+def test_history_dropout_shortens_a_share_of_the_histories_to_the_window():
+    seen = {}
+
+    def model(x, sigma, actions, history, history_sigma, **kw):
+        seen.update(kw)
+        b, n = sigma.shape
+        return SimpleNamespace(out=torch.zeros_like(x), reward=torch.zeros(b, n), terminated_logit=torch.zeros(b, n))
+
+    x0, z = torch.zeros(64, 50, 1, 2, 2), torch.zeros(64, 50)
+    actions = torch.zeros(64, 50, dtype=torch.long)
+    training_loss(model, x0, actions, z, z, DiffusionConfig(history="clean"), torch.Generator().manual_seed(1))
+    assert "recent" not in seen  # off: the whole history, the model's own default
+    cfg = DiffusionConfig(history="clean", history_dropout=0.3, history_dropout_window=3)
+    training_loss(model, x0, actions, z, z, cfg, torch.Generator().manual_seed(1), rows=slice(0, 32))
+    recent = seen["recent"]
+    assert recent.shape == (32, 50) and not recent.is_floating_point()
+    assert 0.25 <= (recent > 0).float().mean().item() <= 0.35
+    assert set(recent[recent > 0].tolist()) == {1, 2, 3}
+    with pytest.raises(ValueError, match=r"history_dropout=0.3: expected a probability in \[0, 1\), above 0 only "
+                                         "with history='clean'"):
+        DiffusionConfig(history_dropout=0.3)
+    with pytest.raises(ValueError, match=r"history_dropout_window=0: expected an integer >= 1"):
+        DiffusionConfig(history="clean", history_dropout=0.3, history_dropout_window=0)
+
+
 def test_action_dropout_hides_a_share_of_the_actions_and_nothing_else():
     seen = {}
 

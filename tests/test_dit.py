@@ -393,6 +393,37 @@ def test_training_on_a_clean_history_is_what_play_computes(prev_frame, memory, t
     assert full.reward.shape == (2, chunks, 3)
 
 
+@pytest.mark.parametrize("memory", [0, 2])
+def test_a_short_history_in_training_is_the_short_pass_of_play(memory):
+    """forward(..., recent=r): noisy chunk i against only the latest r[b, i] history chunks (0: all) equals play's
+    pass under Condition(recent=r) (None for 0), row by row: history guidance's short pass, learnt in training."""
+    cfg = tiny(context=4, prev_frame=True, memory=memory, memory_stride=2)
+    model = randomized(cfg)
+    chunks = 7 + 4 * memory
+    x, sigma, actions = inputs(cfg, chunks=chunks)
+    history, h_sigma, _ = inputs(cfg, chunks=chunks, seed=2)
+    recent = torch.randint(0, 4, (2, chunks), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model(x, sigma, actions, history=history, history_sigma=h_sigma, recent=recent)
+        whole = model(x, sigma, actions, history=history, history_sigma=h_sigma)
+    cache = model.new_cache(2)
+    for i in range(chunks):
+        got = model.forward_conditions(x[:, i:i + 1], sigma[:, i], [Condition(actions[:, i], recent=r or None)
+                                                                      for r in range(4)], i, cache)
+        for row in range(2):
+            want = got[int(recent[row, i])].out[row]
+            torch.testing.assert_close(full.out[row, i:i + 1], want, atol=1e-4, rtol=0)
+        model.forward_chunk(history[:, i:i + 1], h_sigma[:, i], actions[:, i], i, cache, write=True)
+    held = torch.arange(chunks).clamp(max=cfg.context - 1)  # (T,) history chunks in chunk i's window
+    short = (recent > 0) & (recent < held)  # it leaves out one the whole history sees
+    assert short.sum() >= 4 and ((full.out - whole.out).abs().flatten(2).amax(-1)[short] > 1e-3).all()
+    torch.testing.assert_close(full.out[recent == 0], whole.out[recent == 0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"recent of shape \(2, 3\): expected history chunks >= 0"):
+        model(x, sigma, actions, history=history, history_sigma=h_sigma, recent=recent[:, :3])
+    with pytest.raises(ValueError, match="recent without history"):
+        model(x, sigma, actions, recent=recent)
+
+
 def test_the_history_changes_what_a_chunk_is_denoised_against():
     cfg = tiny(context=3)
     model = randomized(cfg)

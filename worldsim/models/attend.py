@@ -32,19 +32,28 @@ def block_causal_mask(chunk_ids: torch.Tensor, context: int, memory: int = 0, st
     return reach(chunk_ids[:, None], chunk_ids[None, :], context, memory, stride)
 
 
-def history_mask(chunk_ids: torch.Tensor, context: int, memory: int = 0, stride: int = 1) -> torch.Tensor:
+def history_mask(chunk_ids: torch.Tensor, context: int, memory: int = 0, stride: int = 1,
+                 recent: torch.Tensor | None = None) -> torch.Tensor:
     """(2L, 2L) bool for a clip run as two streams, its history then its noisy chunks, from each stream's absolute
     chunk indices.
 
     The history stream is block-causal, as the passes that wrote the cache were; noisy chunk i sees the history
     chunks before it that chunk i may see (its window and memory, reach) and itself, as a solver pass sees the cache
-    at play time (so training and play agree exactly).
+    at play time (so training and play agree exactly). `recent` (B, L) int, per noisy token: r >= 1 lets it see
+    only the latest r history chunks before it and no memory, as a pass under Condition(recent=r) sees the cache
+    (history guidance's short pass); 0 the whole history. With it the mask is (B, 1, 2L, 2L).
     """
     q, k = chunk_ids[:, None], chunk_ids[None, :]
     seen = reach(q, k, context, memory, stride)
     top = torch.cat([seen, torch.zeros_like(seen)], 1)  # history queries never see noisy chunks
     bottom = torch.cat([seen & (k < q), k == q], 1)
-    return torch.cat([top, bottom], 0)
+    if recent is None:
+        return torch.cat([top, bottom], 0)
+    b, n = recent.shape[0], len(chunk_ids)
+    r = recent[:, :, None]  # (B, L, 1)
+    short = (r == 0) | ((k >= q - r) & (k > q - context))  # (B, L, L): the window's latest r chunks alone
+    bottom = bottom[None].expand(b, -1, -1) & torch.cat([short, torch.ones_like(short)], 2)  # (B, L, 2L)
+    return torch.cat([top[None].expand(b, -1, -1), bottom], 1)[:, None]  # (B, 1, 2L, 2L)
 
 
 class KVCache:

@@ -52,6 +52,11 @@ class DiffusionConfig:
     #                         "clean", a clean copy of the clip beside it, as the cache holds at play time (2x tokens)
     history_noise: float = 0.0  # history="clean": each history chunk noised to a level drawn in [0, this] (against
     #                             drift: the model learns not to trust its own frames blindly)
+    history_dropout: float = 0.0  # history="clean": chance a chunk is denoised against only the latest k history
+    #                               chunks before it and no memory, k drawn in [1, history_dropout_window]: the short
+    #                               pass history guidance contrasts with (history_window), learnt as the whole
+    #                               history is (History-Guided Video Diffusion trains on random history masks)
+    history_dropout_window: int = 4  # the most history chunks a dropped history keeps
     self_history: float = 0.0  # history="clean": chance a history chunk is replaced by the model's own one-pass
     #                            prediction of it (error recycling against drift: the next chunk is then learnt
     #                            against the kind of mistakes play feeds back; one more no-grad pass a step)
@@ -99,6 +104,10 @@ class DiffusionConfig:
         alone = self.history == "clean" and self.self_history == 0
         check(self.self_rollout >= 0 and (self.self_rollout == 0 or alone), "self_rollout", self.self_rollout,
               "a number of chunks >= 0, above 0 only with history='clean' and without self_history")
+        check(0.0 <= self.history_dropout < 1.0 and (self.history_dropout == 0 or self.history == "clean"),
+              "history_dropout", self.history_dropout, "a probability in [0, 1), above 0 only with history='clean'")
+        check(self.history_dropout_window >= 1, "history_dropout_window", self.history_dropout_window,
+              "an integer >= 1 (history chunks)")
         check(0.0 < self.self_rollout_share <= 1.0, "self_rollout_share", self.self_rollout_share, "a share in (0, 1]")
         check(self.change_weight >= 0, "change_weight", self.change_weight, "a weight >= 0 (0: every patch alike)")
         check(0.0 <= self.action_balance <= 1.0, "action_balance", self.action_balance,
@@ -174,6 +183,11 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
             rolled = torch.rand((b,), generator=generator, device=x0.device) < cfg.self_rollout_share
         if cfg.self_history > 0 or rolling:  # the noise the model's own chunks are sampled from
             start = torch.randn(x0.shape, generator=generator, device=x0.device)
+        if cfg.history_dropout > 0:  # (B, n_chunks) history chunks each noisy chunk sees, 0: all
+            kept = torch.randint(1, cfg.history_dropout_window + 1, (b, n_chunks), generator=generator,
+                                 device=x0.device)
+            short = torch.rand((b, n_chunks), generator=generator, device=x0.device) < cfg.history_dropout
+            recent = torch.where(short, kept, 0)
     # normalised over the whole batch, as one process does
     weights = change_weights(x0, model.config.patch, cfg.change_weight) if cfg.change_weight > 0 else None
     if action_weights is not None:  # before action dropout: a frame weighs as the action that made it
@@ -207,6 +221,8 @@ def training_loss(model, x0: torch.Tensor, actions: torch.Tensor, rewards: torch
             shown = own_rollout(model, x0, start[rows], rolled[rows], first, min(first + cfg.self_rollout, n_chunks),
                                 played, cfg, at.get("t_start", 0))
         history = {"history": add_noise(shown, level, noise), "history_sigma": level}
+        if cfg.history_dropout > 0:
+            history["recent"] = recent[rows]
     out = model(add_noise(x0, sigma, eps), sigma, actions, **history, **at, **({} if text is None else {"text": text}))
     target = eps - x0 if cfg.prediction == "velocity" else x0
     err = (out.out.float() - target.float()) ** 2  # (B, T, C, h, w)

@@ -342,7 +342,7 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor, t_start: int = 0,
                 history: torch.Tensor | None = None, history_sigma: torch.Tensor | None = None,
-                text: torch.Tensor | None = None) -> DiTOutput:
+                text: torch.Tensor | None = None, recent: torch.Tensor | None = None) -> DiTOutput:
         """A whole clip in one pass (training).
 
         x (B, T, C, h, w) noisy latents; sigma (B, n_chunks) float noise levels in [0, 1]; actions (B, n_chunks) int64,
@@ -355,6 +355,9 @@ class DiT(nn.Module):
         the cache at play time; the reward and termination heads read the stream the simulator reads them on
         (config.heads_read): the history stream, as the pass that caches a chunk, or the noisy one, as a solver pass.
         `text` (B, n_chunks, L): each chunk's caption as word ids (DiT.tokenize; all zeros: none), or None.
+        `recent` (B, n_chunks) int, with `history`: r >= 1 denoises chunk i against only the latest r history chunks
+        before it and no memory, as a pass under Condition(recent=r) against the cache (history guidance's short
+        pass); 0 against its whole history.
         """
         cfg, pt = self.config, self.config.patch[0]
         tokens, cond = self._inputs(x, sigma, actions, text)  # (B, T', N, P), (B, T', D), T' = n_chunks
@@ -363,15 +366,22 @@ class DiT(nn.Module):
         ids = chunk.repeat_interleave(n) + t_start  # (T'*N,) the absolute chunk of each token
         span = (cfg.context, cfg.memory, cfg.memory_stride)
         if history is None:
+            if recent is not None:
+                raise ValueError("recent without history: a short history is of the clean stream (history=...)")
             prev = previous_chunks(x, pt) if cfg.prev_frame else None
             return self._run(x, tokens, cond, chunk + t_start, block_causal_mask(ids, *span), prev=prev)
         if history.shape != x.shape or history_sigma is None:
             raise ValueError(f"history of shape {tuple(history.shape)} with history_sigma {history_sigma is not None}: "
                              f"expected latents shaped like x {tuple(x.shape)} and their noise levels (B, n_chunks)")
+        if recent is not None and (tuple(recent.shape) != (x.shape[0], t) or recent.is_floating_point()
+                                   or (recent < 0).any()):
+            raise ValueError(f"recent of shape {tuple(recent.shape)}: expected history chunks >= 0 (0: all) as "
+                             f"integers (B, n_chunks) = {(x.shape[0], t)}")
         h_tokens, h_cond = self._inputs(history, history_sigma, actions, text)
         prev = previous_chunks(history, pt) if cfg.prev_frame else None
+        mask = history_mask(ids, *span, recent=None if recent is None else recent.repeat_interleave(n, dim=1))
         both = self._run(torch.cat([history, x], 1), torch.cat([h_tokens, tokens], 1), torch.cat([h_cond, cond], 1),
-                         torch.cat([chunk, chunk]) + t_start, history_mask(ids, *span),
+                         torch.cat([chunk, chunk]) + t_start, mask,
                          prev=None if prev is None else torch.cat([prev, prev], 1))
         heads = slice(0, t) if cfg.heads_read == "frame" else slice(t, 2 * t)  # (history, noisy) chunks
         return DiTOutput(both.out[:, t * pt:], both.reward[:, heads], both.terminated_logit[:, heads])
