@@ -194,17 +194,19 @@ def test_decoder_fine_tune_keeps_the_encoder_and_the_cache(data, tmp_path):
 
 def test_the_fidelity_levers_train_and_play_and_a_time_budget_stops_a_run_that_continues(data, tmp_path, capsys):
     """history=clean, the previous frame as input (with a halo, from init=), change-weighted and action-balanced loss,
-    action dropout, history dropout, a strided memory beyond the window, the model's own samples as history (self_history), reward
-    classes and extra first frames (start_frames, kept off pure noise), chunks at pure noise (noise_prob), clips that
-    pay or end drawn more often (event_share), end to end; and loop.max_minutes: evaluated and saved when the time is
-    up, and the same command goes on from there (and from a copy of the run directory, with another time budget)."""
+    action and history dropout, a strided memory beyond the window, the model's own samples as history
+    (self_history), reward classes and extra first frames (start_frames, kept off pure noise), chunks at pure noise
+    (noise_prob), clips that pay or end drawn more often (event_share), end to end; and loop.max_minutes: evaluated
+    and saved when the time is up, and the same command goes on from there (and from a copy of the run directory,
+    with another time budget)."""
     ae = _one_step_autoencoder(data, tmp_path / "ae")
     run = tmp_path / "world"
     args = ["train", "world", f"data={data}", f"ae={ae}", "dit.width=24", "dit.depth=1",
             "dit.heads=2", "dit.context=4", "dit.prev_frame=true", "diffusion.history=clean",
             "diffusion.history_noise=0.1", "diffusion.change_weight=2", "diffusion.self_history=0.5", "clip_len=6",
             "diffusion.action_balance=1.0", "diffusion.action_dropout=0.2",
-            "diffusion.history_dropout=0.3", "diffusion.history_dropout_window=2", "dit.memory=1", "dit.memory_stride=2",
+            "diffusion.history_dropout=0.3", "diffusion.history_dropout_window=2", "dit.memory=1",
+            "dit.memory_stride=2",
             "batch_size=2", "eval_clips=1", "eval_context=2", "horizons=[1]", "holdout=0.3", "optim.steps=50",
             "optim.warmup=1", "start_frames=3", "start_noise_prob=0.0", "diffusion.noise_prob=0.2", "event_share=0.5",
             f"loop.out={run}", "loop.eval_every=0", "loop.max_minutes=1e-6", "loop.log_every=1"]

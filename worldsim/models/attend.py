@@ -49,7 +49,7 @@ def history_mask(chunk_ids: torch.Tensor, context: int, memory: int = 0, stride:
     bottom = torch.cat([seen & (k < q), k == q], 1)
     if recent is None:
         return torch.cat([top, bottom], 0)
-    b, n = recent.shape[0], len(chunk_ids)
+    b = recent.shape[0]
     r = recent[:, :, None]  # (B, L, 1)
     short = (r == 0) | ((k >= q - r) & (k > q - context))  # (B, L, L): the window's latest r chunks alone
     bottom = bottom[None].expand(b, -1, -1) & torch.cat([short, torch.ones_like(short)], 2)  # (B, L, 2L)
