@@ -55,7 +55,9 @@ class DiffusionConfig:
     history_dropout: float = 0.0  # history="clean": chance a chunk is denoised against only the latest k history
     #                               chunks before it and no memory, k drawn in [1, history_dropout_window]: the short
     #                               pass history guidance contrasts with (history_window), learnt as the whole
-    #                               history is (History-Guided Video Diffusion trains on random history masks)
+    #                               history is (History-Guided Video Diffusion trains on random history masks).
+    #                               Measured (README, ladder, "History dropout"): at 0.25 for 50 CPU minutes, below
+    #                               its baseline in causality, stability and reward in two draws
     history_dropout_window: int = 4  # the most history chunks a dropped history keeps
     self_history: float = 0.0  # history="clean": chance a history chunk is replaced by the model's own one-pass
     #                            prediction of it (error recycling against drift: the next chunk is then learnt
