@@ -150,13 +150,7 @@ class WorldSimulator:
         if actions.shape[0] != self._batch:
             raise ValueError(f"{actions.shape[0]} actions for {self._batch} worlds: expected one action per world")
         a = torch.from_numpy(actions).to(self.device)
-        c, h, w = self._latent_shape
-        noise = self._noise((1, c, h, w))  # (B, 1, C, h, w)
-        # each solver pass attends to the cached history and does not write to it
-        z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
-        drafted = self._action_heads(first, a, None)
-        frames, seen = self._shown(z)
-        judged = self._judge(a, seen)
+        z, drafted, frames, seen, judged = self._dream(a)
         rows = None
         if restart is not None and np.any(restart):
             rows = np.flatnonzero(restart)
@@ -176,6 +170,36 @@ class WorldSimulator:
         if rows is not None:
             result.frames[rows], result.rewards[rows], result.terminated[rows] = start_frames[rows], 0.0, False
         return result
+
+    @torch.no_grad()
+    def teacher_step(self, actions: np.ndarray, frames: np.ndarray) -> StepResult:
+        """A step dreamt under `actions` (B,) as step() dreams it, after which the history takes the true next
+        `frames` (B, H, W, 3) uint8 (as reset() takes a frame) in place of the dreamt ones: teacher forcing, so every
+        step is made one step ahead of a true history and what it gets wrong is the model's own, never drift fed
+        back (`worldsim probe one_step=true`). Its reward and ending are read as step()'s are: by the reward model
+        from the dreamt frame, or by the heads on the pass that caches the frame, here the true one."""
+        if self.cache is None:
+            raise RuntimeError("WorldSimulator.teacher_step() before reset(): call reset(frames) first")
+        b = self._batch
+        a = torch.as_tensor(np.asarray(actions, np.int64).reshape(-1), device=self.device)
+        check(a.shape[0] == b, "actions", tuple(a.shape), f"one action per world ({b})")
+        frames = np.ascontiguousarray(frames)
+        check(frames.ndim == 4 and frames.shape[0] == b and frames.shape[-1] == 3 and frames.dtype == np.uint8,
+              "frames", (frames.shape, str(frames.dtype)), f"the true next frames, ({b}, H, W, 3) uint8")
+        z, drafted, shown, _, judged = self._dream(a)
+        true = self._given(self.ae.encode(torch.from_numpy(frames).to(self.device)))[:, None]  # (B, 1, C, h, w)
+        return self._result(z, shown, self._commit(true, a), drafted, judged)
+
+    def _dream(self, a: torch.Tensor):
+        """(z, drafted, frames, seen, judged) of the next chunk under actions `a` (B,), against the cache, which it
+        does not write: the chunk z (B, 1, C, h, w), the action heads' draft, the frames it shows, the chunk to cache
+        (_shown) and the reward model's verdict."""
+        noise = self._noise((1, *self._latent_shape))  # (B, 1, C, h, w)
+        # each solver pass attends to the cached history and does not write to it
+        z, first = self._denoise(noise, a, None, 1.0, self.denoise_steps, self.cache, self.t)
+        drafted = self._action_heads(first, a, None)
+        frames, seen = self._shown(z)
+        return z, drafted, frames, seen, self._judge(a, seen)
 
     @torch.no_grad()
     def begin(self, batch_size: int) -> None:

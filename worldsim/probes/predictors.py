@@ -210,15 +210,47 @@ class TeacherForced:
         return Rollout(truth.frames, rewards, ended)
 
 
+class OneStep:
+    """A checkpoint dreaming every step one step ahead of the engine's own history (`WorldSimulator.teacher_step`):
+    each frame is the model's, each frame it remembers the engine's, so the families score what the model knows with
+    its drift taken out, and a walk away and back asks its memory alone. The engine plays each row's actions from its
+    context with the row's seed, as the ceiling's rows do; rows go in batches of at most `batch`, seeded as
+    Checkpoint's are. Its rewards are step()'s: read by the heads as the true frame is cached."""
+
+    name = "model"
+
+    def __init__(self, sim, batch: int):
+        self.sim, self.batch = sim, batch
+        self.context = sim.dit.config.context - 1  # as Checkpoint: older frames would leave the window at once
+
+    def predict(self, contexts: list[Context], actions: np.ndarray, seeds: np.ndarray, on_step=None) -> Rollout:
+        truth = Engine().predict(contexts, actions, seeds)
+        out = Rollout(np.zeros_like(truth.frames), np.zeros_like(truth.rewards), np.zeros_like(truth.terminated))
+        rows, steps = actions.shape
+        for lo in range(0, rows, self.batch):
+            hi = min(rows, lo + self.batch)
+            self.sim.seed(protocol.batch_seed(seeds[lo:hi]))
+            self.sim.reset(np.stack([c.frames[-self.context:] for c in contexts[lo:hi]]),  # (B, T0, H, W, 3)
+                           np.stack([c.actions[-self.context:] for c in contexts[lo:hi]]))
+            for t in range(steps):
+                s = self.sim.teacher_step(actions[lo:hi, t], truth.frames[lo:hi, t])
+                out.frames[lo:hi, t], out.rewards[lo:hi, t], out.terminated[lo:hi, t] = s.frames, s.rewards, \
+                    s.terminated
+                if on_step:
+                    on_step(hi - lo)
+        return out
+
+
 def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None = None,
                history_sigma: float | None = None, action_guidance: float | None = None,
                history_guidance: float | None = None, history_window: int | None = None,
                reencode: bool | None = None, device: str = "auto", batch: int = 64,
-               teacher_forced: bool = False) -> tuple[Probed | TeacherForced, dict]:
+               teacher_forced: bool = False, one_step: bool = False) -> tuple[Probed | TeacherForced | OneStep, dict]:
     """A Craft2D world-model checkpoint (None: the shipped one) as a predictor that makes frames of `view`, and what
     the report says of it: `view_trained` is whether `view` is among the frame shapes it was trained on. A view its
     autoencoder and patches do not tile is refused, naming it. `teacher_forced`: the TeacherForced predictor of it
-    (rewards on the engine's frames)."""
+    (rewards on the engine's frames); `one_step`: the OneStep predictor (every frame dreamt from the engine's
+    history)."""
     from worldsim.checkpoint import trained_views, view_problem
     from worldsim.envs.craft2d import is_craft2d
     from worldsim.simulator import load_simulator, set_view
@@ -240,8 +272,10 @@ def load_model(checkpoint: str | None, view: View, *, denoise_steps: int | None 
             "action_guidance": sim.diffusion.action_guidance, "history_guidance": sim.diffusion.history_guidance,
             "history_window": sim.diffusion.history_window, "reencode": sim.diffusion.reencode,
             "context": sim.dit.config.context, "view_trained": trained, "trained_views": [list(v) for v in views],
-            "teacher_forced": teacher_forced}
-    return (TeacherForced(sim) if teacher_forced else Probed(Checkpoint(sim), batch=batch)), meta
+            "teacher_forced": teacher_forced, "one_step": one_step}
+    if teacher_forced:
+        return TeacherForced(sim), meta
+    return (OneStep(sim, batch) if one_step else Probed(Checkpoint(sim), batch=batch)), meta
 
 
 def frame_sizes(shapes) -> str:

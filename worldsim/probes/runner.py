@@ -75,6 +75,10 @@ class ProbeConfig:
     teacher_forced: bool = field(default=False, metadata={
         "help": "suite=reward only: the checkpoint pays on the engine's own frames (its reward model or heads reading "
                 "them), the dream's drift taken out"})
+    one_step: bool = field(default=False, metadata={
+        "help": "every frame dreamt one step ahead of the engine's own history, which the model remembers in place "
+                "of its dream (teacher forcing): the families with the dream's drift taken out, the walks asking "
+                "memory alone; copy-last then copies the engine's frame before each step"})
 
     def __post_init__(self):
         from worldsim.device import resolve_device  # here, not at the top: it imports torch
@@ -103,6 +107,8 @@ class ProbeConfig:
               self.teacher_forced,
               "false, or true with suite=reward and a checkpoint (on the engine's frames the other families would "
               "score the engine)")
+        check(not self.one_step or not (self.model or self.teacher_forced), "one_step", self.one_step,
+              "false, or true with a checkpoint and teacher_forced=false (a model= steps its own history)")
 
     def view(self) -> View:
         """The view every run is played at; a view the probes cannot take is refused, naming it."""
@@ -174,7 +180,7 @@ def run(cfg: ProbeConfig, predictor=None, quiet: bool = False) -> dict:
     idle = (rewarding.idle_return(predictor, rewarding.starts(suite.idle_rows, cfg.seed, view), suite.idle_steps,
                                   mine[0] + 400 + np.arange(suite.idle_rows)) if paying else None)
     model_seconds = time.perf_counter() - timer
-    results = [_score(c, suite) for c in cases]
+    results = [_score(c, suite, cfg.one_step) for c in cases]
     summary = {
         "predictor": predictor.name, "view": [view.width, view.height], "frame_shape": list(view.frame_shape),
         **meta, "config": _public(cfg), "suite": _public(suite),
@@ -205,7 +211,7 @@ def _load(cfg: ProbeConfig) -> tuple[Predictor, dict]:
     return load_model(cfg.checkpoint, cfg.view(), denoise_steps=cfg.denoise_steps, history_sigma=cfg.history_sigma,
                       action_guidance=cfg.action_guidance, history_guidance=cfg.history_guidance,
                       history_window=cfg.history_window, reencode=cfg.reencode, device=cfg.device, batch=cfg.batch,
-                      teacher_forced=cfg.teacher_forced)
+                      teacher_forced=cfg.teacher_forced, one_step=cfg.one_step)
 
 
 def _case(probe: Probe, index: int) -> _Case:
@@ -294,12 +300,17 @@ def _measure(c: _Case, kind: str, suite: Suite | None = None) -> dict:
     return c.got[kind]
 
 
-def _score(c: _Case, suite: Suite) -> dict:
+def _score(c: _Case, suite: Suite, one_step: bool = False) -> dict:
+    """The probe's score and report entry. `one_step`: the model's frames were each made from the engine's history,
+    so copy-last copies the engine's frame before each step, and the walks' moves are read from it."""
     p = c.probe
     for kind, pred in (("copy_last", CopyLast()), ("mean_frame", MeanFrame())):
         contexts = [tr.context for tr in c.traces]
         out = pred.predict(contexts, _actions(c), np.zeros(len(contexts)))
         c.rows[kind], c.events[kind] = out.frames[:, None], (out.rewards[:, None], out.terminated[:, None])
+    before = [np.concatenate([tr.context.frames[-1:], tr.frames[:-1]]) for tr in c.traces]  # (T, H, W, 3) each
+    if one_step:
+        c.rows["copy_last"] = np.stack(before)[:, None]  # (runs, 1, T, H, W, 3)
     got = {kind: _measure(c, kind, suite) for kind in c.rows if kind != "engine_shuffled"}  # that one: the floor rule
     floors = {k: scoring.finite_mean(got[k]["m"]) for k in ("copy_last", "mean_frame")}
     if "model_shuffled" in got:
@@ -319,7 +330,8 @@ def _score(c: _Case, suite: Suite) -> dict:
         "psnr": {kind: _psnr(c, kind) for kind in ("model", "copy_last", "ceiling")},
     }
     if p.family in WALKS:  # does the view move as the engine's camera does?
-        entry["moves"] = {kind: scoring.view_moves(c.traces[0], c.rows[kind][0]).tolist()
+        entry["moves"] = {kind: scoring.view_moves(c.traces[0], c.rows[kind][0],
+                                                   before[0] if one_step and kind == "model" else None).tolist()
                           for kind in ("model", "ceiling")}
     if p.family == "stability":
         g = got["model"]
@@ -461,6 +473,8 @@ def _public(obj) -> dict:
 def table(summary: dict) -> str:
     """The family scores as a text table."""
     lines = [f"{'family':<12} {'score':>6} {'+-':>5} {'id':>6} {'ood':>6} {'probes':>7}"]
+    if summary.get("one_step"):
+        lines.insert(0, "one step ahead of the engine's history (one_step=true): the model's drift taken out")
     for fam, f in summary["families"].items():
         lines.append(f"{fam:<12} {f['score']:>6.2f} {f['std']:>5.2f} {f['id']:>6.2f} {f['ood']:>6.2f} "
                      f"{f['informative']:>3}/{f['probes']:<3}")

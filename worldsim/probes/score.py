@@ -86,10 +86,11 @@ MOVES = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # a camera's move 
 MOVE_SPANS = ((1, 4), (5, 12), (13, None))  # steps of a rollout (1-based) the moves are counted over apart
 
 
-def view_moves(trace: Trace, pred: np.ndarray) -> np.ndarray:
+def view_moves(trace: Trace, pred: np.ndarray, before: np.ndarray | None = None) -> np.ndarray:
     """pred (replicas, T, H, W, 3) -> (len(MOVE_SPANS), 2) counts over replicas: [steps told, steps right]. Each
     step's move is read off the frames alone: the shift (dx, dy) in tiles that best maps the frame before (the last
-    context frame for the first step) onto this one, on the world cells away from the edges and from the player's
+    context frame for the first step; `before` (T, H, W, 3), where given, is each step's frame before: the engine's,
+    for frames each made from its history) onto this one, on the world cells away from the edges and from the player's
     column (the camera centres on the player, who stays put). A step is told when one shift is best, and right when it
     is the move of the engine's camera. A world that stops scrolling, or draws what sticks to the player, moves wrong
     however well it remembers; over flat featureless ground nothing is told."""
@@ -101,15 +102,16 @@ def view_moves(trace: Trace, pred: np.ndarray) -> np.ndarray:
     keep = [(inner != cols // 2) & (inner + dx != cols // 2) for dx, _ in MOVES]  # columns compared under each move
     span_of = [next(i for i, (lo, hi) in enumerate(MOVE_SPANS) if t >= lo and (hi is None or t <= hi))
                for t in range(1, len(moves) + 1)]  # each step's span
+    given = None if before is None else decode_cells(before)[0][:, :-1]  # (T, rows, cols) world cells
     out = np.zeros((len(MOVE_SPANS), 2), np.int64)
     for rollout in pred:
         cells = decode_cells(rollout)[0][:, :-1]  # (T, rows, cols) world cells
-        for t, (before, now) in enumerate(zip([last, *cells[:-1]], cells)):
+        for t, (prev, now) in enumerate(zip([last, *cells[:-1]] if given is None else given, cells)):
             truth = tuple(int(v) for v in moves[t])
             if truth not in MOVES:
                 continue  # a camera clamped or teleported: no one-tile move to judge
-            # under move (dx, dy), now[r, c] shows what before showed at [r + dy, c + dx]
-            fit = np.array([(now[1:-1, 1:-1] == before[1 + dy:rows - 1 + dy, 1 + dx:cols - 1 + dx])[:, k].mean()
+            # under move (dx, dy), now[r, c] shows what prev showed at [r + dy, c + dx]
+            fit = np.array([(now[1:-1, 1:-1] == prev[1 + dy:rows - 1 + dy, 1 + dx:cols - 1 + dx])[:, k].mean()
                             for (dx, dy), k in zip(MOVES, keep)])
             best = np.flatnonzero(fit == fit.max())
             if len(best) == 1:
