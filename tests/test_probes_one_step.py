@@ -11,10 +11,10 @@ import pytest
 
 from worldsim.cli import main
 from worldsim.models.diffusion import DiffusionConfig
-from worldsim.probes.families import build_suite
+from worldsim.probes.families import FAMILIES, build_suite
 from worldsim.probes.predictors import Engine, OneStep, reference
 from worldsim.probes.protocol import Rollout
-from worldsim.probes.runner import QUICK
+from worldsim.probes.runner import QUICK, ProbeConfig
 from worldsim.probes.score import view_moves
 from worldsim.simulator import WorldSimulator
 
@@ -128,3 +128,8 @@ def test_cli_one_step_probes_a_checkpoint_and_refuses_what_it_cannot_do(tmp_path
     for extra in ([f"checkpoint={ckpt}", "teacher_forced=true", "suite=reward"], ["model=x:y"]):
         assert main(["probe", *common, "one_step=true", *extra, f"out={tmp_path / 'x'}"]) == 2
         assert "one_step=True: expected false, or true with a checkpoint" in capsys.readouterr().err
+    assert main(["probe", *common, "one_step=true", f"checkpoint={ckpt}", "suite=control+stability",
+                 f"out={tmp_path / 'x'}"]) == 2
+    assert "without stability with one_step=true" in capsys.readouterr().err
+    assert "stability" not in ProbeConfig(one_step=True).families()  # suite=all: every family that means something
+    assert set(ProbeConfig(one_step=True).families()) == set(FAMILIES) - {"stability"}

@@ -78,7 +78,8 @@ class ProbeConfig:
     one_step: bool = field(default=False, metadata={
         "help": "every frame dreamt one step ahead of the engine's own history, which the model remembers in place "
                 "of its dream (teacher forcing): the families with the dream's drift taken out, the walks asking "
-                "memory alone; copy-last then copies the engine's frame before each step"})
+                "memory alone; copy-last then copies the engine's frame before each step; stability, a question of "
+                "the model's own long rollouts, is left out"})
 
     def __post_init__(self):
         from worldsim.device import resolve_device  # here, not at the top: it imports torch
@@ -120,6 +121,11 @@ class ProbeConfig:
         if bad or not names:
             raise ValueError(f"suite={self.suite!r}: expected 'all' or families joined by '+' (permanence+control), "
                              f"from {FAMILIES}")
+        if self.one_step and self.suite == "all":
+            return tuple(n for n in names if n != "stability")  # a question of the model's own long rollouts
+        check(not (self.one_step and "stability" in names), "suite", self.suite,
+              "families without stability with one_step=true (stability asks how the model's own long rollouts "
+              "hold up; one step ahead of the engine's history there are none)")
         return names
 
 
